@@ -1,0 +1,98 @@
+// swift-tools-version:6.1
+//
+// QKDChannel: the classical side of a QKD link. Layers (top depends on bottom), see README.md:
+//   qkd-node (CLI) -> QKDKeyPool -> QKDWire -> QKDCrypto -> CSodium / CQKDKernels
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "QKDChannel",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "QKDCrypto", targets: ["QKDCrypto"]),
+        .library(name: "QKDWire", targets: ["QKDWire"]),
+        .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
+        .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
+        .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .executable(name: "qkd-node", targets: ["qkd-node"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // libsodium, found with pkg-config. Only QKDCrypto imports it (`internal import CSodium`).
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        // Hot kernels in C: GF(2^128) multiplication and GHASH with runtime CPU dispatch
+        // (PCLMULQDQ) and a portable constant-time fallback. Only QKDCrypto imports it.
+        .target(name: "CQKDKernels"),
+        .target(
+            name: "QKDCrypto",
+            dependencies: ["CSodium", "CQKDKernels"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "QKDWire",
+            dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "QKDKeyPool",
+            dependencies: ["QKDCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "QKDPostProcessing",
+            dependencies: ["QKDCrypto", "QKDWire"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "QKDSimulation",
+            dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "qkd-node",
+            dependencies: [
+                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Shared test helpers: the vector loader, package paths, in-memory pairs.
+        .target(
+            name: "QKDTestSupport",
+            dependencies: ["QKDCrypto"],
+            path: "Tests/QKDTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDCryptoTests",
+            dependencies: ["QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDWireTests",
+            dependencies: ["QKDWire", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDKeyPoolTests",
+            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDPostProcessingTests",
+            dependencies: ["QKDPostProcessing", "QKDSimulation", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `qkd-node bench <workload>`: each workload prints one JSON object
+/// `{"workload": ..., "results": [{"metric", "value", "unit", "baseline", "ratio"}]}`,
+/// with a baseline measured in the same run. Each workload lives in its own file, Bench<Name>.swift.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure a workload against a baseline measured in the same run.",
+        subcommands: []
+    )
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+import QKDCrypto
+
+@main
+struct QKDNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qkd-node",
+        abstract: "The classical side of a QKD link: authenticated channel, key pool, BB84 post-processing.",
+        subcommands: [SelftestCommand.self, BenchCommand.self]
+    )
+}
