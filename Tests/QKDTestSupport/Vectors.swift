@@ -1,5 +1,5 @@
-import Foundation
-public import QKDCrypto
+public import Foundation
+import QKDCrypto
 
 /// Where the package lives, found from this file's path, so tests can read `Spec/vectors/` and
 /// `Fuzz/FailCases/` in place (the vectors are normative: they belong to Spec/, not to a test bundle).
