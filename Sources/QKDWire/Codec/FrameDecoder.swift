@@ -15,7 +15,7 @@ public import QKDCrypto
 ///
 /// The decoder holds what it is given; call ``nextFrame()`` after each append so that it never
 /// holds more than one incomplete frame plus one append.
-public struct FrameDecoder {
+public struct FrameDecoder: Sendable {
     private enum State {
         /// At a frame boundary, or inside the first 32 bytes of a frame.
         case awaitingHeader
