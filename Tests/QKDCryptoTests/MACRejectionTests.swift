@@ -119,6 +119,21 @@ import Testing
         #expect(throws: QKDError(.unknownSuite)) { try MACSuite(wireValue: 3) }
     }
 
+    /// A zero hash key makes the hash constant (every message gets the tag `s`), so it is refused.
+    /// Found by Fuzz/FuzzMAC (Fuzz/FailCases/FuzzMAC/zero-hash-key); for Poly1305 the check
+    /// applies after clamping, so a key whose only set bits are clamped away is weak too.
+    @Test func weakHashKeysAreRefused() throws {
+        for suite in MACSuite.allCases {
+            #expect(throws: QKDError(.weakHashKey)) { try HashKey(suite: suite, rawRepresentation: [UInt8](repeating: 0, count: 16)) }
+        }
+        var clampedAway = [UInt8](repeating: 0, count: 16)
+        clampedAway[3] = 0xf0; clampedAway[4] = 0x03; clampedAway[15] = 0xf0
+        #expect(throws: QKDError(.weakHashKey)) { try HashKey(suite: .poly1305OTP, rawRepresentation: clampedAway) }
+        _ = try HashKey(suite: .gf128OTP, rawRepresentation: clampedAway)  // not weak for GHASH
+        var one = [UInt8](repeating: 0, count: 16); one[0] = 1
+        for suite in MACSuite.allCases { _ = try HashKey(suite: suite, rawRepresentation: one) }
+    }
+
     @Test func suiteNamesRoundTrip() throws {
         for suite in MACSuite.allCases {
             #expect(MACSuite(name: suite.description) == suite)
