@@ -9,7 +9,8 @@
  * a^128 + a^7 + a^2 + a + 1. Published GHASH vectors therefore check these functions directly.
  *
  * Every function has a carry-less-multiply path (PCLMULQDQ, chosen at run time) and a portable
- * constant-time path. Neither branches nor indexes memory on secret data.
+ * constant-time path. Neither branches nor indexes memory on secret data. The bit-serial
+ * reference (qkd_gf128_mul_reference) exists for tests only.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,24 +22,45 @@ extern "C" {
 /* Number of precomputed powers of H kept in a key (aggregated reduction, Gueron and Kounavis). */
 #define QKD_GHASH_POWERS 8
 
-/* A GHASH key: H and its powers H^1..H^8, in the layout the kernels want. Wipe it when done. */
+/*
+ * A GHASH key: H and its powers H^1..H^8, in the layouts the kernels want. The fields are
+ * private to the kernels (callers only need sizeof and pointers). It holds key material: keep
+ * it in locked memory and wipe it when done.
+ *
+ * Every element below is the "reflected" 128-bit integer of a field element: the 16 GCM bytes
+ * read big-endian, so x_0 is bit 127 and x_127 is bit 0 (equivalently, the bytes reversed and
+ * read little-endian, which is what PSHUFB + MOVDQU give). Words are stored (lo, hi).
+ */
 typedef struct qkd_ghash_key {
-    uint64_t h[QKD_GHASH_POWERS][2]; /* h[i] = H^(i+1), as (hi, lo) big-endian-loaded words */
-    uint64_t hk[QKD_GHASH_POWERS];   /* Karatsuba helper words for the PCLMUL path: hi ^ lo */
+    /* clmul[i] = H^(i+1) * a^-1 (reflected), i.e. H^(i+1) shifted left by one bit and reduced:
+     * the PCLMULQDQ product of a reflected block with it needs no 1-bit fix-up shift
+     * (Gueron and Kounavis 2014, section 4). */
+    uint64_t clmul[QKD_GHASH_POWERS][2];
+    /* Karatsuba helper words: clmul[i][0] ^ clmul[i][1]. */
+    uint64_t clmul_kara[QKD_GHASH_POWERS];
+    /* Portable path (BearSSL-style ctmul64): G = H * a^-1 (reflected) as (lo, hi, lo ^ hi), and
+     * the same three words bit-reversed, for the high halves of the 64x64 products. */
+    uint64_t portable[6];
 } qkd_ghash_key;
 
-/* 1 if the CPU has PCLMULQDQ and SSE4.1 (the fast path is used), else 0. */
+/* 1 if the CPU has PCLMULQDQ and SSE4.1 (the fast path is used), else 0. Cached after the
+ * first call. Always 0 on non-x86_64 builds. */
 int qkd_cpu_has_clmul(void);
 
 /* Force the portable path (1) or restore automatic dispatch (0). For tests and benchmarks. */
 void qkd_kernels_force_portable(int force);
 
+/* 1 if the dispatching functions currently take the PCLMULQDQ path, else 0. */
+int qkd_kernels_using_clmul(void);
+
 /* out = a * b in GF(2^128), GHASH convention. out may alias a or b. Dispatching. */
 void qkd_gf128_mul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]);
 /* The two implementations behind qkd_gf128_mul, exposed so tests can check one against the other. */
 void qkd_gf128_mul_portable(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]);
-/* Precondition: qkd_cpu_has_clmul() == 1. */
+/* Precondition: qkd_cpu_has_clmul() == 1. (On non-x86_64 builds it computes the portable result.) */
 void qkd_gf128_mul_clmul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]);
+/* The GCM specification's bit-serial Algorithm 1. Slow; for tests only. out may alias a or b. */
+void qkd_gf128_mul_reference(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]);
 
 /* Fill key from H (16 bytes). */
 void qkd_ghash_key_init(qkd_ghash_key *key, const uint8_t h[16]);
@@ -46,7 +68,7 @@ void qkd_ghash_key_init(qkd_ghash_key *key, const uint8_t h[16]);
 /* For each of the nblocks 16-byte blocks B: acc = (acc XOR B) * H. Dispatching. */
 void qkd_ghash_blocks(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks);
 void qkd_ghash_blocks_portable(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks);
-/* Precondition: qkd_cpu_has_clmul() == 1. */
+/* Precondition: qkd_cpu_has_clmul() == 1. (On non-x86_64 builds it computes the portable result.) */
 void qkd_ghash_blocks_clmul(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks);
 
 #ifdef __cplusplus

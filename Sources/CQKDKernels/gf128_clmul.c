@@ -1,0 +1,132 @@
+/*
+ * PCLMULQDQ kernels for GHASH (x86_64 only). Compiled for baseline x86-64 except the functions
+ * marked QKD_CLMUL_TARGET, which the dispatcher (gf128.c) only calls after checking the CPU.
+ *
+ * Method: Gueron and Kounavis, "Intel Carry-Less Multiplication Instruction and its Usage for
+ * Computing the GCM Mode" (Intel white paper, 2010, rev. 2.02 2014):
+ * - blocks are byte-reversed (PSHUFB) so a field element is the reflected 128-bit integer;
+ * - each 128x128 product is three PCLMULQDQ (Karatsuba);
+ * - the key holds H^i * a^-1 (see qkd_mul_inv_a), so products need no 1-bit shift;
+ * - aggregated reduction: for 8 blocks X1..X8 and accumulator Y,
+ *     Y' = (Y + X1) H^8 + X2 H^7 + ... + X8 H,
+ *   the eight 256-bit products are XORed unreduced and reduced once;
+ * - the reduction is two PCLMULQDQ by the reflected polynomial constant 0xC2000000_00000000.
+ */
+#include "gf128_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define QKD_CLMUL_TARGET __attribute__((target("pclmul,sse2,ssse3,sse4.1")))
+
+/* Byte reversal of a 16-byte block: GCM bytes -> reflected integer, and back. */
+QKD_CLMUL_TARGET static inline __m128i bswap128(__m128i x) {
+    const __m128i mask = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm_shuffle_epi8(x, mask);
+}
+
+QKD_CLMUL_TARGET static inline __m128i load_block(const uint8_t *p) {
+    return bswap128(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+QKD_CLMUL_TARGET static inline void store_block(uint8_t *p, __m128i x) {
+    _mm_storeu_si128((__m128i *)(void *)p, bswap128(x));
+}
+
+QKD_CLMUL_TARGET static inline __m128i load_power(const qkd_ghash_key *key, int i) {
+    return _mm_loadu_si128((const __m128i *)(const void *)key->clmul[i]);
+}
+
+QKD_CLMUL_TARGET static inline __m128i load_kara(const qkd_ghash_key *key, int i) {
+    return _mm_loadl_epi64((const __m128i *)(const void *)&key->clmul_kara[i]);
+}
+
+/* Accumulates the Karatsuba partial products of x * h into lo, hi, mid (unreduced). hk's low
+ * qword is h.lo ^ h.hi. */
+QKD_CLMUL_TARGET static inline void mul_acc(__m128i x, __m128i h, __m128i hk,
+                                            __m128i *lo, __m128i *hi, __m128i *mid) {
+    __m128i xk = _mm_xor_si128(x, _mm_shuffle_epi32(x, 0x4e));
+    *lo = _mm_xor_si128(*lo, _mm_clmulepi64_si128(x, h, 0x00));
+    *hi = _mm_xor_si128(*hi, _mm_clmulepi64_si128(x, h, 0x11));
+    *mid = _mm_xor_si128(*mid, _mm_clmulepi64_si128(xk, hk, 0x00));
+}
+
+/* Turns Karatsuba parts into the 256-bit product hi:lo and reduces it modulo P. With the a^-1
+ * pre-shift, bit 255 - k holds the coefficient of a^k, so lo (degrees 128..255) is folded into
+ * hi with a^128 = a^7 + a^2 + a + 1, in two 64-bit steps, each one PCLMULQDQ of the low qword
+ * by 0xC2000000_00000000 (the reflected a^7 + a^2 + a, shifted) plus a qword swap. */
+QKD_CLMUL_TARGET static inline __m128i karatsuba_reduce(__m128i lo, __m128i hi, __m128i mid) {
+    const __m128i poly = _mm_set_epi64x((long long)UINT64_C(0xC200000000000000), 1);
+    mid = _mm_xor_si128(mid, _mm_xor_si128(lo, hi));
+    lo = _mm_xor_si128(lo, _mm_slli_si128(mid, 8));
+    hi = _mm_xor_si128(hi, _mm_srli_si128(mid, 8));
+    __m128i t = _mm_clmulepi64_si128(lo, poly, 0x10);
+    lo = _mm_xor_si128(_mm_shuffle_epi32(lo, 0x4e), t);
+    t = _mm_clmulepi64_si128(lo, poly, 0x10);
+    lo = _mm_xor_si128(_mm_shuffle_epi32(lo, 0x4e), t);
+    return _mm_xor_si128(lo, hi);
+}
+
+QKD_CLMUL_TARGET void qkd_gf128_mul_clmul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) {
+    qkd_u128 g = qkd_mul_inv_a(qkd_load_block(b));
+    __m128i h = _mm_set_epi64x((long long)g.hi, (long long)g.lo);
+    __m128i hk = _mm_cvtsi64_si128((long long)(g.lo ^ g.hi));
+    __m128i x = load_block(a);
+    __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128(), mid = _mm_setzero_si128();
+    mul_acc(x, h, hk, &lo, &hi, &mid);
+    store_block(out, karatsuba_reduce(lo, hi, mid));
+    qkd_wipe(&g, sizeof g);
+}
+
+QKD_CLMUL_TARGET void qkd_ghash_blocks_clmul(uint8_t acc[16], const qkd_ghash_key *key,
+                                             const uint8_t *blocks, size_t nblocks) {
+    __m128i y = load_block(acc);
+    if (nblocks >= 8) {
+        const __m128i h1 = load_power(key, 0), h2 = load_power(key, 1);
+        const __m128i h3 = load_power(key, 2), h4 = load_power(key, 3);
+        const __m128i h5 = load_power(key, 4), h6 = load_power(key, 5);
+        const __m128i h7 = load_power(key, 6), h8 = load_power(key, 7);
+        const __m128i k1 = load_kara(key, 0), k2 = load_kara(key, 1);
+        const __m128i k3 = load_kara(key, 2), k4 = load_kara(key, 3);
+        const __m128i k5 = load_kara(key, 4), k6 = load_kara(key, 5);
+        const __m128i k7 = load_kara(key, 6), k8 = load_kara(key, 7);
+        while (nblocks >= 8) {
+            __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128(), mid = _mm_setzero_si128();
+            mul_acc(_mm_xor_si128(y, load_block(blocks)), h8, k8, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 16), h7, k7, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 32), h6, k6, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 48), h5, k5, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 64), h4, k4, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 80), h3, k3, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 96), h2, k2, &lo, &hi, &mid);
+            mul_acc(load_block(blocks + 112), h1, k1, &lo, &hi, &mid);
+            y = karatsuba_reduce(lo, hi, mid);
+            blocks += 128;
+            nblocks -= 8;
+        }
+    }
+    if (nblocks > 0) {
+        /* Tail of 1..7 blocks: the same aggregation with H^n..H^1 and one reduction. */
+        __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128(), mid = _mm_setzero_si128();
+        y = _mm_xor_si128(y, load_block(blocks));
+        for (size_t i = 0; i < nblocks; i++) {
+            __m128i x = i == 0 ? y : load_block(blocks + 16 * i);
+            int p = (int)(nblocks - 1 - i);
+            mul_acc(x, load_power(key, p), load_kara(key, p), &lo, &hi, &mid);
+        }
+        y = karatsuba_reduce(lo, hi, mid);
+    }
+    store_block(acc, y);
+}
+
+#else /* not x86_64: no PCLMULQDQ; keep the symbols, computing the portable result. */
+
+void qkd_gf128_mul_clmul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) {
+    qkd_gf128_mul_portable(out, a, b);
+}
+
+void qkd_ghash_blocks_clmul(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) {
+    qkd_ghash_blocks_portable(acc, key, blocks, nblocks);
+}
+
+#endif
