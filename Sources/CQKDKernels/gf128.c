@@ -9,6 +9,7 @@
 
 /* -1: not probed yet; 0 or 1 afterwards. Relaxed atomics: every thread computes the same value. */
 static int cpu_has_clmul_cache = -1;
+static int cpu_has_vpclmul_cache = -1;
 static int force_portable_flag = 0;
 
 static int probe_clmul(void) {
@@ -18,6 +19,24 @@ static int probe_clmul(void) {
 #else
     return 0;
 #endif
+}
+
+static int probe_vpclmul(void) {
+#if defined(__x86_64__)
+    /* compiler-rt and libgcc only report AVX features when the OS saves YMM state (XGETBV). */
+    return probe_clmul() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vpclmulqdq") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int qkd_cpu_has_vpclmul(void) {
+    int v = __atomic_load_n(&cpu_has_vpclmul_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = probe_vpclmul();
+        __atomic_store_n(&cpu_has_vpclmul_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 int qkd_cpu_has_clmul(void) {
@@ -46,10 +65,12 @@ void qkd_gf128_mul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) {
 }
 
 void qkd_ghash_blocks(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) {
-    if (qkd_kernels_using_clmul()) {
-        qkd_ghash_blocks_clmul(acc, key, blocks, nblocks);
-    } else {
+    if (!qkd_kernels_using_clmul()) {
         qkd_ghash_blocks_portable(acc, key, blocks, nblocks);
+    } else if (qkd_cpu_has_vpclmul()) {
+        qkd_ghash_blocks_vpclmul(acc, key, blocks, nblocks);
+    } else {
+        qkd_ghash_blocks_clmul(acc, key, blocks, nblocks);
     }
 }
 
@@ -79,13 +100,14 @@ void qkd_ghash_key_init(qkd_ghash_key *key, const uint8_t h[16]) {
     qkd_u128 h1 = qkd_load_block(h);
     qkd_gf128_portable_prepare(g1, qkd_mul_inv_a(h1));
     qkd_u128 p = h1;
-    for (int i = 0; i < QKD_GHASH_POWERS; i++) {
-        qkd_u128 g = qkd_mul_inv_a(p); /* H^(i+1) * a^-1 */
-        key->clmul[i][0] = g.lo;
-        key->clmul[i][1] = g.hi;
-        key->clmul_kara[i] = g.lo ^ g.hi;
-        if (i == 0) qkd_gf128_portable_prepare(key->portable, g);
+    for (int k = 1; k <= QKD_GHASH_POWERS; k++) {
+        qkd_u128 g = qkd_mul_inv_a(p); /* H^k * a^-1, stored at index QKD_GHASH_POWERS - k */
+        key->clmul[QKD_GHASH_POWERS - k][0] = g.lo;
+        key->clmul[QKD_GHASH_POWERS - k][1] = g.hi;
+        key->clmul_kara[QKD_GHASH_POWERS - k][0] = g.lo ^ g.hi;
+        if (k == 1) qkd_gf128_portable_prepare(key->portable, g);
         p = qkd_gf128_portable_mul_pre(p, g1);
+        qkd_wipe(&g, sizeof g);
     }
     qkd_wipe(g1, sizeof g1);
     qkd_wipe(&h1, sizeof h1);

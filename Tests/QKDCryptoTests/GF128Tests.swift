@@ -10,6 +10,8 @@ import QKDTestSupport
 
 /// True when this CPU can run the PCLMULQDQ kernels.
 private let cpuHasCLMUL = qkd_cpu_has_clmul() != 0
+/// True when this CPU can run the 256-bit VPCLMULQDQ GHASH kernel.
+private let cpuHasVPCLMUL = qkd_cpu_has_vpclmul() != 0
 private let noCLMULNote: Comment =
     "this CPU lacks PCLMULQDQ/SSE4.1 (or the build is not x86_64): the clmul path is not tested here"
 
@@ -47,12 +49,20 @@ enum MulImplementation: String, CaseIterable, CustomTestStringConvertible, Senda
 
 /// One of the GHASH block kernels.
 enum GHashPath: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case portable, clmul, dispatching
+    case portable, clmul, vpclmul, dispatching
 
     var testDescription: String { rawValue }
 
+    /// The kernels this machine can run (the clmul and vpclmul paths are left out, not faked,
+    /// on CPUs without the instructions; the dispatching path is always there).
     static var available: [GHashPath] {
-        allCases.filter { $0 != .clmul || cpuHasCLMUL }
+        allCases.filter {
+            switch $0 {
+            case .portable, .dispatching: true
+            case .clmul: cpuHasCLMUL
+            case .vpclmul: cpuHasVPCLMUL
+            }
+        }
     }
 
     /// acc = (...((acc ^ B1) H ^ B2) H ...) H over the blocks of `data` (a multiple of 16 bytes).
@@ -72,6 +82,7 @@ enum GHashPath: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 switch self {
                 case .portable: qkd_ghash_blocks_portable(o.baseAddress!, key, d.baseAddress, n)
                 case .clmul: qkd_ghash_blocks_clmul(o.baseAddress!, key, d.baseAddress, n)
+                case .vpclmul: qkd_ghash_blocks_vpclmul(o.baseAddress!, key, d.baseAddress, n)
                 case .dispatching: qkd_ghash_blocks(o.baseAddress!, key, d.baseAddress, n)
                 }
             }
@@ -180,9 +191,9 @@ struct GF128MultiplyTests {
 
 @Suite("GHASH block kernels")
 struct GHashBlockTests {
-    /// Every length 0...70 blocks (the 8-block loop, and every tail of 0..7 blocks after 0..8
-    /// iterations), random keys and starting accumulators: all paths equal the Swift loop of
-    /// reference multiplies.
+    /// Every length 0...70 blocks (the 8-block clmul loop and the 16-block vpclmul loop, and
+    /// every tail after them), random keys and starting accumulators: all paths equal the Swift
+    /// loop of reference multiplies.
     @Test func randomLengthsAgreeWithReference() {
         var random = DeterministicRandomSource(seed: 4)
         for blocks in 0...70 {
@@ -226,15 +237,15 @@ struct GHashBlockTests {
         }
     }
 
-    /// Key setup stores H^1..H^8; a key whose powers were wrong would still pass single-block
-    /// tests, so check the 8-block aggregation on structured inputs too: one non-zero block at
-    /// each position of an 8-block group picks out each stored power.
+    /// Key setup stores H^1..H^16; a key whose powers were wrong would still pass single-block
+    /// tests, so check the aggregation on structured inputs too: one non-zero block at each
+    /// position of a 32-block input picks out each stored power in each loop.
     @Test(arguments: GHashPath.available)
     func eachPowerIsUsedCorrectly(_ path: GHashPath) {
         var random = DeterministicRandomSource(seed: 6)
         let h = random.bytes(count: 16)
-        for position in 0..<16 {
-            var data = [UInt8](repeating: 0, count: 16 * 16)
+        for position in 0..<32 {
+            var data = [UInt8](repeating: 0, count: 16 * 32)
             data[16 * position] = 0x80  // the block "1"
             #expect(path.run(acc: zero, h: h, data: data) == referenceGHash(acc: zero, h: h, data: data), "position \(position)")
         }
