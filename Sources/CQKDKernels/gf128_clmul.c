@@ -10,7 +10,8 @@
  * - aggregated reduction: for 8 blocks X1..X8 and accumulator Y,
  *     Y' = (Y + X1) H^8 + X2 H^7 + ... + X8 H,
  *   the eight 256-bit products are XORed unreduced and reduced once;
- * - the reduction is two PCLMULQDQ by the reflected polynomial constant 0xC2000000_00000000.
+ * - the reduction is two PCLMULQDQ by the constant 0xC2000000_00000000 (Montgomery reduction
+ *   in the bit-reflected domain, see karatsuba_reduce).
  */
 #include "gf128_internal.h"
 
@@ -51,10 +52,13 @@ QKD_CLMUL_TARGET static inline void mul_acc(__m128i x, __m128i h, __m128i hk,
     *mid = _mm_xor_si128(*mid, _mm_clmulepi64_si128(xk, hk, 0x00));
 }
 
-/* Turns Karatsuba parts into the 256-bit product hi:lo and reduces it modulo P. With the a^-1
- * pre-shift, bit 255 - k holds the coefficient of a^k, so lo (degrees 128..255) is folded into
- * hi with a^128 = a^7 + a^2 + a + 1, in two 64-bit steps, each one PCLMULQDQ of the low qword
- * by 0xC2000000_00000000 (the reflected a^7 + a^2 + a, shifted) plus a qword swap. */
+/* Turns Karatsuba parts into the 256-bit product hi:lo and reduces it. Read as ordinary
+ * polynomials in x (bit i = x^i), reflected GCM elements live in the POLYVAL field modulo
+ * Q = x^128 + x^127 + x^126 + x^121 + 1, and the GHASH product is a Montgomery product
+ * (RFC 8452, Appendix A; the a^-1 pre-shift of the key is its mulX_POLYVAL). The reduction is
+ * T = T * x^-128 mod Q in two 64-bit Montgomery steps T = (T + T0 * Q) / x^64: T0 * (x^127 +
+ * x^126 + x^121) / x^64 is one PCLMULQDQ of the low qword by 0xC2000000_00000000, and the x^128
+ * and 1 terms of Q are a qword swap. Same as OpenSSL's and Go's GHASH. */
 QKD_CLMUL_TARGET static inline __m128i karatsuba_reduce(__m128i lo, __m128i hi, __m128i mid) {
     const __m128i poly = _mm_set_epi64x((long long)UINT64_C(0xC200000000000000), 1);
     mid = _mm_xor_si128(mid, _mm_xor_si128(lo, hi));

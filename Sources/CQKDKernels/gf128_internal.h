@@ -45,9 +45,9 @@ static inline void qkd_store_block(uint8_t b[16], qkd_u128 v) {
  *
  * Why: the carry-less product of two reflected 128-bit integers is the reflected product shifted
  * right by one bit (bit 254 - k holds coefficient k). Multiplying by a precomputed H * a^-1
- * instead of H puts coefficient k at bit 255 - k, so no 256-bit shift is needed per product
- * (Gueron and Kounavis 2014, "Intel Carry-Less Multiplication Instruction and its Usage for
- * Computing the GCM Mode", rev. 2.02, section "Shift-free" precomputation; OpenSSL gcm_init_clmul).
+ * instead of H puts coefficient k at bit 255 - k, so no 256-bit shift is needed per product.
+ * This is the precomputation of OpenSSL's gcm_init_clmul, and RFC 8452 (Appendix A) names it
+ * mulX_POLYVAL when it relates GHASH to POLYVAL.
  */
 static inline qkd_u128 qkd_mul_inv_a(qkd_u128 x) {
     uint64_t carry = (uint64_t)0 - (x.hi >> 63);

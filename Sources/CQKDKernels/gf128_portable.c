@@ -1,6 +1,6 @@
 /*
  * Portable constant-time GF(2^128) multiplication for GHASH, after BearSSL's ghash_ctmul64
- * (T. Pornin, "Constant-Time Mul", bearssl.org/constanttime.html, 2016-2017):
+ * (T. Pornin, BearSSL src/hash/ghash_ctmul64.c, 2016; bearssl.org/constanttime.html):
  *
  * - a 64x64 carry-less multiply is done with ordinary integer multiplies of masked operands
  *   whose set bits are at least 4 positions apart ("holes"), so the carries of the integer

@@ -36,8 +36,8 @@ typedef struct qkd_ghash_key {
     /* clmul[i] = H^(16-i) * a^-1 (reflected): descending powers, so that consecutive blocks of
      * an aggregated group find their multipliers at consecutive addresses (block j of a group
      * of n gets H^(n-j)). The factor a^-1 is H shifted left by one bit and reduced: the
-     * PCLMULQDQ product of a reflected block with it needs no 1-bit fix-up shift (Gueron and
-     * Kounavis 2014). */
+     * PCLMULQDQ product of a reflected block with it needs no 1-bit fix-up shift (OpenSSL's
+     * gcm_init_clmul; RFC 8452 Appendix A's mulX_POLYVAL). */
     uint64_t clmul[QKD_GHASH_POWERS][2];
     /* Karatsuba helpers: clmul_kara[i] = (clmul[i][0] ^ clmul[i][1], 0), 16 bytes each so a
      * 32-byte load gives the helpers of two consecutive powers, one per 128-bit lane. */
