@@ -112,4 +112,5 @@ void qkd_ghash_key_init(qkd_ghash_key *key, const uint8_t h[16]) {
     qkd_wipe(g1, sizeof g1);
     qkd_wipe(&h1, sizeof h1);
     qkd_wipe(&p, sizeof p);
+    qkd_burn_stack();
 }

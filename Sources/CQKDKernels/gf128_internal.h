@@ -65,10 +65,18 @@ static inline void qkd_wipe(void *p, size_t n) {
     while (n--) *v++ = 0;
 }
 
+#define QKD_INTERNAL __attribute__((visibility("hidden")))
+
 /* Portable constant-time core (gf128_portable.c). g = (G.lo, G.hi, G.lo ^ G.hi, rev64 of each),
  * with G = H * a^-1 reflected, as in qkd_ghash_key.portable. Returns x * H. */
-qkd_u128 qkd_gf128_portable_mul_pre(qkd_u128 x, const uint64_t g[6]);
+QKD_INTERNAL qkd_u128 qkd_gf128_portable_mul_pre(qkd_u128 x, const uint64_t g[6]);
 /* Fills g[6] from G. */
-void qkd_gf128_portable_prepare(uint64_t g[6], qkd_u128 G);
+QKD_INTERNAL void qkd_gf128_portable_prepare(uint64_t g[6], qkd_u128 G);
+
+/* Overwrites 512 bytes of stack below the caller's frame, where the frames of the
+ * functions it just called lay: the portable multiply spills key- and state-derived words
+ * there (64-bit code has too few registers for it), and they should not outlive the call
+ * (DESIGN.md: key material is wiped when released). Call it once per public call, not per block. */
+QKD_INTERNAL void qkd_burn_stack(void);
 
 #endif
