@@ -1,7 +1,7 @@
 public import QKDCrypto
 
 /// An incremental parser of a stream of frames (Spec/wire.md section 5), in the shape of
-/// swift-nio-ssh's `SSHPacketParser`: ``append(_:)-([UInt8])`` bytes as they arrive in chunks of any
+/// swift-nio-ssh's `SSHPacketParser`: `append(_:)` bytes as they arrive in chunks of any
 /// size, then call ``nextFrame()`` until it returns nil ("need more bytes").
 ///
 /// - Checks run as early as the bytes they depend on are in, always in the order of Spec/wire.md
