@@ -132,11 +132,10 @@ public struct FrameDecoder: Sendable {
         let start = readIndex
         let end = start + header.frameByteCount
         guard buffer.count >= end else { return nil }
-        let payloadStart = start + WireLayout.headerByteCount
-        let payloadEnd = payloadStart + header.payloadLength
+        let payloadEnd = start + WireLayout.headerByteCount + header.payloadLength
         let tag: AuthenticationTag? = header.tagByteCount == 0
             ? nil : buffer.withUnsafeBytes { AuthenticationTag($0, offset: payloadEnd) }
-        let frame = Frame(header: header, payload: buffer[payloadStart..<payloadEnd], tag: tag)
+        let frame = Frame(decodedHeader: header, received: buffer[start..<payloadEnd], tag: tag)
         state = .awaitingHeader
         if end == buffer.count {
             // Everything handed out: let go of the buffer so the frame's slice owns it alone and
