@@ -97,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDCryptoTests",
-            dependencies: ["QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDCrypto", "QKDTestSupport", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .testTarget(
