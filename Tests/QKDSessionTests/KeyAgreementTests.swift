@@ -6,59 +6,110 @@ import QKDCrypto
 @Suite struct KeyAgreementTests {
     static let transcript = KeyDerivation.sha256([UInt8]("client hello".utf8))
 
+    /// Runs both halves; returns the initiator's secret, the response and the initiator.
+    static func run(_ suite: KeyAgreementSuite, seed: UInt64, transcript: [UInt8] = transcript)
+        throws -> (SecretBytes, KeyAgreementResponse, KeyAgreementInitiator)
+    {
+        var random = DeterministicRandomSource(seed: seed)
+        let initiator = try KeyAgreementInitiator(offerHybrid: suite == .x25519MLKEM768, using: &random)
+        let response = try KeyAgreementResponder.respond(
+            suite: suite, x25519Share: initiator.x25519Share, mlkemEncapsulationKey: initiator.mlkemEncapsulationKey,
+            transcriptHash: transcript, using: &random)
+        let secret = try initiator.sharedSecret(
+            suite: suite, responderX25519Share: response.x25519Share, mlkemCiphertext: response.mlkemCiphertext,
+            transcriptHash: transcript)
+        return (secret, response, initiator)
+    }
+
     @Test(arguments: KeyAgreementSuite.allCases)
     func bothSidesAgree(_ suite: KeyAgreementSuite) throws {
-        var random = DeterministicRandomSource(seed: 1)
-        let initiator = try KeyAgreementInitiator(suite: suite, using: &random)
-        #expect(initiator.share.count == suite.initiatorShareByteCount)
-        let (share, responderSecret) = try KeyAgreementResponder.respond(
-            suite: suite, initiatorShare: initiator.share, transcriptHash: Self.transcript, using: &random)
-        #expect(share.count == suite.responderShareByteCount)
-        let initiatorSecret = try initiator.sharedSecret(responderShare: share, transcriptHash: Self.transcript)
-        #expect(initiatorSecret == responderSecret)
-        #expect(initiatorSecret.count == 32)
+        let (secret, response, initiator) = try Self.run(suite, seed: 1)
+        #expect(secret == response.sharedSecret)
+        #expect(secret.count == 32)
+        #expect(initiator.x25519Share.count == 32 && response.x25519Share.count == 32)
+        #expect(initiator.mlkemEncapsulationKey?.count == (suite == .x25519 ? nil : KeyAgreementSuite.mlkemPublicKeyByteCount))
+        #expect(response.mlkemCiphertext?.count == (suite == .x25519 ? nil : KeyAgreementSuite.mlkemCiphertextByteCount))
         // A different transcript hash on one side gives a different secret.
-        let other = try initiator.sharedSecret(responderShare: share, transcriptHash: KeyDerivation.sha256([UInt8]("other".utf8)))
-        #expect(other != responderSecret)
+        let other = try initiator.sharedSecret(
+            suite: suite, responderX25519Share: response.x25519Share, mlkemCiphertext: response.mlkemCiphertext,
+            transcriptHash: KeyDerivation.sha256([UInt8]("other".utf8)))
+        #expect(other != response.sharedSecret)
+    }
+
+    /// An initiator that offered the hybrid can still finish x25519 (the responder's choice),
+    /// and the two suites give different secrets; an initiator that did not offer the hybrid
+    /// refuses it.
+    @Test func responderChoosesTheSuite() throws {
+        var random = DeterministicRandomSource(seed: 6)
+        let initiator = try KeyAgreementInitiator(offerHybrid: true, using: &random)
+        let classical = try KeyAgreementResponder.respond(
+            suite: .x25519, x25519Share: initiator.x25519Share, mlkemEncapsulationKey: nil, transcriptHash: Self.transcript, using: &random)
+        let secret = try initiator.sharedSecret(suite: .x25519, responderX25519Share: classical.x25519Share, mlkemCiphertext: nil, transcriptHash: Self.transcript)
+        #expect(secret == classical.sharedSecret)
+        #expect(throws: QKDError(.keyAgreementNotOffered)) {
+            _ = try initiator.sharedSecret(suite: .x25519, responderX25519Share: classical.x25519Share, mlkemCiphertext: [1], transcriptHash: Self.transcript)
+        }
+        let plain = try KeyAgreementInitiator(offerHybrid: false, using: &random)
+        #expect(plain.mlkemEncapsulationKey == nil)
+        #expect(throws: QKDError(.keyAgreementNotOffered)) {
+            _ = try plain.sharedSecret(suite: .x25519MLKEM768, responderX25519Share: classical.x25519Share,
+                                       mlkemCiphertext: [UInt8](repeating: 0, count: 1088), transcriptHash: Self.transcript)
+        }
     }
 
     /// ML-KEM's implicit rejection (FIPS 203 Algorithm 18): a tampered ciphertext does not throw,
     /// it yields an unrelated secret, so the handshake fails later at key confirmation.
     @Test func tamperedCiphertextGivesADifferentSecret() throws {
-        var random = DeterministicRandomSource(seed: 2)
-        let initiator = try KeyAgreementInitiator(suite: .x25519MLKEM768, using: &random)
-        let (share, responderSecret) = try KeyAgreementResponder.respond(
-            suite: .x25519MLKEM768, initiatorShare: initiator.share, transcriptHash: Self.transcript, using: &random)
-        for position in [0, 500, 1087] {  // inside ct_M
-            var tampered = share
+        let (_, response, initiator) = try Self.run(.x25519MLKEM768, seed: 2)
+        let ciphertext = try #require(response.mlkemCiphertext)
+        for position in [0, 500, 1087] {
+            var tampered = ciphertext
             tampered[position] ^= 0x01
-            let secret = try initiator.sharedSecret(responderShare: tampered, transcriptHash: Self.transcript)
-            #expect(secret != responderSecret)
+            let secret = try initiator.sharedSecret(
+                suite: .x25519MLKEM768, responderX25519Share: response.x25519Share, mlkemCiphertext: tampered, transcriptHash: Self.transcript)
+            #expect(secret != response.sharedSecret)
         }
-        // Tampering the X25519 half changes it too.
-        var tampered = share
-        tampered[1088 + 5] ^= 0x40
-        #expect(try initiator.sharedSecret(responderShare: tampered, transcriptHash: Self.transcript) != responderSecret)
+        var share = response.x25519Share
+        share[5] ^= 0x40
+        #expect(try initiator.sharedSecret(
+            suite: .x25519MLKEM768, responderX25519Share: share, mlkemCiphertext: ciphertext, transcriptHash: Self.transcript) != response.sharedSecret)
     }
 
-    @Test(arguments: KeyAgreementSuite.allCases)
-    func wrongShareLengthsAreTypedErrors(_ suite: KeyAgreementSuite) throws {
+    @Test func wrongLengthsAndLowOrderPointsAreTypedErrors() throws {
         var random = DeterministicRandomSource(seed: 3)
-        let initiator = try KeyAgreementInitiator(suite: suite, using: &random)
+        let initiator = try KeyAgreementInitiator(offerHybrid: true, using: &random)
         #expect(throws: QKDError(.invalidPublicKey)) {
-            _ = try KeyAgreementResponder.respond(suite: suite, initiatorShare: initiator.share.dropLast(), transcriptHash: Self.transcript, using: &random)
+            _ = try KeyAgreementResponder.respond(suite: .x25519, x25519Share: Array(initiator.x25519Share.dropLast()),
+                                                  mlkemEncapsulationKey: nil, transcriptHash: Self.transcript, using: &random)
         }
         #expect(throws: QKDError(.invalidPublicKey)) {
-            _ = try initiator.sharedSecret(responderShare: [UInt8](repeating: 1, count: suite.responderShareByteCount + 1), transcriptHash: Self.transcript)
+            _ = try KeyAgreementResponder.respond(suite: .x25519MLKEM768, x25519Share: initiator.x25519Share,
+                                                  mlkemEncapsulationKey: initiator.mlkemEncapsulationKey.map { Array($0.dropLast()) },
+                                                  transcriptHash: Self.transcript, using: &random)
         }
-        // A small-order X25519 point inside a correctly sized share.
-        var share = [UInt8](repeating: 0, count: suite.responderShareByteCount)
-        if suite == .x25519MLKEM768 {
-            let (good, _) = try KeyAgreementResponder.respond(suite: suite, initiatorShare: initiator.share, transcriptHash: Self.transcript, using: &random)
-            share = Array(good.prefix(KeyAgreementSuite.mlkemCiphertextByteCount)) + [UInt8](repeating: 0, count: 32)
+        #expect(throws: QKDError(.invalidPublicKey)) {
+            _ = try KeyAgreementResponder.respond(suite: .x25519MLKEM768, x25519Share: initiator.x25519Share,
+                                                  mlkemEncapsulationKey: nil, transcriptHash: Self.transcript, using: &random)
+        }
+        // An encapsulation key whose coefficients are not reduced mod q (FIPS 203 7.2).
+        #expect(throws: QKDError(.invalidPublicKey)) {
+            _ = try KeyAgreementResponder.respond(suite: .x25519MLKEM768, x25519Share: initiator.x25519Share,
+                                                  mlkemEncapsulationKey: [UInt8](repeating: 0xFF, count: 1184),
+                                                  transcriptHash: Self.transcript, using: &random)
+        }
+        let response = try KeyAgreementResponder.respond(
+            suite: .x25519MLKEM768, x25519Share: initiator.x25519Share, mlkemEncapsulationKey: initiator.mlkemEncapsulationKey,
+            transcriptHash: Self.transcript, using: &random)
+        #expect(throws: QKDError(.invalidPublicKey)) {
+            _ = try initiator.sharedSecret(suite: .x25519MLKEM768, responderX25519Share: response.x25519Share,
+                                           mlkemCiphertext: response.mlkemCiphertext.map { Array($0.dropLast()) }, transcriptHash: Self.transcript)
+        }
+        let zero = [UInt8](repeating: 0, count: 32)
+        #expect(throws: QKDError(.zeroSharedSecret)) {
+            _ = try initiator.sharedSecret(suite: .x25519MLKEM768, responderX25519Share: zero, mlkemCiphertext: response.mlkemCiphertext, transcriptHash: Self.transcript)
         }
         #expect(throws: QKDError(.zeroSharedSecret)) {
-            _ = try initiator.sharedSecret(responderShare: share, transcriptHash: Self.transcript)
+            _ = try KeyAgreementResponder.respond(suite: .x25519, x25519Share: zero, mlkemEncapsulationKey: nil, transcriptHash: Self.transcript, using: &random)
         }
     }
 
@@ -66,9 +117,10 @@ import QKDCrypto
     @Test func initiatorKeysFollowTheRandomSource() throws {
         var r1 = DeterministicRandomSource(seed: 9)
         var r2 = DeterministicRandomSource(seed: 9)
-        let a = try KeyAgreementInitiator(suite: .x25519MLKEM768, using: &r1)
-        let b = try KeyAgreementInitiator(suite: .x25519MLKEM768, using: &r2)
-        #expect(a.share == b.share)
+        let a = try KeyAgreementInitiator(offerHybrid: true, using: &r1)
+        let b = try KeyAgreementInitiator(offerHybrid: true, using: &r2)
+        #expect(a.x25519Share == b.x25519Share)
+        #expect(a.mlkemEncapsulationKey == b.mlkemEncapsulationKey)
     }
 
     /// Every input of the hybrid combiner changes its output (Spec/handshake.md 2.3).

@@ -4,21 +4,25 @@ import QKDTestSupport
 import QKDCrypto
 @testable import QKDSession
 
-/// The bootstrap key schedule (Spec/handshake.md 3.2) against an independent Python HKDF, and
-/// the transcript signatures (3.3).
+/// The bootstrap streams and psk-kdf (Spec/session.md 5.1, 5.3) and the BLAKE2b transcript hash
+/// against independent Python code, and the transcript signatures (Spec/session.md 3).
 @Suite struct KeyScheduleTests {
     struct Case: Decodable, CustomTestStringConvertible {
         let name: String
-        let secret: HexBytes
-        let transcript_hash: HexBytes
-        let prk: HexBytes?
-        let hash_key_i2r: HexBytes?
-        let hash_key_r2i: HexBytes?
-        let pad_block_i2r_0_sha256: HexBytes?
-        let pad_block_r2i_7_first32: HexBytes?
-        let session_id: HexBytes?
+        let kind: String
+        let direction: UInt8?
+        let secret: HexBytes?
+        let hash_key: HexBytes?
+        let pad_slot_1: HexBytes?
+        let pad_slot_3: HexBytes?
+        let pad_slot_1029: HexBytes?
+        let pads_1_to_12_sha256: HexBytes?
         let psk: HexBytes?
-        let psk_id: HexBytes?
+        let nonce_a: HexBytes?
+        let nonce_b: HexBytes?
+        let transcript_hash: HexBytes?
+        let message: HexBytes?
+        let digest: HexBytes?
         var testDescription: String { name }
     }
 
@@ -33,36 +37,69 @@ import QKDCrypto
         return t1 == t2
     }
 
-    @Test func vectors() throws {
-        #expect(Self.cases.count == 2)
-        let schedule = try #require(Self.cases.first { $0.psk == nil })
-        let s = BootstrapKeySchedule(bootstrapSecret: SecretBytes(copying: schedule.secret.bytes), transcriptHash: schedule.transcript_hash.bytes)
-        for suite in MACSuite.allCases {
-            #expect(try sameKey(s.hashKey(suite: suite, direction: .initiatorToResponder), try #require(schedule.hash_key_i2r).bytes, suite: suite))
-            #expect(try sameKey(s.hashKey(suite: suite, direction: .responderToInitiator), try #require(schedule.hash_key_r2i).bytes, suite: suite))
-            #expect(try !sameKey(s.hashKey(suite: suite, direction: .initiatorToResponder), try #require(schedule.hash_key_r2i).bytes, suite: suite))
-        }
-        let block0 = s.padBlock(direction: .initiatorToResponder, index: 0)
-        #expect(block0.count == BootstrapKeySchedule.padBlockByteCount)
-        #expect(block0.withUnsafeBytes { KeyDerivation.sha256($0) } == schedule.pad_block_i2r_0_sha256?.bytes)
-        let block7 = s.padBlock(direction: .responderToInitiator, index: 7)
-        #expect(block7.withUnsafeBytes { Array($0.prefix(32)) } == schedule.pad_block_r2i_7_first32?.bytes)
-        #expect(s.sessionID == schedule.session_id?.bytes)
-
-        let psk = try #require(Self.cases.first { $0.psk != nil })
-        let secret = BootstrapKeySchedule.pskSecret(psk: SecretBytes(copying: try #require(psk.psk).bytes), pskID: try #require(psk.psk_id).bytes, transcriptHash: psk.transcript_hash.bytes)
-        #expect(secret == SecretBytes(copying: psk.secret.bytes))
+    /// A pad, observed through the tag it makes (pads are opaque): tag(pad) == tag(raw bytes).
+    func samePad(_ pad: consuming OneTimePad, _ raw: [UInt8]) throws -> Bool {
+        let key = try HashKey(suite: .gf128OTP, rawRepresentation: [UInt8](repeating: 3, count: 16))
+        let t1 = WegmanCarter.authenticationTag(for: [UInt8](), domain: [UInt8](), hashKey: key, pad: pad)
+        let t2 = WegmanCarter.authenticationTag(for: [UInt8](), domain: [UInt8](), hashKey: key, pad: try OneTimePad(rawRepresentation: raw))
+        return t1 == t2
     }
 
-    @Test func inputsSeparateOutputs() throws {
+    @Test func vectorFileIsComplete() {
+        #expect(Self.cases.filter { $0.kind == "stream" }.count == 2)
+        #expect(Self.cases.filter { $0.kind == "psk-kdf" }.count == 1)
+        #expect(Self.cases.filter { $0.kind == "blake2b-256" }.count == 3)
+    }
+
+    @Test(arguments: cases)
+    func vector(_ c: Case) throws {
+        switch c.kind {
+        case "stream":
+            let rawDirection = try #require(c.direction)
+            let direction = try #require(HandshakeDirection(rawValue: rawDirection))
+            let stream = try BootstrapStream(secret: SecretBytes(copying: try #require(c.secret).bytes), direction: direction)
+            for suite in MACSuite.allCases {
+                #expect(try sameKey(stream.hashKey(suite: suite), try #require(c.hash_key).bytes, suite: suite))
+            }
+            #expect(try samePad(stream.pad(slot: 1), try #require(c.pad_slot_1).bytes))
+            #expect(try samePad(stream.pad(slot: 3), try #require(c.pad_slot_3).bytes))
+            #expect(try samePad(stream.pad(slot: 1029), try #require(c.pad_slot_1029).bytes))
+            let bulk = stream.padBytes(slots: 1..<13)
+            #expect(bulk.withUnsafeBytes { KeyDerivation.sha256($0) } == c.pads_1_to_12_sha256?.bytes)
+            // Random access agrees with the bulk window.
+            #expect(bulk.slice(32..<48) == stream.padBytes(slots: 3..<4))
+        case "psk-kdf":
+            let secret = PSKKeyDerivation.secret(
+                psk: SecretBytes(copying: try #require(c.psk).bytes), nonceA: try #require(c.nonce_a).bytes,
+                nonceB: try #require(c.nonce_b).bytes, transcriptHash: try #require(c.transcript_hash).bytes)
+            #expect(secret == SecretBytes(copying: try #require(c.secret).bytes))
+        case "blake2b-256":
+            let message = try #require(c.message).bytes
+            #expect(KeyDerivation.blake2b256(message) == c.digest?.bytes)
+            var t = TranscriptHash()
+            t.append(message.prefix(message.count / 3))
+            _ = t.current  // a snapshot does not end the transcript
+            t.append(message.dropFirst(message.count / 3))
+            #expect(t.current == c.digest?.bytes)
+        default:
+            Issue.record("unknown case kind \(c.kind)")
+        }
+    }
+
+    @Test func directionsAndSecretsSeparateStreams() throws {
         let secret = SecretBytes(copying: [UInt8](repeating: 1, count: 32))
-        let th = KeyDerivation.sha256([UInt8]("a".utf8))
-        let a = BootstrapKeySchedule(bootstrapSecret: secret, transcriptHash: th)
-        let b = BootstrapKeySchedule(bootstrapSecret: secret, transcriptHash: KeyDerivation.sha256([UInt8]("b".utf8)))
-        #expect(a.sessionID != b.sessionID)
-        #expect(a.padBlock(direction: .initiatorToResponder, index: 0) != a.padBlock(direction: .responderToInitiator, index: 0))
-        #expect(a.padBlock(direction: .initiatorToResponder, index: 0) != a.padBlock(direction: .initiatorToResponder, index: 1))
-        #expect(a.padBlock(direction: .initiatorToResponder, index: 0) == BootstrapKeySchedule(bootstrapSecret: secret, transcriptHash: th).padBlock(direction: .initiatorToResponder, index: 0))
+        let a0 = try BootstrapStream(secret: secret, direction: .initiatorToResponder)
+        let a1 = try BootstrapStream(secret: secret, direction: .responderToInitiator)
+        let b0 = try BootstrapStream(secret: SecretBytes(copying: [UInt8](repeating: 2, count: 32)), direction: .initiatorToResponder)
+        #expect(a0.padBytes(slots: 1..<5) != a1.padBytes(slots: 1..<5))
+        #expect(a0.padBytes(slots: 1..<5) != b0.padBytes(slots: 1..<5))
+        #expect(a0.padBytes(slots: 1..<5) == (try BootstrapStream(secret: secret, direction: .initiatorToResponder)).padBytes(slots: 1..<5))
+        #expect(throws: QKDError(.invalidKeyLength)) { _ = try BootstrapStream(secret: SecretBytes(copying: [UInt8](repeating: 1, count: 16)), direction: .initiatorToResponder) }
+        // The last slot is reachable; the keystream refuses to run past its end.
+        #expect(a0.padBytes(slots: BootstrapStream.maximumSlot..<(BootstrapStream.maximumSlot + 1)).count == 16)
+        #expect(throws: QKDError(.kdfOutputTooLong)) {
+            _ = try KeyDerivation.chacha20KeyStream(key: secret, byteOffset: KeyDerivation.chacha20StreamByteCount - 8, count: 16)
+        }
     }
 
     /// Full PKI building-block run: key agreement, schedule on both sides, transcript
@@ -76,15 +113,21 @@ import QKDCrypto
         let now = start.addingTimeInterval(10)
 
         var transcript = TranscriptHash()
-        let initiator = try KeyAgreementInitiator(suite: .x25519MLKEM768, using: &random)
-        transcript.append(initiator.share)
-        let (share, bobSecret) = try KeyAgreementResponder.respond(suite: .x25519MLKEM768, initiatorShare: initiator.share, transcriptHash: transcript.current, using: &random)
-        let aliceSecret = try initiator.sharedSecret(responderShare: share, transcriptHash: transcript.current)
-        transcript.append(share)
+        let initiator = try KeyAgreementInitiator(offerHybrid: true, using: &random)
+        transcript.append(initiator.x25519Share + (initiator.mlkemEncapsulationKey ?? []))
+        let response = try KeyAgreementResponder.respond(
+            suite: .x25519MLKEM768, x25519Share: initiator.x25519Share, mlkemEncapsulationKey: initiator.mlkemEncapsulationKey,
+            transcriptHash: transcript.current, using: &random)
+        let aliceSecret = try initiator.sharedSecret(
+            suite: .x25519MLKEM768, responderX25519Share: response.x25519Share, mlkemCiphertext: response.mlkemCiphertext,
+            transcriptHash: transcript.current)
+        transcript.append(response.x25519Share + (response.mlkemCiphertext ?? []))
         let thKeys = transcript.current
-        let aliceSchedule = BootstrapKeySchedule(bootstrapSecret: aliceSecret, transcriptHash: thKeys)
-        let bobSchedule = BootstrapKeySchedule(bootstrapSecret: bobSecret, transcriptHash: thKeys)
-        #expect(aliceSchedule.sessionID == bobSchedule.sessionID)
+        for direction in HandshakeDirection.allCases {
+            let alice = try BootstrapStream(secret: aliceSecret, direction: direction)
+            let bob = try BootstrapStream(secret: response.sharedSecret, direction: direction)
+            #expect(alice.padBytes(slots: 1..<9) == bob.padBytes(slots: 1..<9))
+        }
 
         let sig = try TranscriptSignature.sign(identity: bob, role: .responder, transcriptHash: thKeys, hybrid: true)
         let bobSeenByAlice = try await validator.validate(chainDER: bob.chainDER(), peerName: "bob.example", at: now)

@@ -11,7 +11,7 @@ public enum KeyAgreementSuite: UInt8, Sendable, CaseIterable, CustomStringConver
     /// X25519 alone (RFC 7748): classical, 128-bit security against classical attackers only.
     case x25519 = 1
     /// X25519 and ML-KEM-768 (FIPS 203) together: the secret stays safe as long as either one
-    /// holds. Share layout and secret order follow the TLS codepoint X25519MLKEM768
+    /// holds. The secret order follows the TLS group X25519MLKEM768
     /// (draft-kwiatkowski-tls-ecdhe-mlkem): ML-KEM first, then X25519.
     case x25519MLKEM768 = 2
 
@@ -32,89 +32,86 @@ public enum KeyAgreementSuite: UInt8, Sendable, CaseIterable, CustomStringConver
         }
     }
 
-    /// Bytes in the initiator's share: `pk_X` (32), or `ek_M || pk_X` (1184 + 32).
-    public var initiatorShareByteCount: Int {
-        switch self {
-        case .x25519: X25519.keyByteCount
-        case .x25519MLKEM768: Self.mlkemPublicKeyByteCount + X25519.keyByteCount
-        }
-    }
-
-    /// Bytes in the responder's share: `pk_X` (32), or `ct_M || pk_X` (1088 + 32).
-    public var responderShareByteCount: Int {
-        switch self {
-        case .x25519: X25519.keyByteCount
-        case .x25519MLKEM768: Self.mlkemCiphertextByteCount + X25519.keyByteCount
-        }
-    }
-
     /// The HKDF info prefix of the combiner (Spec/handshake.md section 2.3).
-    var label: [UInt8] { Array("QKDChannel v1 key agreement \(description)".utf8) + [0] }
+    var label: [UInt8] { Array("QKDChannel/1 key agreement \(description)".utf8) + [0] }
 }
 
-/// The initiator's half of an ephemeral key agreement: makes the share it sends, then derives
-/// the bootstrap secret from the responder's share (Spec/handshake.md section 2.3).
+/// The initiator's half of an ephemeral key agreement (Spec/handshake.md 2.3; the hello fields
+/// of Spec/session.md 3): it makes an X25519 share and, if the hybrid suite is offered, an
+/// ML-KEM-768 encapsulation key, then derives the bootstrap secret for whichever suite the
+/// responder chose.
 ///
 /// Randomness: the X25519 scalar and the ML-KEM-768 key seed (`d || z`, FIPS 203 Algorithm 19)
 /// both come from the injected ``RandomSource``.
 public struct KeyAgreementInitiator: Sendable {
-    /// The suite.
-    public let suite: KeyAgreementSuite
-    /// The bytes to send to the responder (layout: ``KeyAgreementSuite/initiatorShareByteCount``).
-    public let share: [UInt8]
+    /// The X25519 public share (32 bytes), sent whatever suite is chosen.
+    public let x25519Share: [UInt8]
+    /// The ML-KEM-768 encapsulation key (1184 bytes), or nil if the hybrid suite is not offered.
+    public let mlkemEncapsulationKey: [UInt8]?
     private let x25519: X25519.PrivateKey
     private let mlkem: MLKEM768.PrivateKey?
 
     /// Generates fresh ephemeral keys.
     /// - Parameters:
-    ///   - suite: the key agreement to run.
+    ///   - offerHybrid: whether ``KeyAgreementSuite/x25519MLKEM768`` is offered (then an
+    ///     ML-KEM-768 key is made too).
     ///   - random: the source for every private key.
     /// - Throws: ``QKDError/Code/postQuantumFailure`` if swift-crypto refuses the ML-KEM seed.
-    public init(suite: KeyAgreementSuite, using random: inout some RandomSource) throws {
-        self.suite = suite
-        self.x25519 = X25519.PrivateKey(using: &random)
-        switch suite {
-        case .x25519:
+    public init(offerHybrid: Bool, using random: inout some RandomSource) throws {
+        let x25519 = X25519.PrivateKey(using: &random)
+        self.x25519 = x25519
+        self.x25519Share = x25519.publicKey.rawRepresentation
+        guard offerHybrid else {
             self.mlkem = nil
-            self.share = x25519.publicKey.rawRepresentation
-        case .x25519MLKEM768:
-            let seed = SecretBytes(randomCount: KeyAgreementSuite.mlkemSeedByteCount, using: &random)
-            do {
-                let key = try seed.withUnsafeBytes { try MLKEM768.PrivateKey(seedRepresentation: $0, publicKey: nil) }
-                self.mlkem = key
-                self.share = Array(key.publicKey.rawRepresentation) + x25519.publicKey.rawRepresentation
-            } catch {
-                throw QKDError(.postQuantumFailure, "swift-crypto could not create an ML-KEM-768 key from its seed: \(error)")
-            }
+            self.mlkemEncapsulationKey = nil
+            return
+        }
+        let seed = SecretBytes(randomCount: KeyAgreementSuite.mlkemSeedByteCount, using: &random)
+        do {
+            let key = try seed.withUnsafeBytes { try MLKEM768.PrivateKey(seedRepresentation: $0, publicKey: nil) }
+            self.mlkem = key
+            self.mlkemEncapsulationKey = Array(key.publicKey.rawRepresentation)
+        } catch {
+            throw QKDError(.postQuantumFailure, "swift-crypto could not create an ML-KEM-768 key from its seed: \(error)")
         }
     }
 
-    /// Derives the bootstrap secret from the responder's share.
+    /// Derives the bootstrap secret from the responder's answer.
     /// - Parameters:
-    ///   - responderShare: exactly ``KeyAgreementSuite/responderShareByteCount`` bytes.
+    ///   - suite: the suite the responder chose.
+    ///   - responderX25519Share: the responder's 32-byte X25519 share.
+    ///   - mlkemCiphertext: the 1088-byte ML-KEM-768 ciphertext for the hybrid suite; nil or empty
+    ///     for ``KeyAgreementSuite/x25519``.
     ///   - transcriptHash: the transcript hash both sides use as salt (Spec/handshake.md 2.3).
     /// - Returns: the 32-byte bootstrap secret.
-    /// - Throws: ``QKDError/Code/invalidPublicKey`` for a share of the wrong length,
-    ///   ``QKDError/Code/zeroSharedSecret`` for a small-order X25519 point,
+    /// - Throws: ``QKDError/Code/keyAgreementNotOffered`` if the responder chose the hybrid suite
+    ///   that was not offered (or sent a ciphertext for x25519);
+    ///   ``QKDError/Code/invalidPublicKey`` for a share or ciphertext of the wrong length;
+    ///   ``QKDError/Code/zeroSharedSecret`` for a small-order X25519 point;
     ///   ``QKDError/Code/postQuantumFailure`` if decapsulation fails. A *tampered* ML-KEM
     ///   ciphertext does not throw: ML-KEM's implicit rejection (FIPS 203 Algorithm 18) yields an
     ///   unrelated secret, and the handshake fails at key confirmation.
-    public func sharedSecret(responderShare: some ContiguousBytes, transcriptHash: some ContiguousBytes) throws -> SecretBytes {
-        let peer = responderShare.withUnsafeBytes { [UInt8]($0) }
-        guard peer.count == suite.responderShareByteCount else {
-            throw QKDError(.invalidPublicKey, "the responder's \(suite) share must be \(suite.responderShareByteCount) bytes, got \(peer.count)")
-        }
-        let peerX = try X25519.PublicKey(rawRepresentation: peer.suffix(X25519.keyByteCount))
-        let ssX = try x25519.sharedSecretFromKeyAgreement(with: peerX)
+    public func sharedSecret(
+        suite: KeyAgreementSuite, responderX25519Share: [UInt8], mlkemCiphertext: [UInt8]?, transcriptHash: some ContiguousBytes
+    ) throws -> SecretBytes {
+        let peerX = try X25519.PublicKey(rawRepresentation: responderX25519Share)
         switch suite {
         case .x25519:
+            guard mlkemCiphertext?.isEmpty ?? true else {
+                throw QKDError(.keyAgreementNotOffered, "the responder chose x25519 but sent an ML-KEM-768 ciphertext")
+            }
+            let ssX = try x25519.sharedSecretFromKeyAgreement(with: peerX)
             return try HybridCombiner.combine(
                 suite: suite, mlkemSecret: nil, x25519Secret: ssX, mlkemCiphertext: [], mlkemPublicKey: [],
-                initiatorX25519: x25519.publicKey.rawRepresentation, responderX25519: peerX.rawRepresentation,
-                transcriptHash: transcriptHash)
+                initiatorX25519: x25519Share, responderX25519: peerX.rawRepresentation, transcriptHash: transcriptHash)
         case .x25519MLKEM768:
-            let ciphertext = Array(peer.prefix(KeyAgreementSuite.mlkemCiphertextByteCount))
-            guard let mlkem else { preconditionFailure("hybrid initiator without an ML-KEM key") }
+            guard let mlkem, let ek = mlkemEncapsulationKey else {
+                throw QKDError(.keyAgreementNotOffered, "the responder chose x25519-mlkem768, which this side did not offer")
+            }
+            guard let ciphertext = mlkemCiphertext, ciphertext.count == KeyAgreementSuite.mlkemCiphertextByteCount else {
+                throw QKDError(.invalidPublicKey, "an ML-KEM-768 ciphertext must be \(KeyAgreementSuite.mlkemCiphertextByteCount) bytes, got \(mlkemCiphertext?.count ?? 0)")
+            }
+            let ssX = try x25519.sharedSecretFromKeyAgreement(with: peerX)
             let ssM: SecretBytes
             do {
                 let key = try mlkem.decapsulate(ciphertext)
@@ -123,40 +120,46 @@ public struct KeyAgreementInitiator: Sendable {
                 throw QKDError(.postQuantumFailure, "ML-KEM-768 decapsulation failed: \(error)")
             }
             return try HybridCombiner.combine(
-                suite: suite, mlkemSecret: ssM, x25519Secret: ssX, mlkemCiphertext: ciphertext,
-                mlkemPublicKey: Array(mlkem.publicKey.rawRepresentation),
-                initiatorX25519: x25519.publicKey.rawRepresentation, responderX25519: peerX.rawRepresentation,
-                transcriptHash: transcriptHash)
+                suite: suite, mlkemSecret: ssM, x25519Secret: ssX, mlkemCiphertext: ciphertext, mlkemPublicKey: ek,
+                initiatorX25519: x25519Share, responderX25519: peerX.rawRepresentation, transcriptHash: transcriptHash)
         }
     }
 }
 
+/// What the responder sends back, and the secret it derived.
+public struct KeyAgreementResponse: Sendable {
+    /// The responder's X25519 share (32 bytes).
+    public let x25519Share: [UInt8]
+    /// The ML-KEM-768 ciphertext (1088 bytes) for the hybrid suite, nil for x25519.
+    public let mlkemCiphertext: [UInt8]?
+    /// The 32-byte bootstrap secret.
+    public let sharedSecret: SecretBytes
+}
+
 /// The responder's half of an ephemeral key agreement (Spec/handshake.md section 2.3).
 public enum KeyAgreementResponder {
-    /// Answers an initiator's share: makes an ephemeral X25519 key (from `random`), encapsulates
-    /// to the initiator's ML-KEM-768 key (hybrid suite) and derives the bootstrap secret.
+    /// Answers an initiator: makes an ephemeral X25519 key (from `random`), encapsulates to the
+    /// initiator's ML-KEM-768 key (hybrid suite) and derives the bootstrap secret.
     ///
     /// Randomness: ML-KEM encapsulation draws its 32-byte message `m` (FIPS 203 Algorithm 20)
     /// from swift-crypto's own generator (BoringSSL `RAND_bytes`), not from `random`:
     /// swift-crypto 4.5 does not expose seeded encapsulation. The X25519 scalar comes from `random`.
     /// - Parameters:
-    ///   - suite: the agreed suite.
-    ///   - initiatorShare: exactly ``KeyAgreementSuite/initiatorShareByteCount`` bytes.
+    ///   - suite: the suite the responder chose.
+    ///   - x25519Share: the initiator's 32-byte X25519 share.
+    ///   - mlkemEncapsulationKey: the initiator's 1184-byte encapsulation key (hybrid suite).
     ///   - transcriptHash: the transcript hash used as salt (Spec/handshake.md 2.3).
     ///   - random: the source of the X25519 scalar.
-    /// - Returns: the share to send back and the 32-byte bootstrap secret.
+    /// - Returns: the response to send and the secret.
     /// - Throws: ``QKDError/Code/invalidPublicKey`` for a share of the wrong length or an
-    ///   ML-KEM key swift-crypto refuses (FIPS 203 section 7.2 modulus check),
-    ///   ``QKDError/Code/zeroSharedSecret`` for a small-order X25519 point.
+    ///   encapsulation key swift-crypto refuses (FIPS 203 section 7.2 modulus check), or a
+    ///   missing one for the hybrid suite; ``QKDError/Code/zeroSharedSecret`` for a small-order
+    ///   X25519 point.
     public static func respond(
-        suite: KeyAgreementSuite, initiatorShare: some ContiguousBytes, transcriptHash: some ContiguousBytes,
+        suite: KeyAgreementSuite, x25519Share: [UInt8], mlkemEncapsulationKey: [UInt8]?, transcriptHash: some ContiguousBytes,
         using random: inout some RandomSource
-    ) throws -> (share: [UInt8], sharedSecret: SecretBytes) {
-        let peer = initiatorShare.withUnsafeBytes { [UInt8]($0) }
-        guard peer.count == suite.initiatorShareByteCount else {
-            throw QKDError(.invalidPublicKey, "the initiator's \(suite) share must be \(suite.initiatorShareByteCount) bytes, got \(peer.count)")
-        }
-        let peerX = try X25519.PublicKey(rawRepresentation: peer.suffix(X25519.keyByteCount))
+    ) throws -> KeyAgreementResponse {
+        let peerX = try X25519.PublicKey(rawRepresentation: x25519Share)
         let own = X25519.PrivateKey(using: &random)
         let ssX = try own.sharedSecretFromKeyAgreement(with: peerX)
         switch suite {
@@ -165,9 +168,11 @@ public enum KeyAgreementResponder {
                 suite: suite, mlkemSecret: nil, x25519Secret: ssX, mlkemCiphertext: [], mlkemPublicKey: [],
                 initiatorX25519: peerX.rawRepresentation, responderX25519: own.publicKey.rawRepresentation,
                 transcriptHash: transcriptHash)
-            return (own.publicKey.rawRepresentation, secret)
+            return KeyAgreementResponse(x25519Share: own.publicKey.rawRepresentation, mlkemCiphertext: nil, sharedSecret: secret)
         case .x25519MLKEM768:
-            let ek = Array(peer.prefix(KeyAgreementSuite.mlkemPublicKeyByteCount))
+            guard let ek = mlkemEncapsulationKey, ek.count == KeyAgreementSuite.mlkemPublicKeyByteCount else {
+                throw QKDError(.invalidPublicKey, "an ML-KEM-768 encapsulation key must be \(KeyAgreementSuite.mlkemPublicKeyByteCount) bytes, got \(mlkemEncapsulationKey?.count ?? 0)")
+            }
             let result: KEM.EncapsulationResult
             do {
                 result = try MLKEM768.PublicKey(rawRepresentation: ek).encapsulate()
@@ -180,7 +185,7 @@ public enum KeyAgreementResponder {
                 suite: suite, mlkemSecret: ssM, x25519Secret: ssX, mlkemCiphertext: ciphertext, mlkemPublicKey: ek,
                 initiatorX25519: peerX.rawRepresentation, responderX25519: own.publicKey.rawRepresentation,
                 transcriptHash: transcriptHash)
-            return (ciphertext + own.publicKey.rawRepresentation, secret)
+            return KeyAgreementResponse(x25519Share: own.publicKey.rawRepresentation, mlkemCiphertext: ciphertext, sharedSecret: secret)
         }
     }
 }
@@ -190,7 +195,7 @@ public enum KeyAgreementResponder {
 /// ```
 /// IKM  = ss_M || ss_X                (x25519 suite: ss_X)
 /// salt = transcript hash
-/// info = "QKDChannel v1 key agreement <suite>" || 0x00
+/// info = "QKDChannel/1 key agreement <suite>" || 0x00
 ///        || pk_X(initiator) || pk_X(responder) [|| ct_M || SHA-256(ek_M)]
 /// secret = HKDF-SHA256(IKM, salt, info, 32)
 /// ```

@@ -22,7 +22,7 @@ public enum MLDSA65Signing {
     public static let signatureByteCount = 3309
     /// The FIPS 204 context string for QKDChannel transcript signatures (at most 255 bytes,
     /// FIPS 204 section 5.2): domain separation from any other use of the same key.
-    public static let transcriptContext = Array("QKDChannel v1 transcript".utf8)
+    public static let transcriptContext = Array("QKDChannel/1 transcript".utf8)
 
     /// An ML-DSA-65 private key, kept as its seed in ``SecretBytes``.
     public struct PrivateKey: Sendable, CustomStringConvertible {

@@ -1,103 +1,92 @@
-#if canImport(FoundationEssentials)
-public import FoundationEssentials  // ContiguousBytes
-#else
-public import Foundation
-#endif
 public import QKDCrypto
 
-/// The direction a derived key serves (Spec/handshake.md 3.2): one byte in every label.
+/// A direction of the session (Spec/session.md 1): one byte in the labels below.
 public enum HandshakeDirection: UInt8, Sendable, CaseIterable {
-    /// Frames from the initiator to the responder.
-    case initiatorToResponder = 1
-    /// Frames from the responder to the initiator.
-    case responderToInitiator = 2
+    /// Direction 0: Alice (initiator) to Bob (responder).
+    case initiatorToResponder = 0
+    /// Direction 1: Bob (responder) to Alice (initiator).
+    case responderToInitiator = 1
 }
 
-/// The computational bootstrap key schedule of Spec/handshake.md 3.2: from the bootstrap
-/// secret (key agreement, 2.3, or short PSK) to per-direction Wegman-Carter hash keys, pad
-/// blocks and the session id. Everything it yields is computational and must be flagged so
-/// (DESIGN.md, "Bootstrap handshake").
-public struct BootstrapKeySchedule: Sendable {
-    /// Bytes in one pad block: the HKDF-SHA256 maximum (RFC 5869 2.3), 510 pads of 16 bytes.
-    public static let padBlockByteCount = KeyDerivation.maximumOutputByteCount
-    /// Pads per block.
-    public static let padsPerBlock = padBlockByteCount / MACSuite.padByteCount
-    /// Bytes in the session id.
-    public static let sessionIDByteCount = 16
-    /// How many counters ``hashKey(suite:direction:)`` tries before giving up. A weak (zero)
-    /// hash key has probability 2^-106 per try (Spec/crypto.md 1.1), so a second try already
-    /// means the secret is broken.
-    static let maximumHashKeyAttempts: UInt32 = 4
+/// The epoch-0 bootstrap stream of one direction (Spec/session.md 5.3):
+///
+/// ```
+/// k_d   = HKDF-Expand(secret, "QKDChannel/1 bootstrap stream" || d, 32)
+/// bytes = ChaCha20-IETF(key k_d, nonce 0) keystream
+/// hash key = bytes [0, 16);  pad slot i >= 1 = bytes [16 i, 16 i + 16)
+/// ```
+///
+/// `secret` is the 32-byte output of the key agreement (``KeyAgreementInitiator``, Spec/handshake.md
+/// 2.3) or of ``PSKKeyDerivation``; it is already pseudorandom, so it serves directly as the HKDF
+/// PRK. Everything here is computational (DESIGN.md, "Bootstrap handshake").
+public struct BootstrapStream: Sendable {
+    /// The direction whose frames this stream authenticates.
+    public let direction: HandshakeDirection
+    private let key: SecretBytes
 
-    private let prk: SecretBytes
+    /// The highest pad slot: the ChaCha20 stream holds 2^38 bytes (RFC 8439 2.4).
+    public static let maximumSlot = KeyDerivation.chacha20StreamByteCount / UInt64(MACSuite.padByteCount) - 1
 
-    /// Extracts the schedule's pseudorandom key: `PRK = HKDF-Extract(salt = TH_keys, IKM = S)`.
+    /// Derives the stream key of one direction.
     /// - Parameters:
-    ///   - bootstrapSecret: `S`, the 32-byte key-agreement output or short-PSK secret.
-    ///   - transcriptHash: `TH_keys`, the transcript hash when the handshake switches to
-    ///     authenticated frames.
-    public init(bootstrapSecret: SecretBytes, transcriptHash: some ContiguousBytes) {
-        prk = KeyDerivation.extract(inputKeyMaterial: bootstrapSecret, salt: transcriptHash)
+    ///   - secret: the 32-byte bootstrap secret.
+    ///   - direction: the direction.
+    /// - Throws: ``QKDError/Code/invalidKeyLength`` if `secret` is shorter than 32 bytes.
+    public init(secret: SecretBytes, direction: HandshakeDirection) throws {
+        self.direction = direction
+        self.key = try KeyDerivation.expand(
+            pseudoRandomKey: secret, info: Array("QKDChannel/1 bootstrap stream".utf8) + [direction.rawValue],
+            outputByteCount: 32)
     }
 
-    /// The hash key for one direction: the first non-weak
-    /// `HKDF-Expand(PRK, "QKDChannel v1 bootstrap hash key" || d || uint32be(i), 16)`, i = 0, 1, ...
-    /// Both sides apply the same rule, so they agree on the key.
-    /// - Parameters:
-    ///   - suite: the negotiated MAC suite.
-    ///   - direction: whose frames the key authenticates.
+    /// The epoch-0 hash key: stream bytes [0, 16).
+    /// - Parameter suite: the negotiated MAC suite.
     /// - Returns: the hash key.
-    /// - Throws: ``QKDError/Code/weakHashKey`` if ``maximumHashKeyAttempts`` derivations in a row
-    ///   are weak (a broken secret, not bad luck).
-    public func hashKey(suite: MACSuite, direction: HandshakeDirection) throws -> HashKey {
-        for counter in 0..<Self.maximumHashKeyAttempts {
-            let secret = try KeyDerivation.expand(
-                pseudoRandomKey: prk, info: Self.label("bootstrap hash key", direction, counter),
-                outputByteCount: MACSuite.hashKeyByteCount)
-            do {
-                return try HashKey(suite: suite, secret: secret)
-            } catch let error as QKDError where error.code == .weakHashKey {
-                continue
-            }
-        }
-        throw QKDError(.weakHashKey, "\(Self.maximumHashKeyAttempts) bootstrap hash keys in a row were weak; the bootstrap secret is broken")
+    /// - Throws: ``QKDError/Code/weakHashKey`` if the bytes are a weak key (probability 2^-106
+    ///   for Poly1305, Spec/crypto.md 1.1; both sides fail alike, and the handshake is retried
+    ///   with fresh ephemeral keys).
+    public func hashKey(suite: MACSuite) throws -> HashKey {
+        try HashKey(suite: suite, secret: KeyDerivation.chacha20KeyStream(key: key, byteOffset: 0, count: MACSuite.hashKeyByteCount))
     }
 
-    /// Pad block `index` for one direction:
-    /// `HKDF-Expand(PRK, "QKDChannel v1 bootstrap pads" || d || uint32be(index), 8160)`.
-    /// The caller takes pads from it in order and never derives the same `(direction, index)`
-    /// twice for tags (DESIGN.md invariant 1 applies to computational pads too).
+    /// The pad at `slot`.
+    /// - Parameter slot: 1 ... ``maximumSlot`` (slot 0 is the hash key).
+    /// - Returns: the pad.
+    public func pad(slot: UInt64) -> OneTimePad {
+        let bytes = padBytes(slots: slot..<(slot + 1))
+        // withUnsafeBytes cannot return a non-copyable value: go through a wiped copy.
+        var raw = bytes.withUnsafeBytes { [UInt8]($0) }
+        defer { secureZero(&raw) }
+        return try! OneTimePad(rawRepresentation: raw)  // 16 bytes: cannot fail
+    }
+
+    /// The pads of a range of slots as one buffer (16 bytes per slot), e.g. for a reservation chunk.
+    /// - Parameter slots: within 1 ... ``maximumSlot``.
+    /// - Returns: `16 * slots.count` bytes.
+    public func padBytes(slots: Range<UInt64>) -> SecretBytes {
+        precondition(slots.lowerBound >= 1 && slots.upperBound <= Self.maximumSlot + 1,
+                     "bootstrap pad slots are 1 ... \(Self.maximumSlot); slot 0 is the hash key")
+        // In range by the precondition: the keystream call cannot fail.
+        return try! KeyDerivation.chacha20KeyStream(
+            key: key, byteOffset: slots.lowerBound * UInt64(MACSuite.padByteCount),
+            count: slots.count * MACSuite.padByteCount)
+    }
+}
+
+/// The `psk-kdf` bootstrap secret (Spec/session.md 5.1):
+/// `secret = HKDF-SHA256(salt = nonce_a || nonce_b, ikm = psk, info = "QKDChannel/1 psk-kdf" || transcript-hash, 32)`.
+public enum PSKKeyDerivation {
+    /// Derives the 32-byte bootstrap secret from a short PSK.
     /// - Parameters:
-    ///   - direction: whose frames the pads authenticate.
-    ///   - index: the block number.
-    /// - Returns: ``padBlockByteCount`` bytes.
-    public func padBlock(direction: HandshakeDirection, index: UInt32) -> SecretBytes {
-        // Length and key size are fixed and valid: expand cannot fail.
-        try! KeyDerivation.expand(pseudoRandomKey: prk, info: Self.label("bootstrap pads", direction, index),
-                                  outputByteCount: Self.padBlockByteCount)
-    }
-
-    /// The session id: `HKDF-Expand(PRK, "QKDChannel v1 session id", 16)`. Public (it goes into
-    /// every MAC input, DESIGN.md "The wire"), so returned as plain bytes.
-    public var sessionID: [UInt8] {
-        let id = try! KeyDerivation.expand(pseudoRandomKey: prk, info: Array("QKDChannel v1 session id".utf8),
-                                           outputByteCount: Self.sessionIDByteCount)
-        return id.withUnsafeBytes { [UInt8]($0) }
-    }
-
-    /// The short-PSK bootstrap secret (Spec/handshake.md 3.2):
-    /// `HKDF-SHA256(IKM = PSK, salt = TH_hello, info = "QKDChannel v1 psk" || psk id, 32)`.
-    /// - Parameters:
-    ///   - psk: the pre-shared key bytes.
-    ///   - pskID: the PSK's id as carried in the handshake.
-    ///   - transcriptHash: `TH_hello`, the hash of the hello messages.
-    /// - Returns: the 32-byte bootstrap secret.
-    public static func pskSecret(psk: SecretBytes, pskID: [UInt8], transcriptHash: some ContiguousBytes) -> SecretBytes {
-        try! KeyDerivation.hkdfSHA256(inputKeyMaterial: psk, salt: transcriptHash,
-                                      info: Array("QKDChannel v1 psk".utf8) + pskID, outputByteCount: 32)
-    }
-
-    static func label(_ name: String, _ direction: HandshakeDirection, _ counter: UInt32) -> [UInt8] {
-        Array("QKDChannel v1 \(name)".utf8) + [direction.rawValue] + withUnsafeBytes(of: counter.bigEndian) { Array($0) }
+    ///   - psk: the PSK bytes.
+    ///   - nonceA: Alice's 32-byte hello nonce.
+    ///   - nonceB: Bob's 32-byte hello nonce.
+    ///   - transcriptHash: the transcript hash named in Spec/session.md 5.1.
+    /// - Returns: the secret.
+    public static func secret(psk: SecretBytes, nonceA: [UInt8], nonceB: [UInt8], transcriptHash: [UInt8]) -> SecretBytes {
+        // 32 bytes is within HKDF's range: cannot fail.
+        try! KeyDerivation.hkdfSHA256(
+            inputKeyMaterial: psk, salt: nonceA + nonceB,
+            info: Array("QKDChannel/1 psk-kdf".utf8) + transcriptHash, outputByteCount: 32)
     }
 }

@@ -9,16 +9,23 @@ extension QKDError.Code {
     public static let missingMLDSASignature = QKDError.Code("pki.missing-mldsa-signature", peerMisbehaviour: true)
 }
 
-/// Which side of the handshake signs (Spec/handshake.md 3.3): one byte in the signed message,
-/// so a signature can never be reflected back to its maker.
-public enum HandshakeRole: UInt8, Sendable, CaseIterable {
-    /// The side that opened the connection.
-    case initiator = 1
-    /// The side that answered.
-    case responder = 2
+/// Which side of the handshake signs (Spec/session.md 3): the label differs per role, so a
+/// signature can never be reflected back to its maker.
+public enum HandshakeRole: Sendable, CaseIterable {
+    /// Alice, the side that opened the connection ("client signature").
+    case initiator
+    /// Bob, the side that answered ("server signature").
+    case responder
+
+    var signatureLabel: [UInt8] {
+        switch self {
+        case .initiator: Array("QKDChannel/1 client signature".utf8)
+        case .responder: Array("QKDChannel/1 server signature".utf8)
+        }
+    }
 }
 
-/// The transcript signatures of the PKI bootstrap (Spec/handshake.md 3.3).
+/// The transcript signatures of the PKI bootstrap (Spec/session.md 3, Spec/handshake.md 3.3).
 public enum TranscriptSignature {
     /// The signatures one side sends.
     public struct Signatures: Sendable, Equatable {
@@ -37,13 +44,15 @@ public enum TranscriptSignature {
         }
     }
 
-    /// `m = "QKDChannel v1 transcript signature" || 0x00 || role || TH_sig`.
+    /// The signed message of Spec/session.md 3: `"QKDChannel/1 server signature" || TH` for
+    /// Bob, `"QKDChannel/1 client signature" || TH` for Alice, where `TH` is the BLAKE2b-256
+    /// transcript hash so far (``TranscriptHash``).
     /// - Parameters:
     ///   - role: the signer's role.
-    ///   - transcriptHash: `TH_sig`.
+    ///   - transcriptHash: `TH`.
     /// - Returns: the bytes both schemes sign.
     public static func message(role: HandshakeRole, transcriptHash: [UInt8]) -> [UInt8] {
-        Array("QKDChannel v1 transcript signature".utf8) + [0, role.rawValue] + transcriptHash
+        role.signatureLabel + transcriptHash
     }
 
     /// Signs the transcript with this node's identity.
