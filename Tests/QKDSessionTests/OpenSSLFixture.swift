@@ -37,12 +37,13 @@ struct OpenSSL {
     ///   - san: the subjectAltName DNS name, or nil for a certificate without SAN.
     ///   - isCA: issue an intermediate CA instead of a leaf.
     func makeNode(_ file: String, cn: String, san: String?, ca: String, days: Int = 30,
-                  keyArgs: [String] = ["-algorithm", "ed25519"], isCA: Bool = false) throws {
+                  keyArgs: [String] = ["-algorithm", "ed25519"], isCA: Bool = false, extraExtension: String? = nil) throws {
         try runArray(["genpkey"] + keyArgs + ["-out", "\(file).key"])
-        try run("req", "-new", "-key", "\(file).key", "-out", "\(file).csr", "-subj", "/CN=\(cn)")
+        try run("req", "-new", "-key", "\(file).key", "-out", "\(file).csr", "-subj", cn.isEmpty ? "/" : "/CN=\(cn)")
         var ext = isCA ? "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
                        : "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-        if let san { ext += "subjectAltName=DNS:\(san)\n" }
+        if let extraExtension { ext += extraExtension + "\n" }
+        if let san { ext += "subjectAltName=\(san.hasPrefix("critical,") ? san : "DNS:" + san)\n" }
         try write("\(file).ext", ext)
         try run("x509", "-req", "-in", "\(file).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial",
                 "-out", "\(file).pem", "-days", "\(days)", "-extfile", "\(file).ext")

@@ -20,6 +20,10 @@ import QKDCrypto
             try ssl.makeNode("alice", cn: "alice.example", san: "alice.example", ca: "ca")
             try ssl.makeNode("carol", cn: "carol.example", san: nil, ca: "ca")
             try ssl.makeNode("erin", cn: "erin.example", san: "other.example", ca: "ca")
+            // Empty subject: the SAN must then be critical (RFC 5280 4.2.1.6).
+            try ssl.makeNode("frank", cn: "", san: "critical,DNS:frank.example", ca: "ca")
+            try ssl.makeNode("gina", cn: "gina.example", san: "gina.example", ca: "ca",
+                             extraExtension: "1.2.3.4=critical,ASN1:NULL")
             try ssl.makeNode("mallory", cn: "bob.example", san: "bob.example", ca: "evil-ca")
             try ssl.makeNode("ec", cn: "ec.example", san: "ec.example", ca: "ca",
                              keyArgs: ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
@@ -112,6 +116,22 @@ import QKDCrypto
             _ = try await validator.validate(chain: chain("erin.pem"), peerName: "erin.example", at: Date())
         }
         _ = try await validator.validate(chain: chain("erin.pem"), peerName: "other.example", at: Date())
+        // A critical SAN (empty subject) is processed by QKDChannel, so it is accepted.
+        _ = try await validator.validate(chain: chain("frank.pem"), peerName: "frank.example", at: Date())
+        await #expect(throws: QKDError(.pkiNameMismatch)) {
+            _ = try await validator.validate(chain: chain("frank.pem"), peerName: "bob.example", at: Date())
+        }
+    }
+
+    @Test func unknownCriticalExtensionIsNamed() async throws {
+        let validator = try PeerCertificateValidator(anchors: anchors())
+        do {
+            _ = try await validator.validate(chain: chain("gina.pem"), peerName: "gina.example", at: Date())
+            Issue.record("a certificate with an unknown critical extension was accepted")
+        } catch let error as QKDError {
+            #expect(error.code == .pkiUntrusted)
+            #expect(error.detail.contains("critical extension 1.2.3.4"))
+        }
     }
 
     @Test(arguments: ["ec", "rsa"])

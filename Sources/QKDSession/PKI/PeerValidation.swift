@@ -4,7 +4,20 @@ public import FoundationEssentials  // Date
 public import Foundation
 #endif
 @_spi(FixedExpiryValidationTime) public import X509
+import SwiftASN1
 public import QKDCrypto
+
+/// Declares to swift-certificates' `Verifier` the critical extensions QKDChannel processes
+/// itself after path validation (Spec/handshake.md 4.2): subjectAltName (critical when the
+/// subject is empty, RFC 5280 4.2.1.6; checked by the name rule) and the ML-DSA-65 binding.
+/// It adds no condition of its own.
+struct QKDHandledExtensionsPolicy: VerifierPolicy {
+    let verifyingCriticalExtensions: [ASN1ObjectIdentifier] = [
+        .X509ExtensionID.subjectAlternativeName, PKIObjectIdentifiers.mlDSA65BindingExtension,
+    ]
+
+    func chainMeetsPolicyRequirements(chain: UnverifiedCertificateChain) -> PolicyEvaluationResult { .meetsPolicy }
+}
 
 /// What a successful validation of the peer's chain yields (Spec/handshake.md 4.2 and 4.3).
 public struct ValidatedPeer: Sendable {
@@ -77,6 +90,13 @@ public struct PeerCertificateValidator: Sendable {
 
         var verifier = Verifier(rootCertificates: CertificateStore(anchors.certificates)) {
             RFC5280Policy(fixedExpiryValidationTime: time)
+            QKDHandledExtensionsPolicy()
+        }
+        // The verifier silently refuses a leaf with a critical extension no policy handles;
+        // say so instead of "not signed by any trust anchor".
+        let handled = verifier.policy.verifyingCriticalExtensions
+        if let unknown = leaf.extensions.first(where: { $0.critical && !handled.contains($0.oid) }) {
+            throw QKDError(.pkiUntrusted, "certificate for '\(leaf.displayName)' has a critical extension \(unknown.oid) that QKDChannel does not process; reissue it without that extension or mark it non-critical")
         }
         let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(chain.dropFirst()))
         let validated: [Certificate]
