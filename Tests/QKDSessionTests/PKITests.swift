@@ -173,10 +173,15 @@ import QKDCrypto
                 _ = try PKIFiles.loadIdentity(certificateChainPath: f.path(name), privateKeyPath: f.path("bob.key"))
             }
         }
-        // A certificate where the key should be.
+        // A certificate where the key should be (in a file with key permissions).
+        try f.ssl.write("bob-cert-as-key.pem", text)
+        chmod(try f.path("bob-cert-as-key.pem"), 0o600)
         #expect(throws: QKDError(.pkiBadPEM)) {
-            _ = try PKIFiles.loadIdentity(certificateChainPath: f.path("bob.pem"), privateKeyPath: f.path("bob.pem"))
+            _ = try PKIFiles.loadIdentity(certificateChainPath: f.path("bob.pem"), privateKeyPath: f.path("bob-cert-as-key.pem"))
         }
+        // Human-readable text around the PEM block (as 'openssl x509 -text' writes it) is fine.
+        try f.ssl.write("bob-with-text.pem", try f.ssl.run("x509", "-in", "bob.pem", "-text"))
+        _ = try PKIFiles.loadIdentity(certificateChainPath: f.path("bob-with-text.pem"), privateKeyPath: f.path("bob.key"))
         #expect(throws: QKDError(.pkiBadPEM)) { _ = try PKIFiles.loadTrustAnchors(f.path("bob-garbage.pem")) }
     }
 
@@ -203,6 +208,19 @@ import QKDCrypto
                 _ = try await validator.validate(chain: damaged, peerName: "bob.example", at: Date())
             }
         }
+    }
+
+    /// A key file that group or others can read is refused, like OpenSSH does.
+    @Test func keyFileReadableByOthersIsRefused() throws {
+        try f.ssl.write("bob-open.key", try f.ssl.read("bob.key"))
+        for mode: mode_t in [0o644, 0o640, 0o604] {
+            chmod(try f.path("bob-open.key"), mode)
+            #expect(throws: QKDError(.pkiKeyFilePermissions)) {
+                _ = try PKIFiles.loadIdentity(certificateChainPath: f.path("bob.pem"), privateKeyPath: f.path("bob-open.key"))
+            }
+        }
+        chmod(try f.path("bob-open.key"), 0o400)
+        _ = try PKIFiles.loadIdentity(certificateChainPath: f.path("bob.pem"), privateKeyPath: f.path("bob-open.key"))
     }
 
     @Test func keyNotMatchingTheCertificate() throws {

@@ -4,6 +4,8 @@ public import QKDCrypto
 extension QKDError.Code {
     /// A certificate, anchor or key file could not be read.
     public static let pkiUnreadableFile = QKDError.Code("pki.unreadable-file")
+    /// A private key file is accessible to group or others (DESIGN.md invariant 5).
+    public static let pkiKeyFilePermissions = QKDError.Code("pki.key-file-permissions")
     /// A file is not PEM of the expected kind (no `-----BEGIN CERTIFICATE-----`, bad base64,
     /// wrong PEM label, DER that does not parse).
     public static let pkiBadPEM = QKDError.Code("pki.bad-pem")

@@ -25,7 +25,8 @@ public enum PKIFiles {
     ///   - privateKeyPath: the PEM private key (`openssl genpkey -algorithm ed25519`).
     ///   - mlDSAKeyPath: an optional ML-DSA-65 key.
     /// - Returns: the identity.
-    /// - Throws: ``QKDError/Code/pkiUnreadableFile``, ``QKDError/Code/pkiBadPEM``,
+    /// - Throws: ``QKDError/Code/pkiUnreadableFile``, ``QKDError/Code/pkiKeyFilePermissions``
+    ///   (a key file readable by group or others), ``QKDError/Code/pkiBadPEM``,
     ///   ``QKDError/Code/pkiUnsupportedKey``, ``QKDError/Code/pkiKeyMismatch``.
     public static func loadIdentity(certificateChainPath: String, privateKeyPath: String, mlDSAKeyPath: String? = nil) throws -> NodeIdentity {
         let chain = try PKIParsing.certificates(pem: readText(certificateChainPath), source: certificateChainPath)
@@ -95,8 +96,8 @@ public enum PKIFiles {
     }
 
     /// Reads a small text file.
-    static func readText(_ path: String) throws -> String {
-        var bytes = try readBytes(path)
+    static func readText(_ path: String, secret: Bool = false) throws -> String {
+        var bytes = try readBytes(path, secret: secret)
         defer { secureZero(&bytes) }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw QKDError(.pkiBadPEM, "\(path) is not a text file; expected PEM ('-----BEGIN ...-----')")
@@ -108,15 +109,28 @@ public enum PKIFiles {
     /// String made from it cannot be (Swift strings are immutable), which is the one copy of
     /// the base64 key text that lives until released.
     static func withSecretText<R>(_ path: String, _ body: (String) throws -> R) throws -> R {
-        try body(readText(path))
+        try body(readText(path, secret: true))
     }
 
-    static func readBytes(_ path: String) throws -> [UInt8] {
+    /// Reads a file of at most ``PKILimits/maximumPEMFileBytes``. With `secret`, the file must
+    /// not be accessible to group or others (DESIGN.md invariant 5; the rule OpenSSH applies to
+    /// private keys): a key other users can read is a key that may have leaked.
+    static func readBytes(_ path: String, secret: Bool = false) throws -> [UInt8] {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw QKDError(.pkiUnreadableFile, "cannot open \(path): \(String(cString: strerror(errno))); check the path in the configuration and the file's permissions")
         }
         defer { close(fd) }
+        if secret {
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                throw QKDError(.pkiUnreadableFile, "cannot stat \(path): \(String(cString: strerror(errno)))")
+            }
+            let mode = info.st_mode & 0o777
+            guard mode & 0o077 == 0 else {
+                throw QKDError(.pkiKeyFilePermissions, "the private key \(path) is accessible to other users (mode \(String(mode, radix: 8))); run 'chmod 600 \(path)', and replace the key if others may have read it")
+            }
+        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         defer { secureZero(&chunk) }
