@@ -324,6 +324,37 @@ extension PKIFiles {
         }
     }
 
+    /// The libsodium-backed signer serialises as the same PKCS#8 that PKIParsing (and openssl) read.
+    @Test func customSignerSerialisesAsPKCS8() throws {
+        var random = DeterministicRandomSource(seed: 15)
+        let key = Ed25519.PrivateKey(using: &random)
+        let pem = try Certificate.PrivateKey(SodiumEd25519CertificateKey(key: key)).serializeAsPEM().pemString
+        #expect(try PKIParsing.ed25519PrivateKey(pem: pem, source: "test").publicKey == key.publicKey)
+    }
+
+    /// A peer certificate with any single bit flipped (one bit per byte position, the bit index
+    /// rotating) is never accepted, and every rejection is a typed QKDError.
+    @Test func everyBitFlipInThePeerCertificateIsRefused() async throws {
+        var random = DeterministicRandomSource(seed: 14)
+        let pki = try TestPKI.make(nodeNames: ["alice.example"], notBefore: Self.start, validity: 86_400, using: &random)
+        let validator = PeerCertificateValidator(anchors: pki.anchors())
+        let der = try derEncoding(pki.nodes[0].certificate)
+        let at = Self.start.addingTimeInterval(60)
+        _ = try await validator.validate(chainDER: [der], peerName: "alice.example", at: at)
+        var accepted: [Int] = []
+        for position in der.indices {
+            var flipped = der
+            flipped[position] ^= UInt8(1) << (position % 8)
+            do {
+                _ = try await validator.validate(chainDER: [flipped], peerName: "alice.example", at: at)
+                accepted.append(position)
+            } catch is QKDError {
+                // refused with a typed error
+            }
+        }
+        #expect(accepted.isEmpty, "flips accepted at byte offsets \(accepted)")
+    }
+
     /// The bound ML-DSA-65 key verifies the second transcript signature; a malformed binding
     /// extension (signed by the CA, so only the contents are wrong) is a typed error.
     @Test func mlDSABinding() async throws {
