@@ -33,6 +33,10 @@ import QKDCrypto
             try ssl.makeNode("inter", cn: "Intermediate CA", san: nil, ca: "ca", isCA: true)
             try ssl.makeNode("dave", cn: "dave.example", san: "dave.example", ca: "inter")
             try ssl.write("dave-chain.pem", try ssl.read("dave.pem") + ssl.read("inter.pem"))
+            // A self-signed node certificate, to be pinned as its own anchor.
+            try ssl.run("genpkey", "-algorithm", "ed25519", "-out", "pinned.key")
+            try ssl.run("req", "-new", "-x509", "-key", "pinned.key", "-out", "pinned.pem", "-days", "30",
+                        "-subj", "/CN=pinned.example", "-addext", "subjectAltName=DNS:pinned.example")
         }
         func path(_ name: String) -> String { ssl.path(name) }
         deinit { ssl.remove() }
@@ -69,6 +73,15 @@ import QKDCrypto
         // Without the intermediate there is no path to the anchor.
         await #expect(throws: QKDError(.pkiUntrusted)) {
             _ = try await PeerCertificateValidator(anchors: anchors()).validate(chain: [identity.leaf], peerName: "dave.example", at: Date())
+        }
+    }
+
+    /// A peer's self-signed certificate configured as the anchor is trusted directly (pinning).
+    @Test func pinnedSelfSignedCertificate() async throws {
+        let identity = try PKIFiles.loadIdentity(certificateChainPath: f.path("pinned.pem"), privateKeyPath: f.path("pinned.key"))
+        _ = try await PeerCertificateValidator(anchors: anchors("pinned.pem")).validate(chain: identity.chain, peerName: "pinned.example", at: Date())
+        await #expect(throws: QKDError(.pkiUntrusted)) {
+            _ = try await PeerCertificateValidator(anchors: anchors()).validate(chain: identity.chain, peerName: "pinned.example", at: Date())
         }
     }
 
