@@ -64,6 +64,7 @@ let package = Package(
             dependencies: [
                 "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
             swiftSettings: strictSettings
         ),
@@ -86,7 +87,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDKeyPoolTests",
-            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(
