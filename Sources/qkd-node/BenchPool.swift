@@ -23,6 +23,11 @@ struct BenchPool: ParsableCommand {
     @Option(name: .long, help: "Where to create the temporary pools (default: the system temporary directory).")
     var dir: String?
 
+    @Option(name: .long, help: "Run only these workloads (comma-separated: single, round, absorb).")
+    var only: String?
+
+    private func selected(_ name: String) -> Bool { only.map { $0.split(separator: ",").contains(Substring(name)) } ?? true }
+
     struct Result: Encodable {
         let metric: String
         let value: Double
@@ -42,6 +47,7 @@ struct BenchPool: ParsableCommand {
             var results: [Result] = []
 
             // Single 16-byte pads.
+            if selected("single") {
             let chunked = try rate(root: root, name: "single-chunked", chunkPads: 4096, padsPerCall: 1, cap: 2_000_000)
             let unchunked = try rate(root: root, name: "single-unchunked", chunkPads: 1, padsPerCall: 1, cap: 20_000)
             results.append(Result(metric: "pad reservations (16 B, chunk 4096)", value: chunked, unit: "reservations/s",
@@ -51,18 +57,25 @@ struct BenchPool: ParsableCommand {
             results.append(Result(metric: "pad reservations (16 B, SecretBytes result)", value: chunkedAlloc, unit: "reservations/s",
                                   baseline: unchunked, ratio: chunkedAlloc / unchunked,
                                   note: "reservePad(count: 1): adds a locked allocation per call"))
+            }
+            if selected("round") {
             // Whole rounds: 64 pads = 1 KiB, the default policy's padBytesPerRound.
             let rounds = try rate(root: root, name: "round-chunked", chunkPads: 4096, padsPerCall: 64, cap: 200_000)
             let roundsUnchunked = try rate(root: root, name: "round-unchunked", chunkPads: 64, padsPerCall: 64, cap: 20_000)
             results.append(Result(metric: "round reservations (64 pads, chunk 4096)", value: rounds, unit: "reservations/s",
                                   baseline: roundsUnchunked, ratio: rounds / roundsUnchunked,
                                   note: "baseline: one durable transaction per round"))
+            }
+            if selected("absorb") {
 
             // Absorb: 1 MiB distilled keys into 32-byte consumer keys, vs one raw durable insert.
-            let (absorbRate, rawRate) = try absorb(root: root)
-            results.append(Result(metric: "absorb (1 MiB rounds, 32 B consumer keys)", value: absorbRate, unit: "MB/s",
-                                  baseline: rawRate, ratio: absorbRate / rawRate,
-                                  note: "baseline: the same bytes as one blob in one raw durable GRDB transaction"))
+            for keyBytes in [32, 4096] {
+                let (absorbRate, rawRate) = try absorb(root: root, consumerKeyBytes: keyBytes)
+                results.append(Result(metric: "absorb (1 MiB rounds, \(keyBytes) B consumer keys)", value: absorbRate, unit: "MB/s",
+                                      baseline: rawRate, ratio: absorbRate / rawRate,
+                                      note: "baseline: the same bytes as one blob in one raw durable GRDB transaction"))
+            }
+            }
             try emit(results)
         }
     }
@@ -106,12 +119,12 @@ struct BenchPool: ParsableCommand {
         return Double(calls) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
     }
 
-    private func absorb(root: String) throws -> (Double, Double) {
-        let pool = try newPool(root, "absorb", pskBytes: 64, chunkPads: 4096)
+    private func absorb(root: String, consumerKeyBytes: Int) throws -> (Double, Double) {
+        let pool = try newPool(root, "absorb-\(consumerKeyBytes)", pskBytes: 64, chunkPads: 4096)
         defer { pool.close() }
         var random = SystemRandomSource()
         let key = SecretBytes(randomCount: 1 << 20, using: &random)
-        let policy = RefillPolicy(padBytesPerRound: 1024, roundsAhead: 4, reserveBytes: 4096, newHashKeys: true, consumerKeyBytes: 32)
+        let policy = RefillPolicy(padBytesPerRound: 1024, roundsAhead: 4, reserveBytes: 4096, newHashKeys: true, consumerKeyBytes: consumerKeyBytes)
         let clock = ContinuousClock()
         let limit = Duration.milliseconds(Int(seconds * 1000))
         var start = clock.now
@@ -124,7 +137,7 @@ struct BenchPool: ParsableCommand {
         let absorbSeconds = seconds(clock.now - start)
         let absorbRate = Double(rounds) * Double(key.count) / 1e6 / absorbSeconds
 
-        let path = (root as NSString).appendingPathComponent("raw.sqlite")
+        let path = (root as NSString).appendingPathComponent("raw-\(consumerKeyBytes).sqlite")
         var config = Configuration()
         config.prepareDatabase { db in
             _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")

@@ -127,7 +127,7 @@ struct PoolVerify: ParsableCommand {
             print("pool in \(state): all invariants hold (permissions, integrity_check, ledger, watermarks, stored pads, consumer keys, PSK records)")
             return
         }
-        for v in violations { FileHandle.standardError.write(Data("qkd-node: invariant violated: \(v)\n".utf8)) }
+        for v in violations { FileHandle.standardError.write(Data("qkd-node: error: \(QKDError(.invariantViolated, v))\n".utf8)) }
         throw ExitCode(1)
     }
 }

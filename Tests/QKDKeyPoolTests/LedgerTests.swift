@@ -47,6 +47,21 @@ import Glibc
         #expect(try PoolVerifier.verify(directory: alice.directory).isEmpty)
     }
 
+    @Test func hashKeyEpochsRotateCountUsesAndWipeOldKeys() throws {
+        let dir = TempDir()
+        let (alice, _) = try makePair(dir)
+        #expect(try alice.currentHashKey(direction: .outbound)?.epoch == 1)  // From the PSK.
+        try alice.recordHashKeyUses(direction: .outbound, epoch: 1, count: 5)
+        #expect(try alice.currentHashKey(direction: .outbound)?.uses == 5)
+        #expect(try alice.currentHashKey(direction: .inbound)?.uses == 0)
+        let policy = RefillPolicy(padBytesPerRound: 0, roundsAhead: 0, reserveBytes: 0, newHashKeys: true, consumerKeyBytes: 32)
+        for round in UInt64(1)...3 { try alice.absorbDistilledKey(roundID: round, bytes: testSecret(64, seed: round), policy: policy) }
+        #expect(try alice.currentHashKey(direction: .outbound)?.epoch == 4)
+        let kept = try alice.db.read { try Int.fetchAll($0, sql: "SELECT DISTINCT epoch FROM hash_key WHERE key IS NOT NULL ORDER BY epoch") }
+        #expect(kept == [3, 4])  // The previous epoch stays for tags in flight; older keys are wiped.
+        #expect(try PoolVerifier.verify(directory: alice.directory).isEmpty)
+    }
+
     @Test func verifyReportsBrokenInvariants() throws {
         let dir = TempDir()
         let (alice, _) = try makePair(dir)

@@ -22,12 +22,12 @@ extension KeyPool {
     /// - Throws: ``QKDError/Code/consumerKeyUnavailable`` if any id is unknown or not available
     ///   (nothing is delivered), or a storage error.
     public func deliverConsumerKeys(ids: [UUID]) throws -> [ConsumerKey] {
-        let texts = ids.map { $0.uuidString.lowercased() }
-        let marks = Array(repeating: "?", count: texts.count).joined(separator: ",")
+        let unique = Array(Set(ids))
+        let marks = Array(repeating: "?", count: unique.count).joined(separator: ",")
         let keys = try deliver(selector: "SELECT id, round, idx, key FROM consumer_key WHERE state = 'available' AND id IN (\(marks))",
-                               arguments: StatementArguments(texts), expected: Set(texts))
-        let order = Dictionary(uniqueKeysWithValues: texts.enumerated().map { ($1, $0) })
-        return keys.sorted { order[$0.id.uuidString.lowercased()]! < order[$1.id.uuidString.lowercased()]! }
+                               arguments: StatementArguments(unique.map(idBlob)), expected: Set(unique))
+        let byID = Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0) })
+        return ids.compactMap { byID[$0] }
     }
 
     /// Discards consumer keys without delivering them (e.g. the peer reported them lost):
@@ -39,12 +39,13 @@ extension KeyPool {
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
             do {
                 try db.write { db in
-                    for id in ids.map({ $0.uuidString.lowercased() }) {
-                        guard let length = try Int.fetchOne(db, sql: "SELECT length FROM consumer_key WHERE id = ? AND state = 'available'", arguments: [id]) else {
-                            throw QKDError(.consumerKeyUnavailable, "consumer key \(id) is unknown or no longer available; nothing was discarded")
+                    for id in ids {
+                        let text = id.uuidString.lowercased()
+                        guard let length = try Int.fetchOne(db, sql: "SELECT length FROM consumer_key WHERE id = ? AND state = 'available'", arguments: [idBlob(id)]) else {
+                            throw QKDError(.consumerKeyUnavailable, "consumer key \(text) is unknown or no longer available; nothing was discarded")
                         }
-                        try db.execute(sql: "UPDATE consumer_key SET state = 'discarded', key = NULL WHERE id = ?", arguments: [id])
-                        try PoolSchema.ledger(db, .consumerDiscarded, bytes: length, ref: "key:\(id)")
+                        try db.execute(sql: "UPDATE consumer_key SET state = 'discarded', key = NULL WHERE id = ?", arguments: [idBlob(id)])
+                        try PoolSchema.ledger(db, .consumerDiscarded, bytes: length, ref: "key:\(text)")
                     }
                 }
                 try scrubWAL()
@@ -54,7 +55,7 @@ extension KeyPool {
         }
     }
 
-    private func deliver(selector: String, arguments: StatementArguments, expected: Set<String>?) throws -> [ConsumerKey] {
+    private func deliver(selector: String, arguments: StatementArguments, expected: Set<UUID>?) throws -> [ConsumerKey] {
         try state.withLock { state throws -> [ConsumerKey] in
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
             do {
@@ -62,8 +63,8 @@ extension KeyPool {
                     var keys: [ConsumerKey] = []
                     let rows = try Row.fetchCursor(db, sql: selector, arguments: arguments)
                     while let row = try rows.next() {
-                        let idText: String = row[0]
-                        guard let id = UUID(uuidString: idText) else { throw QKDError(.storageCorrupt, "consumer key id '\(idText)' is malformed") }
+                        let id = try uuid(fromBlob: row[0])
+                        let idText = id.uuidString.lowercased()
                         let bytes = try row.withUnsafeData(atIndex: 3) { data -> SecretBytes in
                             guard let data else { throw QKDError(.storageCorrupt, "available consumer key \(idText) has no bytes") }
                             return data.withUnsafeBytes { SecretBytes(copying: $0) }
@@ -71,15 +72,14 @@ extension KeyPool {
                         keys.append(ConsumerKey(id: id, roundID: UInt64(bitPattern: row[1]), index: row[2], bytes: bytes))
                     }
                     if let expected {
-                        let found = Set(keys.map { $0.id.uuidString.lowercased() })
-                        if let missing = expected.subtracting(found).sorted().first {
-                            throw QKDError(.consumerKeyUnavailable, "consumer key \(missing) is unknown or no longer available; nothing was delivered")
+                        let found = Set(keys.map(\.id))
+                        if let missing = expected.subtracting(found).first {
+                            throw QKDError(.consumerKeyUnavailable, "consumer key \(missing.uuidString.lowercased()) is unknown or no longer available; nothing was delivered")
                         }
                     }
                     for key in keys {
-                        let id = key.id.uuidString.lowercased()
-                        try db.execute(sql: "UPDATE consumer_key SET state = 'delivered', key = NULL WHERE id = ?", arguments: [id])
-                        try PoolSchema.ledger(db, .delivered, bytes: key.bytes.count, ref: "key:\(id)")
+                        try db.cachedStatement(sql: "UPDATE consumer_key SET state = 'delivered', key = NULL WHERE id = ?").execute(arguments: [idBlob(key.id)])
+                        try PoolSchema.ledger(db, .delivered, bytes: key.bytes.count, ref: "key:\(key.id.uuidString.lowercased())")
                     }
                     return keys
                 }

@@ -338,12 +338,15 @@ public final class KeyPool: Sendable {
                         epoch = try Self.insertHashKeys(db, suite: suite, key: bytes, range: range, source: ref)
                     }
                     var ids: [UUID] = []
+                    ids.reserveCapacity(split.consumerKeys.count)
+                    // One prepared statement for all keys of the round: compiling the SQL per key
+                    // would dominate absorb time (thousands of 32-byte keys per MiB).
+                    let insert = try db.cachedStatement(sql: "INSERT INTO consumer_key (id, round, idx, length, state, key) VALUES (?, ?, ?, ?, 'available', ?)")
                     try bytes.withUnsafeBytes { key in
                         for (index, range) in split.consumerKeys.enumerated() {
                             let id = KeySplit.consumerKeyID(linkID: linkID, roundID: roundID, index: index)
                             try PoolSchema.withBlob(UnsafeRawBufferPointer(rebasing: key[range])) { data in
-                                try db.execute(sql: "INSERT INTO consumer_key (id, round, idx, length, state, key) VALUES (?, ?, ?, ?, 'available', ?)",
-                                               arguments: [id.uuidString.lowercased(), Int64(bitPattern: roundID), index, range.count, data])
+                                try insert.execute(arguments: [idBlob(id), Int64(bitPattern: roundID), index, range.count, data])
                             }
                             ids.append(id)
                         }
