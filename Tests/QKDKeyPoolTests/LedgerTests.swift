@@ -75,7 +75,7 @@ import Glibc
         try alice.db.write { try $0.execute(sql: "UPDATE stream SET watermark = ? WHERE name = 'a2b'", arguments: [Int64(alice.watermarks().outbound)]) }
         #expect(try PoolVerifier.verify(directory: alice.directory).isEmpty)
         // A delivered key that still holds bytes.
-        try alice.db.write { try $0.execute(sql: "UPDATE consumer_key SET state = 'delivered' WHERE rowid = (SELECT MIN(rowid) FROM consumer_key)") }
+        try alice.db.write { try $0.execute(sql: "UPDATE consumer_key SET state = 'delivered' WHERE round = 1 AND idx = 0") }
         violations = try PoolVerifier.verify(directory: alice.directory)
         #expect(violations.contains { $0.contains("still hold bytes") })
         #expect(violations.contains { $0.contains("delivered keys total") })
@@ -83,6 +83,21 @@ import Glibc
         try alice.db.write { try $0.execute(sql: "DELETE FROM psk") }
         violations = try PoolVerifier.verify(directory: alice.directory)
         #expect(violations.contains { $0.contains("no PSK record") })
+    }
+
+    @Test func deliveryByCountIsOldestFirstAcrossIdAndOutOfOrderRounds() throws {
+        let dir = TempDir()
+        let (alice, _) = try makePair(dir, pskBytes: 64)
+        let policy = RefillPolicy(padBytesPerRound: 0, roundsAhead: 0, reserveBytes: 0, consumerKeyBytes: 16)
+        let r5 = try alice.absorbDistilledKey(roundID: 5, bytes: testSecret(16 * 6, seed: 5), policy: policy).consumerKeyIDs
+        #expect(try alice.deliverConsumerKeys(count: 2).map(\.id) == Array(r5[0..<2]))
+        #expect(try alice.deliverConsumerKeys(ids: [r5[3]]).map(\.id) == [r5[3]])  // The peer asked for this one.
+        let r2 = try alice.absorbDistilledKey(roundID: 2, bytes: testSecret(16 * 2, seed: 2), policy: policy).consumerKeyIDs
+        // Round 2 is older than the cursor: it comes first; r5[3] is skipped, not delivered twice.
+        #expect(try alice.deliverConsumerKeys(count: 10).map(\.id) == r2 + [r5[2], r5[4], r5[5]])
+        #expect(try alice.deliverConsumerKeys(count: 10).isEmpty)
+        #expect(throws: QKDError(.consumerKeyUnavailable)) { try alice.deliverConsumerKeys(ids: [UUID()]) }
+        #expect(try PoolVerifier.verify(directory: alice.directory).isEmpty)
     }
 
     @Test func deliveredKeysAreWipedFromStorage() throws {

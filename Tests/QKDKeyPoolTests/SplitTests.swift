@@ -123,7 +123,7 @@ import Testing
         }
     }
 
-    @Test func consumerKeyIDsAreDeterministicAndDistinct() {
+    @Test func consumerKeyIDsAreDeterministicAndDistinct() throws {
         let link = UUID(uuidString: "8a3c0c5e-6f0e-4b8e-9d1e-000000000001")!
         let a = KeySplit.consumerKeyID(linkID: link, roundID: 5, index: 0)
         #expect(a == KeySplit.consumerKeyID(linkID: link, roundID: 5, index: 0))
@@ -131,5 +131,17 @@ import Testing
         #expect(a != KeySplit.consumerKeyID(linkID: link, roundID: 6, index: 0))
         #expect(a != KeySplit.consumerKeyID(linkID: UUID(), roundID: 5, index: 0))
         #expect(a.uuidString.lowercased().dropFirst(14).first == "8")  // RFC 9562 version 8.
+        // Ids decode back to (round, index) for their own link only.
+        var random = DeterministicRandomSource(seed: 11)
+        let tag = KeySplit.linkTag(link)
+        for _ in 0..<1000 {
+            let round = UInt64.random(in: 0...UInt64.max, using: &random)
+            let index = Int.random(in: 0...KeySplit.maximumConsumerKeyIndex, using: &random)
+            let id = KeySplit.consumerKeyID(linkID: link, roundID: round, index: index)
+            let decoded = try #require(KeySplit.decodeConsumerKeyID(id, linkTag: tag))
+            #expect(decoded.roundID == round && decoded.index == index)
+            #expect(KeySplit.decodeConsumerKeyID(id, linkTag: tag ^ 1) == nil)
+            #expect(id.uuidString.lowercased().dropFirst(19).first.map { "89ab".contains($0) } == true)  // Variant 10.
+        }
     }
 }

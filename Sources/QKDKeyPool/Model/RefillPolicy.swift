@@ -14,7 +14,7 @@ public struct RefillPolicy: Sendable, Codable, Equatable, Hashable {
     public var newHashKeys: Bool
     /// The suite the hash keys are for.
     public var suite: String
-    /// The size of one consumer key in bytes (> 0). A remainder shorter than this is discarded.
+    /// The size of one consumer key in bytes (16 ... 1 MiB). A remainder shorter than this is discarded.
     public var consumerKeyBytes: Int
 
     /// Creates a policy.
@@ -24,7 +24,7 @@ public struct RefillPolicy: Sendable, Codable, Equatable, Hashable {
     ///   - reserveBytes: extra pad bytes per stream (multiple of 16).
     ///   - newHashKeys: whether to start a new hash-key epoch with this round.
     ///   - suite: the suite name, `poly1305-otp` or `gf128-otp`.
-    ///   - consumerKeyBytes: size of each consumer key.
+    ///   - consumerKeyBytes: size of each consumer key (>= 16).
     public init(padBytesPerRound: Int = 1024, roundsAhead: Int = 4, reserveBytes: Int = 4096,
                 newHashKeys: Bool = false, suite: MACSuite = .poly1305OTP, consumerKeyBytes: Int = 32) {
         self.padBytesPerRound = padBytesPerRound
@@ -34,6 +34,10 @@ public struct RefillPolicy: Sendable, Codable, Equatable, Hashable {
         self.suite = suite.description
         self.consumerKeyBytes = consumerKeyBytes
     }
+
+    /// The smallest consumer key: 16 bytes (128 bits). It also bounds the number of keys per
+    /// round, which consumer key ids encode in 26 bits (Spec/keypool.md, "Consumer key ids").
+    public static let minimumConsumerKeyBytes = 16
 
     /// The level (unreserved pad bytes) the split tops each stream up to:
     /// `roundsAhead * padBytesPerRound + reserveBytes`.
@@ -51,8 +55,8 @@ public struct RefillPolicy: Sendable, Codable, Equatable, Hashable {
         guard roundsAhead >= 0, roundsAhead <= 1 << 20 else {
             throw QKDError(.invalidPolicy, "roundsAhead must be in 0...1048576, got \(roundsAhead)")
         }
-        guard consumerKeyBytes > 0, consumerKeyBytes <= 1 << 20 else {
-            throw QKDError(.invalidPolicy, "consumerKeyBytes must be in 1...1048576, got \(consumerKeyBytes)")
+        guard consumerKeyBytes >= Self.minimumConsumerKeyBytes, consumerKeyBytes <= 1 << 20 else {
+            throw QKDError(.invalidPolicy, "consumerKeyBytes must be in 16...1048576, got \(consumerKeyBytes)")
         }
         guard MACSuite(name: suite) != nil else {
             throw QKDError(.invalidPolicy, "unknown suite '\(suite)'; use poly1305-otp or gf128-otp")

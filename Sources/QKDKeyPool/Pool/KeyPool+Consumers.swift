@@ -5,15 +5,41 @@ import QKDCrypto
 extension KeyPool {
     // MARK: - Consumer keys
 
-    /// Delivers up to `count` available consumer keys, oldest first, and marks them delivered:
-    /// their bytes are wiped from storage in the same transaction (id and ledger entry stay),
-    /// then the WAL is checkpointed and truncated so no old page image keeps them.
+    /// Delivers up to `count` available consumer keys, oldest first (by round id, then index),
+    /// and marks them delivered: their bytes are wiped from storage in the same transaction (id
+    /// and ledger entry stay), then the WAL is checkpointed and truncated so no old page image
+    /// keeps them.
     /// - Parameter count: the most keys to deliver.
     /// - Returns: the keys (fewer if fewer are available).
     /// - Throws: a storage error; then nothing is delivered.
     public func deliverConsumerKeys(count: Int) throws -> [ConsumerKey] {
-        try deliver(selector: "SELECT id, round, idx, key FROM consumer_key WHERE state = 'available' ORDER BY round, idx LIMIT ?",
-                    arguments: [count], expected: nil)
+        let tag = KeySplit.linkTag(linkID)
+        return try state.withLock { state throws -> [ConsumerKey] in
+            guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
+            // Keys before the cursor were all delivered or discarded by this process: the scan
+            // starts there instead of walking every delivered row again.
+            let cursor: (Int64, Int) = state.deliveryCursor ?? (Int64.min, 0)
+            do {
+                let keys = try db.write { db -> [(ConsumerKey, Int64, Int)] in
+                    var keys: [(ConsumerKey, Int64, Int)] = []
+                    let rows = try Row.fetchCursor(db, sql: """
+                        SELECT round, idx, key FROM consumer_key WHERE (round, idx) >= (?, ?) AND state = 'available'
+                        ORDER BY round, idx LIMIT ?
+                        """, arguments: [cursor.0, cursor.1, count])
+                    while let row = try rows.next() {
+                        let round: Int64 = row[0], index: Int = row[1]
+                        keys.append((try Self.consumerKey(row, keyColumn: 2, tag: tag, round: round, index: index), round, index))
+                    }
+                    try Self.markDelivered(db, keys)
+                    return keys
+                }
+                if let last = keys.last { state.deliveryCursor = (last.1, last.2 + 1) }
+                if !keys.isEmpty { try scrubWAL() }
+                return keys.map(\.0)
+            } catch {
+                throw storageError(error, "delivering consumer keys")
+            }
+        }
     }
 
     /// Delivers the consumer keys with these ids (the peer side of a key request).
@@ -22,12 +48,32 @@ extension KeyPool {
     /// - Throws: ``QKDError/Code/consumerKeyUnavailable`` if any id is unknown or not available
     ///   (nothing is delivered), or a storage error.
     public func deliverConsumerKeys(ids: [UUID]) throws -> [ConsumerKey] {
-        let unique = Array(Set(ids))
-        let marks = Array(repeating: "?", count: unique.count).joined(separator: ",")
-        let keys = try deliver(selector: "SELECT id, round, idx, key FROM consumer_key WHERE state = 'available' AND id IN (\(marks))",
-                               arguments: StatementArguments(unique.map(idBlob)), expected: Set(unique))
-        let byID = Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0) })
-        return ids.compactMap { byID[$0] }
+        let tag = KeySplit.linkTag(linkID)
+        return try state.withLock { state throws -> [ConsumerKey] in
+            guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
+            do {
+                let keys = try db.write { db -> [(ConsumerKey, Int64, Int)] in
+                    var keys: [(ConsumerKey, Int64, Int)] = []
+                    var seen = Set<UUID>()
+                    for id in ids where seen.insert(id).inserted {
+                        let (round, index) = try Self.locate(id, tag: tag)
+                        let rows = try Row.fetchCursor(db, sql: "SELECT key FROM consumer_key WHERE round = ? AND idx = ? AND state = 'available'",
+                                                       arguments: [round, index])
+                        guard let row = try rows.next() else {
+                            throw QKDError(.consumerKeyUnavailable, "consumer key \(id.uuidString.lowercased()) is unknown or no longer available; nothing was delivered")
+                        }
+                        keys.append((try Self.consumerKey(row, keyColumn: 0, tag: tag, round: round, index: index), round, index))
+                    }
+                    try Self.markDelivered(db, keys)
+                    return keys
+                }
+                if !keys.isEmpty { try scrubWAL() }
+                let byID = Dictionary(uniqueKeysWithValues: keys.map { ($0.0.id, $0.0) })
+                return ids.compactMap { byID[$0] }
+            } catch {
+                throw storageError(error, "delivering consumer keys")
+            }
+        }
     }
 
     /// Discards consumer keys without delivering them (e.g. the peer reported them lost):
@@ -35,16 +81,18 @@ extension KeyPool {
     /// - Parameter ids: the ids; unknown or not available ids throw.
     /// - Throws: ``QKDError/Code/consumerKeyUnavailable`` (nothing discarded) or a storage error.
     public func discardConsumerKeys(ids: [UUID]) throws {
+        let tag = KeySplit.linkTag(linkID)
         try state.withLock { state throws in
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
             do {
                 try db.write { db in
-                    for id in ids {
+                    for id in Set(ids) {
                         let text = id.uuidString.lowercased()
-                        guard let length = try Int.fetchOne(db, sql: "SELECT length FROM consumer_key WHERE id = ? AND state = 'available'", arguments: [idBlob(id)]) else {
+                        let (round, index) = try Self.locate(id, tag: tag)
+                        guard let length = try Int.fetchOne(db, sql: "SELECT length FROM consumer_key WHERE round = ? AND idx = ? AND state = 'available'", arguments: [round, index]) else {
                             throw QKDError(.consumerKeyUnavailable, "consumer key \(text) is unknown or no longer available; nothing was discarded")
                         }
-                        try db.execute(sql: "UPDATE consumer_key SET state = 'discarded', key = NULL WHERE id = ?", arguments: [idBlob(id)])
+                        try db.execute(sql: "UPDATE consumer_key SET state = 'discarded', key = NULL WHERE round = ? AND idx = ?", arguments: [round, index])
                         try PoolSchema.ledger(db, .consumerDiscarded, bytes: length, ref: "key:\(text)")
                     }
                 }
@@ -55,39 +103,28 @@ extension KeyPool {
         }
     }
 
-    private func deliver(selector: String, arguments: StatementArguments, expected: Set<UUID>?) throws -> [ConsumerKey] {
-        try state.withLock { state throws -> [ConsumerKey] in
-            guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
-            do {
-                let keys = try db.write { db -> [ConsumerKey] in
-                    var keys: [ConsumerKey] = []
-                    let rows = try Row.fetchCursor(db, sql: selector, arguments: arguments)
-                    while let row = try rows.next() {
-                        let id = try uuid(fromBlob: row[0])
-                        let idText = id.uuidString.lowercased()
-                        let bytes = try row.withUnsafeData(atIndex: 3) { data -> SecretBytes in
-                            guard let data else { throw QKDError(.storageCorrupt, "available consumer key \(idText) has no bytes") }
-                            return data.withUnsafeBytes { SecretBytes(copying: $0) }
-                        }
-                        keys.append(ConsumerKey(id: id, roundID: UInt64(bitPattern: row[1]), index: row[2], bytes: bytes))
-                    }
-                    if let expected {
-                        let found = Set(keys.map(\.id))
-                        if let missing = expected.subtracting(found).first {
-                            throw QKDError(.consumerKeyUnavailable, "consumer key \(missing.uuidString.lowercased()) is unknown or no longer available; nothing was delivered")
-                        }
-                    }
-                    for key in keys {
-                        try db.cachedStatement(sql: "UPDATE consumer_key SET state = 'delivered', key = NULL WHERE id = ?").execute(arguments: [idBlob(key.id)])
-                        try PoolSchema.ledger(db, .delivered, bytes: key.bytes.count, ref: "key:\(key.id.uuidString.lowercased())")
-                    }
-                    return keys
-                }
-                if !keys.isEmpty { try scrubWAL() }
-                return keys
-            } catch {
-                throw storageError(error, "delivering consumer keys")
-            }
+    private static func locate(_ id: UUID, tag: UInt32) throws -> (Int64, Int) {
+        guard let (round, index) = KeySplit.decodeConsumerKeyID(id, linkTag: tag) else {
+            throw QKDError(.consumerKeyUnavailable, "\(id.uuidString.lowercased()) is not a consumer key id of this link")
+        }
+        return (Int64(bitPattern: round), index)
+    }
+
+    /// Copies a row's key bytes straight into locked memory (no unwiped `Data` copy).
+    private static func consumerKey(_ row: Row, keyColumn: Int, tag: UInt32, round: Int64, index: Int) throws -> ConsumerKey {
+        let roundID = UInt64(bitPattern: round)
+        let bytes = try row.withUnsafeData(atIndex: keyColumn) { data -> SecretBytes in
+            guard let data else { throw QKDError(.storageCorrupt, "available consumer key (round \(roundID), index \(index)) has no bytes") }
+            return data.withUnsafeBytes { SecretBytes(copying: $0) }
+        }
+        return ConsumerKey(id: KeySplit.consumerKeyID(linkTag: tag, roundID: roundID, index: index), roundID: roundID, index: index, bytes: bytes)
+    }
+
+    private static func markDelivered(_ db: Database, _ keys: [(ConsumerKey, Int64, Int)]) throws {
+        for (key, round, index) in keys {
+            try db.cachedStatement(sql: "UPDATE consumer_key SET state = 'delivered', key = NULL WHERE round = ? AND idx = ?")
+                .execute(arguments: [round, index])
+            try PoolSchema.ledger(db, .delivered, bytes: key.bytes.count, ref: "key:\(key.id.uuidString.lowercased())")
         }
     }
 

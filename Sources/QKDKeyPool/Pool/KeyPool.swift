@@ -39,7 +39,13 @@ public final class KeyPool: Sendable {
         var starving: Set<Direction> = []
         var events: [PoolEvent] = []
         var closed = false
+        /// Every consumer key before (round, idx) was delivered or discarded (nil: scan from the start).
+        var deliveryCursor: (Int64, Int)? = nil
     }
+
+    /// The largest distilled key one absorb takes: 1 GiB. With consumer keys of at least 16 bytes
+    /// the index fits the 26 bits of a consumer key id (Spec/keypool.md, "Consumer key ids").
+    public static let maximumDistilledKeyBytes = 1 << 30
 
     /// This node's role.
     public let role: Role
@@ -298,12 +304,16 @@ public final class KeyPool: Sendable {
     ///   - roundID: the round's id, identical on both sides; each round is absorbed once.
     ///   - bytes: the distilled key.
     ///   - policy: the negotiated policy.
+    ///   (At most ``maximumDistilledKeyBytes`` bytes.)
     /// - Returns: what went where.
     /// - Throws: ``QKDError/Code/roundAlreadyAbsorbed`` (nothing credited),
     ///   ``QKDError/Code/invalidPolicy``, or a storage error (nothing credited).
     @discardableResult
     public func absorbDistilledKey(roundID: UInt64, bytes: SecretBytes, policy: RefillPolicy) throws -> AbsorbSummary {
         try policy.validate()
+        guard bytes.count <= Self.maximumDistilledKeyBytes else {
+            throw QKDError(.invalidPolicy, "a distilled key of \(bytes.count) bytes exceeds the \(Self.maximumDistilledKeyBytes)-byte limit per round; split it into several rounds")
+        }
         let suite = MACSuite(name: policy.suite)!
         return try state.withLock { state throws -> AbsorbSummary in
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
@@ -341,12 +351,13 @@ public final class KeyPool: Sendable {
                     ids.reserveCapacity(split.consumerKeys.count)
                     // One prepared statement for all keys of the round: compiling the SQL per key
                     // would dominate absorb time (thousands of 32-byte keys per MiB).
-                    let insert = try db.cachedStatement(sql: "INSERT INTO consumer_key (id, round, idx, length, state, key) VALUES (?, ?, ?, ?, 'available', ?)")
+                    let insert = try db.cachedStatement(sql: "INSERT INTO consumer_key (round, idx, length, state, key) VALUES (?, ?, ?, 'available', ?)")
+                    let tag = KeySplit.linkTag(linkID)
                     try bytes.withUnsafeBytes { key in
                         for (index, range) in split.consumerKeys.enumerated() {
-                            let id = KeySplit.consumerKeyID(linkID: linkID, roundID: roundID, index: index)
+                            let id = KeySplit.consumerKeyID(linkTag: tag, roundID: roundID, index: index)
                             try PoolSchema.withBlob(UnsafeRawBufferPointer(rebasing: key[range])) { data in
-                                try insert.execute(arguments: [idBlob(id), Int64(bitPattern: roundID), index, range.count, data])
+                                try insert.execute(arguments: [Int64(bitPattern: roundID), index, range.count, data])
                             }
                             ids.append(id)
                         }
@@ -363,6 +374,9 @@ public final class KeyPool: Sendable {
             for d in Direction.allCases {
                 state.windows[d]!.length = newLengths[role.stream(for: d)]!
                 Self.noteLevel(&state, d, lowWater: configuration.lowWaterBytes)
+            }
+            if let cursor = state.deliveryCursor, Int64(bitPattern: roundID) < cursor.0 {
+                state.deliveryCursor = nil  // A round older than the cursor: scan from the start again.
             }
             return summary
         }

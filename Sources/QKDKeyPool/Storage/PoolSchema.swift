@@ -20,10 +20,9 @@ enum PoolSchema {
         // Unreserved pad bytes. Rows wholly below the watermark are deleted (secure_delete wipes them).
         "CREATE TABLE pad_segment (id INTEGER PRIMARY KEY, stream TEXT NOT NULL, start INTEGER NOT NULL, bytes BLOB NOT NULL, UNIQUE (stream, start))",
         "CREATE TABLE hash_key (epoch INTEGER NOT NULL, stream TEXT NOT NULL, suite TEXT NOT NULL, key BLOB, length INTEGER NOT NULL, uses INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL, PRIMARY KEY (epoch, stream))",
-        // Ids as 16-byte blobs: cheaper to compare and index than text, and no formatting per key.
-        "CREATE TABLE consumer_key (id BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16), round INTEGER NOT NULL, idx INTEGER NOT NULL, length INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('available', 'delivered', 'discarded')), key BLOB)",
-        // Delivery order over available keys only; delivered keys leave the index.
-        "CREATE INDEX consumer_key_available ON consumer_key (round, idx) WHERE state = 'available'",
+        // Keyed by (round, idx): consumer key ids decode to these (KeySplit.consumerKeyID), so
+        // inserts append in key order and no random-order id index is needed.
+        "CREATE TABLE consumer_key (round INTEGER NOT NULL, idx INTEGER NOT NULL, length INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('available', 'delivered', 'discarded')), key BLOB, PRIMARY KEY (round, idx)) WITHOUT ROWID",
         "CREATE TABLE round (id INTEGER PRIMARY KEY NOT NULL, byte_count INTEGER NOT NULL)",
         "CREATE TABLE psk (id TEXT PRIMARY KEY NOT NULL, checksum BLOB NOT NULL UNIQUE, byte_count INTEGER NOT NULL)",
         "CREATE TABLE ledger (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, stream TEXT, bytes INTEGER NOT NULL CHECK (bytes >= 0), ref TEXT)",
@@ -171,16 +170,6 @@ enum LedgerKind: String, CaseIterable {
     case delivered
     /// Consumer key bytes discarded without delivery (and wiped from storage).
     case consumerDiscarded = "consumer-discarded"
-}
-
-/// A UUID as the 16-byte blob stored in `consumer_key.id`.
-func idBlob(_ id: UUID) -> Data { withUnsafeBytes(of: id.uuid) { Data($0) } }
-
-/// The UUID in a 16-byte `consumer_key.id` blob.
-func uuid(fromBlob data: Data) throws -> UUID {
-    guard data.count == 16 else { throw QKDError(.storageCorrupt, "a consumer key id is \(data.count) bytes, not 16") }
-    let b = [UInt8](data)
-    return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
 }
 
 /// Maps SQLite failures to the pool's typed errors.
