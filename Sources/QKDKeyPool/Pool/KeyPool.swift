@@ -190,11 +190,18 @@ public final class KeyPool: Sendable {
     /// extending it by a chunk in one durable transaction if needed.
     private func withWindow<R>(_ direction: Direction, byteCount: Int,
                                _ serve: (inout ReservationWindow) -> R) throws -> R {
+        try withWindow(direction, byteCountFor: { _ in byteCount }, { window, _ in serve(&window) })
+    }
+
+    /// The same, with the byte count decided under the lock from the window (``acceptInbound(through:)``).
+    private func withWindow<R>(_ direction: Direction, byteCountFor: (ReservationWindow) throws -> Int,
+                               _ serve: (inout ReservationWindow, Int) -> R) throws -> R {
         let chunkBytes = UInt64(configuration.chunkPads * MACSuite.padByteCount)
         let stream = role.stream(for: direction)
         return try state.withLock { state throws -> R in
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
             var window = state.windows[direction]!
+            let byteCount = try byteCountFor(window)
             switch window.plan(byteCount: UInt64(byteCount), chunkBytes: chunkBytes) {
             case .exhausted(let remaining):
                 throw QKDError(.poolExhausted, "the \(direction) pad stream has \(remaining) bytes left, \(byteCount) requested; nothing was reserved. Run a QKD round (or import a PSK) to refill it")
@@ -220,7 +227,7 @@ public final class KeyPool: Sendable {
                 // Committed: only now may pads below newDurable be served.
                 window.install(newDurable: newDurable, loaded: loaded)
             }
-            let result = serve(&window)
+            let result = serve(&window, byteCount)
             state.windows[direction] = window
             Self.noteLevel(&state, direction, lowWater: configuration.lowWaterBytes)
             return result
@@ -243,6 +250,65 @@ public final class KeyPool: Sendable {
     /// - Returns: the oldest queued event.
     public func nextEvent() -> PoolEvent? {
         state.withLock { $0.events.isEmpty ? nil : $0.events.removeFirst() }
+    }
+
+    // MARK: - Inbound verification
+
+    /// The inbound pad at `offset`, to check a received tag, without consuming anything
+    /// (Spec/keypool.md, "Checking inbound tags"). A forged or corrupted frame therefore never
+    /// moves this node's inbound stream; only ``acceptInbound(through:)`` does, after the tag
+    /// verified.
+    /// - Parameter offset: the pad offset the frame names (a multiple of 16).
+    /// - Returns: the pad, to borrow for verification.
+    /// - Throws: ``QKDError/Code/watermarkBackward`` if the pad was already used (a replay or a
+    ///   stale frame), ``QKDError/Code/poolExhausted`` if the stream does not reach it, or a
+    ///   storage error.
+    public func inboundPad(at offset: UInt64) throws -> OneTimePad {
+        let n = UInt64(MACSuite.padByteCount)
+        let stream = role.stream(for: .inbound)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: MACSuite.padByteCount, alignment: 8)
+        defer { secureZero(scratch); scratch.deallocate() }
+        try state.withLock { state throws in
+            guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
+            let w = state.windows[.inbound]!
+            guard offset % n == 0 else {
+                throw QKDError(.watermarkBeyondStream, "inbound pad offset \(offset) is not a multiple of 16")
+            }
+            guard offset >= w.served else {
+                throw QKDError(.watermarkBackward, "inbound pad \(offset) was already used (next unused: \(w.served)); the frame is a replay or stale")
+            }
+            guard offset + n <= w.length else {
+                throw QKDError(.poolExhausted, "inbound pad \(offset) lies past the end of the stream (\(w.length) bytes); the peer holds material this node lacks")
+            }
+            if offset + n <= w.durable, let cache = w.cache {
+                scratch.copyMemory(from: cache.bytes(at: offset, count: Int(n)))
+                return
+            }
+            do {
+                try db.read { db in try PoolSchema.readSegments(db, stream: stream, range: offset..<(offset + n), into: scratch) }
+            } catch {
+                throw storageError(error, "reading inbound pad \(offset)")
+            }
+        }
+        return OneTimePad(UnsafeRawBufferPointer(scratch), offset: 0)
+    }
+
+    /// Marks every inbound pad below `offset` used, after a tag checked with
+    /// ``inboundPad(at:)`` verified: `offset` is the verified pad's offset + 16. Pads skipped on
+    /// the way (frames the peer tagged but this node never saw) count as reserved. Durable in
+    /// chunks, like ``reservePad(direction:count:)``.
+    /// - Parameter offset: the new inbound served offset (a multiple of 16, >= the current one).
+    /// - Throws: ``QKDError/Code/watermarkBackward``, ``QKDError/Code/poolExhausted``, or a
+    ///   storage error; nothing moves then.
+    public func acceptInbound(through offset: UInt64) throws {
+        try withWindow(.inbound, byteCountFor: { window in
+            guard offset >= window.served, offset % UInt64(MACSuite.padByteCount) == 0 else {
+                throw QKDError(.watermarkBackward, "cannot accept inbound pads through \(offset): the next unused pad is \(window.served)")
+            }
+            return Int(offset - window.served)
+        }, { window, n in
+            if n > 0 { window.serve(byteCount: n) { _, _ in () } }
+        })
     }
 
     // MARK: - Resynchronisation
