@@ -2,6 +2,11 @@ import ArgumentParser
 import Foundation
 import QKDCrypto
 import QKDKeyPool
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `qkd-node keys ...`: consumer key delivery.
 struct KeysCommand: ParsableCommand {
@@ -37,14 +42,40 @@ struct KeysExport: ParsableCommand {
             for (i, key) in keys.enumerated() {
                 if i > 0 { out.append(contentsOf: Array(",\n ".utf8)) }
                 out.append(contentsOf: Array("{\"id\": \"\(key.id.uuidString.lowercased())\", \"key\": \"".utf8))
-                var b64 = key.bytes.withUnsafeBytes { Array(Data($0).base64EncodedData()) }
-                out.append(contentsOf: b64)
-                secureZero(&b64)
+                key.bytes.withUnsafeBytes { Base64.append($0, to: &out) }
                 out.append(contentsOf: Array("\"}".utf8))
             }
             out.append(contentsOf: Array("]\n".utf8))
-            FileHandle.standardOutput.write(Data(out))
+            var written = 0
+            while written < out.count {
+                let n = out.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + written, out.count - written) }
+                guard n > 0 else { secureZero(&out); throw CLIError("cannot write to stdout: \(String(cString: strerror(errno)))") }
+                written += n
+            }
             secureZero(&out)
+        }
+    }
+}
+
+/// Base64 (RFC 4648, with padding) straight into a buffer the caller wipes: no intermediate
+/// `Data` or `String` copy of key material.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func append(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        var i = 0
+        while i + 3 <= bytes.count {
+            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(alphabet[Int(v >> 18 & 63)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest > 0 {
+            let v = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
+            out.append(alphabet[Int(v >> 18 & 63)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(rest == 2 ? alphabet[Int(v >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
         }
     }
 }
