@@ -11,6 +11,13 @@ import Testing
         return out
     }
 
+    /// The BLAKE2b helper the checksum and link tags use, against RFC 7693's "abc" (values from
+    /// Python's hashlib.blake2b, which implements RFC 7693), fed in pieces.
+    @Test func genericHashMatchesBLAKE2b() {
+        #expect(Hex.encode(GenericHash.hash([Array("a".utf8), [], Array("bc".utf8)])) == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319")
+        #expect(Hex.encode(GenericHash.hash([Array("abc".utf8)], outputByteCount: 16)) == "cf4ab791c62b8d2b2109c90275287816")
+    }
+
     @Test func roundTripsRandomFiles() throws {
         for seed in UInt64(0)..<20 {
             let psk = try testPSK(64 + Int(seed) * 97, seed: seed)

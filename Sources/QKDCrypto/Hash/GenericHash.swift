@@ -57,9 +57,9 @@ public struct GenericHash: ~Copyable {
         withUnsafeBytes(of: value.bigEndian) { update($0) }
     }
 
-    /// Finishes the hash. Call it once; the state is wiped when the value goes away.
+    /// Finishes the hash; consuming, so it can only be called once. The state is wiped and freed.
     /// - Returns: `outputByteCount` bytes.
-    public mutating func finalize() -> [UInt8] {
+    public consuming func finalize() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: outputByteCount)
         _ = crypto_generichash_final(state, &out, outputByteCount)
         return out
