@@ -80,6 +80,7 @@ let package = Package(
             dependencies: [
                 "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
             swiftSettings: strictSettings
         ),
@@ -112,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDKeyPoolTests",
-            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(
