@@ -51,7 +51,7 @@ let package = Package(
         ),
         .target(
             name: "QKDPostProcessing",
-            dependencies: ["QKDCrypto", "QKDWire"],
+            dependencies: ["QKDCrypto", "QKDWire", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .target(
