@@ -7,6 +7,11 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure a workload against a baseline measured in the same run.",
-        subcommands: []
+        subcommands: [
+            BenchSiftCommand.self,
+            BenchReconcileCommand.self,
+            BenchAmplifyCommand.self,
+            BenchPipelineCommand.self,
+        ]
     )
 }
