@@ -32,10 +32,8 @@ struct CascadeEngine {
     /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
-    /// Per pass p >= 1: forward[p][i] = position of key bit i in pass p's order.
-    private var forward: [[UInt32]] = [[]]
-    /// Per pass p >= 1: backward[p][j] = key bit at position j of pass p.
-    private var backward: [[UInt32]] = [[]]
+    /// Per pass: the affine permutation of that pass (identity for pass 0).
+    private var permutations: [AffinePermutation] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
     private var blockOdd: [[UInt8]] = []
     /// Per started pass and block: index into `searches`, or -1.
@@ -71,41 +69,32 @@ struct CascadeEngine {
         return (n + k - 1) / k
     }
 
-    /// Draws pass `pass`'s permutation (Fisher-Yates from the shared stream) and arranges this
-    /// side's current key in that order.
+    /// Draws pass `pass`'s permutation from the shared stream and arranges this side's
+    /// current key in that order.
     private mutating func startPass(_ pass: Int) {
-        if pass > 0 {
-            var back = [UInt32](unsafeUninitializedCapacity: n) { buf, count in
-                for i in 0..<n { buf[i] = UInt32(i) }
-                count = n
-            }
-            back.withUnsafeMutableBufferPointer { b in
-                var i = n - 1
-                while i > 0 {
-                    let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                    b.swapAt(i, j)
-                    i -= 1
-                }
-            }
-            var fwd = [UInt32](repeating: 0, count: n)
-            var order = BitVector(count: n)
-            let key = permuted[0]
-            fwd.withUnsafeMutableBufferPointer { f in
-                back.withUnsafeBufferPointer { b in
-                    key.words.withUnsafeBufferPointer { kw in
-                        var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-                        for j in 0..<n {
-                            let src = Int(b[j])
-                            f[src] = UInt32(j)
-                            words[j >> 6] |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
-                        }
-                        order = BitVector(words: words, count: n)
+        if pass == 0 {
+            permutations.append(AffinePermutation(identityOf: n))
+        } else {
+            let perm = AffinePermutation(size: n, random: &random)
+            permutations.append(perm)
+            var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
+            permuted[0].words.withUnsafeBufferPointer { kw in
+                words.withUnsafeMutableBufferPointer { out in
+                    // Position j holds key bit backward(j) = ainv (j - b) mod n: step by ainv.
+                    var src = perm.backward(0)
+                    let step = perm.inverseMultiplier
+                    let size = UInt64(n)
+                    var acc: UInt64 = 0
+                    for j in 0..<n {
+                        acc |= ((kw[Int(src >> 6)] >> (src & 63)) & 1) << UInt64(j & 63)
+                        if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
+                        src &+= step
+                        if src >= size { src &-= size }
                     }
+                    if n & 63 != 0 { out[n >> 6] = acc }
                 }
             }
-            forward.append(fwd)
-            backward.append(back)
-            permuted.append(order)
+            permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
@@ -207,7 +196,7 @@ struct CascadeEngine {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
-                    let bit = p == 0 ? s.lower : Int(backward[p][s.lower])
+                    let bit = Int(permutations[p].backward(UInt64(s.lower)))
                     flip(bit, touched: &touched)
                 }
                 index += 1
@@ -229,7 +218,7 @@ struct CascadeEngine {
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
         for p in 0..<startedPassCount {
-            let position = p == 0 ? bit : Int(forward[p][bit])
+            let position = Int(permutations[p].forward(UInt64(bit)))
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
@@ -249,5 +238,65 @@ struct CascadeEngine {
     /// Wipes every copy of the key.
     mutating func wipe() {
         for i in permuted.indices { permuted[i].wipe() }
+    }
+}
+
+/// The permutation `i -> (a i + b) mod n` of one Cascade pass (Spec/postprocessing.md section
+/// 5.2), with `a` a uniformly drawn unit mod n and `b` uniform. It needs no memory and both
+/// directions cost one multiply, so a pass starts in one streaming sweep over the key.
+struct AffinePermutation {
+    let size: UInt64
+    let multiplier: UInt64
+    let inverseMultiplier: UInt64
+    let offset: UInt64
+
+    init(identityOf n: Int) {
+        size = UInt64(max(n, 1))
+        multiplier = 1
+        inverseMultiplier = 1
+        offset = 0
+    }
+
+    init(size n: Int, random: inout DeterministicRandomSource) {
+        size = UInt64(max(n, 1))
+        var a: UInt64 = 1
+        var inverse: UInt64 = 1
+        if size > 2 {
+            while true {
+                a = random.next().multipliedFullWidth(by: size).high
+                if a != 0, let inv = Self.inverse(a, modulo: size) { inverse = inv; break }
+            }
+        }
+        multiplier = a
+        inverseMultiplier = inverse
+        offset = random.next().multipliedFullWidth(by: size).high
+    }
+
+    /// a^-1 mod m by the extended Euclidean algorithm, or nil if gcd(a, m) != 1.
+    static func inverse(_ a: UInt64, modulo m: UInt64) -> UInt64? {
+        var (r0, r1) = (Int64(m), Int64(a))
+        var (t0, t1) = (Int64(0), Int64(1))
+        while r1 != 0 {
+            let q = r0 / r1
+            (r0, r1) = (r1, r0 - q * r1)
+            (t0, t1) = (t1, t0 - q * t1)
+        }
+        guard r0 == 1 else { return nil }
+        return UInt64(t0 < 0 ? t0 + Int64(m) : t0)
+    }
+
+    @inline(__always)
+    func forward(_ i: UInt64) -> UInt64 {
+        let (hi, lo) = multiplier.multipliedFullWidth(by: i)
+        let r = size.dividingFullWidth((hi, lo)).remainder
+        let s = r &+ offset
+        return s >= size ? s &- size : s
+    }
+
+    @inline(__always)
+    func backward(_ j: UInt64) -> UInt64 {
+        let d = j >= offset ? j - offset : j &+ size &- offset
+        let (hi, lo) = inverseMultiplier.multipliedFullWidth(by: d)
+        return size.dividingFullWidth((hi, lo)).remainder
     }
 }

@@ -1,0 +1,37 @@
+import Testing
+import QKDCrypto
+@testable import QKDPostProcessing
+
+@Suite struct CascadeTests {
+    @Test(arguments: [1, 2, 3, 64, 1000, 4097, 65_536])
+    func affinePermutationIsABijection(n: Int) {
+        var random = DeterministicRandomSource(seed: UInt64(n))
+        let p = AffinePermutation(size: n, random: &random)
+        var seen = [Bool](repeating: false, count: n)
+        for i in 0..<n {
+            let j = Int(p.forward(UInt64(i)))
+            #expect(j < n && !seen[j])
+            seen[j] = true
+            #expect(p.backward(UInt64(j)) == UInt64(i))
+        }
+    }
+
+    @Test(arguments: [0.01, 0.03, 0.08])
+    func cascadeCorrectsAndLeakageIsPlausible(q: Double) throws {
+        var g = TestRNG(state: UInt64(q * 1e4))
+        let n = 1 << 15
+        let alice = randomBits(n, &g)
+        var bob = alice
+        var errors = 0
+        for i in 0..<n where Double.random(in: 0..<1, using: &g) < q { bob.flip(i); errors += 1 }
+        for schedule in [ReconciliationSchedule.improved, .original] {
+            let r = try CascadeRunner.run(alice: alice, bob: bob, qber: q, schedule: schedule, seed: [UInt8](repeating: 3, count: 32))
+            #expect(r.residualErrors == 0 || schedule == .original)
+            #expect(r.corrected >= errors - r.residualErrors)
+            // Leakage is at least the Shannon limit n h(Q) (minus slack for sampling) and at most 1.5x it.
+            let h = FiniteKey.binaryEntropy(Double(errors) / Double(n))
+            #expect(Double(r.leakedBits) > 0.95 * Double(n) * h)
+            #expect(Double(r.leakedBits) < 1.5 * Double(n) * h)
+        }
+    }
+}
