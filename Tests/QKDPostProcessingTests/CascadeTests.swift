@@ -3,17 +3,14 @@ import QKDCrypto
 @testable import QKDPostProcessing
 
 @Suite struct CascadeTests {
-    @Test(arguments: [1, 2, 3, 64, 1000, 4097, 65_536])
-    func affinePermutationIsABijection(n: Int) {
+    @Test(arguments: [1, 2, 3, 64, 1000, 4097, 65_536, 100_003])
+    func permutationIsABijection(n: Int) {
         var random = DeterministicRandomSource(seed: UInt64(n))
-        let p = AffinePermutation(size: n, random: &random)
+        let p = CascadeEngine.randomPermutation(n, &random)
         var seen = [Bool](repeating: false, count: n)
-        for i in 0..<n {
-            let j = Int(p.forward(UInt64(i)))
-            #expect(j < n && !seen[j])
-            seen[j] = true
-            #expect(p.backward(UInt64(j)) == UInt64(i))
-        }
+        for j in p { #expect(Int(j) < n && !seen[Int(j)]); seen[Int(j)] = true }
+        #expect(p.count == n)
+        if n > 1000 { #expect(p != (0..<n).map { UInt32($0) }) }
     }
 
     @Test(arguments: [0.01, 0.03, 0.08])

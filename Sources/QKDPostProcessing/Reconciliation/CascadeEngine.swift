@@ -32,8 +32,10 @@ struct CascadeEngine {
     /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
-    /// Per pass: the affine permutation of that pass (identity for pass 0).
-    private var permutations: [AffinePermutation] = []
+    /// Per pass p >= 1: forward[p][i] = position of key bit i in pass p's order.
+    private var forward: [[UInt32]] = []
+    /// Per pass p >= 1: backward[p][j] = key bit at position j of pass p.
+    private var backward: [[UInt32]] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
     private var blockOdd: [[UInt8]] = []
     /// Per started pass and block: index into `searches`, or -1.
@@ -73,31 +75,86 @@ struct CascadeEngine {
     /// current key in that order.
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
-            permutations.append(AffinePermutation(identityOf: n))
+            forward.append([])
+            backward.append([])
         } else {
-            let perm = AffinePermutation(size: n, random: &random)
-            permutations.append(perm)
+            let back = Self.randomPermutation(n, &random)
+            var fwd = [UInt32](repeating: 0, count: n)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
             permuted[0].words.withUnsafeBufferPointer { kw in
-                words.withUnsafeMutableBufferPointer { out in
-                    // Position j holds key bit backward(j) = ainv (j - b) mod n: step by ainv.
-                    var src = perm.backward(0)
-                    let step = perm.inverseMultiplier
-                    let size = UInt64(n)
-                    var acc: UInt64 = 0
-                    for j in 0..<n {
-                        acc |= ((kw[Int(src >> 6)] >> (src & 63)) & 1) << UInt64(j & 63)
-                        if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
-                        src &+= step
-                        if src >= size { src &-= size }
+                back.withUnsafeBufferPointer { b in
+                    fwd.withUnsafeMutableBufferPointer { f in
+                        words.withUnsafeMutableBufferPointer { out in
+                            var acc: UInt64 = 0
+                            for j in 0..<n {
+                                let src = Int(b[j])
+                                f[src] = UInt32(truncatingIfNeeded: j)
+                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
+                                if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
+                            }
+                            if n & 63 != 0 { out[n >> 6] = acc }
+                        }
                     }
-                    if n & 63 != 0 { out[n >> 6] = acc }
                 }
             }
+            forward.append(fwd)
+            backward.append(back)
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
+    }
+
+    /// A uniformly random permutation of 0..<n (entry j = the key bit at position j), by the
+    /// Rao-Sandelius method: each index goes to one of 256 buckets (one random byte each),
+    /// buckets are concatenated in order, and each bucket is shuffled by Fisher-Yates
+    /// (j = floor(u (i + 1) / 2^64)). Uniform like a plain Fisher-Yates, but every pass over
+    /// memory is sequential or within a cache-sized bucket (Spec/postprocessing.md section 5.2).
+    static func randomPermutation(_ n: Int, _ random: inout DeterministicRandomSource) -> [UInt32] {
+        let buckets = n >= 1 << 16 ? 256 : 1
+        var out = [UInt32](repeating: 0, count: n)
+        var counts = [n]
+        out.withUnsafeMutableBufferPointer { o in
+            if buckets == 1 {
+                for i in 0..<n { o[i] = UInt32(truncatingIfNeeded: i) }
+            } else {
+                var ids = [UInt8](repeating: 0, count: n)
+                counts = [Int](repeating: 0, count: buckets)
+                ids.withUnsafeMutableBufferPointer { id in
+                    var i = 0
+                    while i < n {
+                        var r = random.next()
+                        var k = 0
+                        while k < 8 && i < n {
+                            let b = UInt8(truncatingIfNeeded: r)
+                            id[i] = b
+                            counts[Int(b)] += 1
+                            r >>= 8
+                            i += 1
+                            k += 1
+                        }
+                    }
+                    var starts = [Int](repeating: 0, count: buckets)
+                    for b in 1..<buckets { starts[b] = starts[b - 1] + counts[b - 1] }
+                    for i in 0..<n {
+                        let b = Int(id[i])
+                        o[starts[b]] = UInt32(truncatingIfNeeded: i)
+                        starts[b] += 1
+                    }
+                }
+            }
+            var start = 0
+            for c in counts {
+                var i = c - 1
+                while i > 0 {
+                    let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                    o.swapAt(start + i, start + j)
+                    i -= 1
+                }
+                start += c
+            }
+        }
+        return out
     }
 
     /// The ranges of the current step, in the order their bits travel.
@@ -196,7 +253,7 @@ struct CascadeEngine {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
-                    let bit = Int(permutations[p].backward(UInt64(s.lower)))
+                    let bit = p == 0 ? s.lower : Int(backward[p][s.lower])
                     flip(bit, touched: &touched)
                 }
                 index += 1
@@ -218,7 +275,7 @@ struct CascadeEngine {
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
         for p in 0..<startedPassCount {
-            let position = Int(permutations[p].forward(UInt64(bit)))
+            let position = p == 0 ? bit : Int(forward[p][bit])
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
@@ -238,65 +295,5 @@ struct CascadeEngine {
     /// Wipes every copy of the key.
     mutating func wipe() {
         for i in permuted.indices { permuted[i].wipe() }
-    }
-}
-
-/// The permutation `i -> (a i + b) mod n` of one Cascade pass (Spec/postprocessing.md section
-/// 5.2), with `a` a uniformly drawn unit mod n and `b` uniform. It needs no memory and both
-/// directions cost one multiply, so a pass starts in one streaming sweep over the key.
-struct AffinePermutation {
-    let size: UInt64
-    let multiplier: UInt64
-    let inverseMultiplier: UInt64
-    let offset: UInt64
-
-    init(identityOf n: Int) {
-        size = UInt64(max(n, 1))
-        multiplier = 1
-        inverseMultiplier = 1
-        offset = 0
-    }
-
-    init(size n: Int, random: inout DeterministicRandomSource) {
-        size = UInt64(max(n, 1))
-        var a: UInt64 = 1
-        var inverse: UInt64 = 1
-        if size > 2 {
-            while true {
-                a = random.next().multipliedFullWidth(by: size).high
-                if a != 0, let inv = Self.inverse(a, modulo: size) { inverse = inv; break }
-            }
-        }
-        multiplier = a
-        inverseMultiplier = inverse
-        offset = random.next().multipliedFullWidth(by: size).high
-    }
-
-    /// a^-1 mod m by the extended Euclidean algorithm, or nil if gcd(a, m) != 1.
-    static func inverse(_ a: UInt64, modulo m: UInt64) -> UInt64? {
-        var (r0, r1) = (Int64(m), Int64(a))
-        var (t0, t1) = (Int64(0), Int64(1))
-        while r1 != 0 {
-            let q = r0 / r1
-            (r0, r1) = (r1, r0 - q * r1)
-            (t0, t1) = (t1, t0 - q * t1)
-        }
-        guard r0 == 1 else { return nil }
-        return UInt64(t0 < 0 ? t0 + Int64(m) : t0)
-    }
-
-    @inline(__always)
-    func forward(_ i: UInt64) -> UInt64 {
-        let (hi, lo) = multiplier.multipliedFullWidth(by: i)
-        let r = size.dividingFullWidth((hi, lo)).remainder
-        let s = r &+ offset
-        return s >= size ? s &- size : s
-    }
-
-    @inline(__always)
-    func backward(_ j: UInt64) -> UInt64 {
-        let d = j >= offset ? j - offset : j &+ size &- offset
-        let (hi, lo) = inverseMultiplier.multipliedFullWidth(by: d)
-        return size.dividingFullWidth((hi, lo)).remainder
     }
 }
