@@ -92,7 +92,9 @@ static void base_clmul(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t
 
 typedef void (*base_fn)(uint64_t *, const uint64_t *, const uint64_t *, size_t);
 
-#define KARATSUBA_THRESHOLD 16
+#ifndef KARATSUBA_THRESHOLD
+#define KARATSUBA_THRESHOLD 8
+#endif
 
 /* r[0 .. 2n) = a * b (n words each). scratch holds at least 4n + 4 * log2(n) + 64 words. */
 static void karatsuba(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t n, uint64_t *scratch, base_fn base) {
@@ -116,6 +118,21 @@ static void karatsuba(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t 
 
 static size_t scratch_words(size_t n) { return 4 * n + 64 * 8 + 64; }
 
+/* r[0 .. na+nb) ^= a * b for na <= nb: cut b into chunks of na words; a last, shorter chunk is
+ * multiplied recursively (cutting a in turn), never padded to a full chunk. */
+static int mul_unbalanced(uint64_t *r, const uint64_t *a, size_t na, const uint64_t *b, size_t nb,
+                          uint64_t *scratch, uint64_t *prod, base_fn base) {
+    size_t off = 0;
+    for (; off + na <= nb; off += na) {
+        karatsuba(prod, a, b + off, na, scratch, base);
+        for (size_t i = 0; i < 2 * na; i++) r[off + i] ^= prod[i];
+    }
+    size_t rest = nb - off;
+    if (rest == 0) return 0;
+    /* b's tail (rest < na words) times a: swap roles so the shorter operand leads. */
+    return mul_unbalanced(r + off, b + off, rest, a, na, scratch, prod, base);
+}
+
 int qkd_pp_gf2x_mul(uint64_t *r, const uint64_t *a, size_t na, const uint64_t *b, size_t nb) {
     memset(r, 0, (na + nb) * sizeof(uint64_t));
     if (na == 0 || nb == 0) return 0;
@@ -123,29 +140,19 @@ int qkd_pp_gf2x_mul(uint64_t *r, const uint64_t *a, size_t na, const uint64_t *b
 #ifdef QKD_PP_X86
     if (qkd_pp_has_clmul()) base = base_clmul;
 #endif
-    /* Let a be the shorter; cut b into chunks of na words and multiply chunk by chunk. */
     if (na > nb) {
         const uint64_t *t = a; a = b; b = t;
         size_t tn = na; na = nb; nb = tn;
     }
     uint64_t *scratch = malloc(scratch_words(na) * sizeof(uint64_t));
-    uint64_t *chunk = malloc(na * sizeof(uint64_t));
     uint64_t *prod = malloc(2 * na * sizeof(uint64_t));
-    if (!scratch || !chunk || !prod) {
-        free(scratch); free(chunk); free(prod);
+    if (!scratch || !prod) {
+        free(scratch); free(prod);
         return -1;
     }
-    for (size_t off = 0; off < nb; off += na) {
-        size_t len = nb - off < na ? nb - off : na;
-        memcpy(chunk, b + off, len * sizeof(uint64_t));
-        if (len < na) memset(chunk + len, 0, (na - len) * sizeof(uint64_t));
-        karatsuba(prod, a, chunk, na, scratch, base);
-        size_t limit = na + nb - off; /* words of r left from off */
-        size_t count = 2 * na < limit ? 2 * na : limit;
-        for (size_t i = 0; i < count; i++) r[off + i] ^= prod[i];
-    }
-    free(scratch); free(chunk); free(prod);
-    return 0;
+    int status = mul_unbalanced(r, a, na, b, nb, scratch, prod, base);
+    free(scratch); free(prod);
+    return status;
 }
 
 int qkd_pp_toeplitz(uint64_t *out, size_t out_bits, const uint64_t *seed, const uint64_t *x, size_t n_bits) {

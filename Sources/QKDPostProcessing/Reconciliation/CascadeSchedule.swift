@@ -53,5 +53,5 @@ public struct CascadeSchedule: Sendable, Equatable {
 
     static let improvedK1Factor = 1.0
     static let improvedK2Factor = 4
-    static let improvedPasses = 14
+    static let improvedPasses = 10
 }

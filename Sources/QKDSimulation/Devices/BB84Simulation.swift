@@ -22,13 +22,13 @@ func uniform(_ r: inout DeterministicRandomSource) -> Double {
 func bernoulliWord(_ threshold: UInt32, _ r: inout DeterministicRandomSource) -> UInt64 {
     if threshold == 0 { return 0 }
     var w: UInt64 = 0
-    var t = threshold
-    let start = t.trailingZeroBitCount
-    t >>= UInt32(start)
-    while t != 0 {
+    // From the least significant set bit b_i up to b_1: the leading zero bits matter too (each
+    // one ANDs, halving the probability).
+    var bit = threshold.trailingZeroBitCount
+    while bit < 32 {
         let u = r.next()
-        w = (t & 1 == 1) ? (w | u) : (w & u)
-        t >>= 1
+        w = (threshold >> UInt32(bit)) & 1 == 1 ? (w | u) : (w & u)
+        bit += 1
     }
     return w
 }
