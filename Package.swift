@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
+        .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
     ],
     dependencies: [
@@ -67,6 +69,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "QKDFuzzChecks",
+            dependencies: ["QKDCrypto", "QKDWire"],
+            swiftSettings: strictSettings
+        ),
         // Shared test helpers: the vector loader, package paths, in-memory pairs.
         .target(
             name: "QKDTestSupport",
@@ -76,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDCryptoTests",
-            dependencies: ["QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDCrypto", "QKDTestSupport", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -87,6 +94,11 @@ let package = Package(
         .testTarget(
             name: "QKDKeyPoolTests",
             dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDFuzzRegressionTests",
+            dependencies: ["QKDFuzzChecks", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

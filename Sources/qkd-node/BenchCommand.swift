@@ -8,6 +8,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure a workload against a baseline measured in the same run.",
         subcommands: [
+            BenchMacCommand.self,
             BenchSiftCommand.self,
             BenchReconcileCommand.self,
             BenchAmplifyCommand.self,

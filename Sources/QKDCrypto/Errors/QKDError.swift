@@ -55,6 +55,9 @@ public struct QKDError: Error, Hashable, Sendable, CustomStringConvertible {
 extension QKDError.Code {
     /// A key, pad or seed had the wrong length.
     public static let invalidKeyLength = QKDError.Code("crypto.invalid-key-length")
+    /// A hash key that is zero (for Poly1305, after clamping): it would give every message the
+    /// same tag.
+    public static let weakHashKey = QKDError.Code("crypto.weak-hash-key")
     /// libsodium could not be initialised.
     public static let sodiumUnavailable = QKDError.Code("crypto.sodium-unavailable")
     /// A known-answer or self test failed: the build or the CPU computes wrong results.

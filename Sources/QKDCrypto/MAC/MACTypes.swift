@@ -10,7 +10,7 @@ internal import CQKDKernels
 ///
 /// Portmann (2014) shows the hash key may be reused across many tags provided every tag is
 /// encrypted with a fresh pad; the key pool rotates it per epoch and after any verification
-/// failure. For `gf128-otp` the powers H^1..H^8 are precomputed once here, in locked memory.
+/// failure. For `gf128-otp` the powers H^1..H^16 are precomputed once here, in locked memory.
 public struct HashKey: Sendable, CustomStringConvertible {
     /// The suite this key belongs to.
     public let suite: MACSuite
@@ -22,28 +22,49 @@ public struct HashKey: Sendable, CustomStringConvertible {
     /// - Parameters:
     ///   - suite: the suite the key is for.
     ///   - rawRepresentation: exactly 16 bytes.
-    /// - Throws: ``QKDError/Code/invalidKeyLength`` for any other length.
+    /// - Throws: ``QKDError/Code/invalidKeyLength`` for any other length;
+    ///   ``QKDError/Code/weakHashKey`` for a zero key.
     public init(suite: MACSuite, rawRepresentation: some ContiguousBytes) throws {
         let count = rawRepresentation.withUnsafeBytes { $0.count }
         guard count == MACSuite.hashKeyByteCount else {
             throw QKDError(.invalidKeyLength, "a \(suite) hash key is \(MACSuite.hashKeyByteCount) bytes, got \(count)")
         }
-        self.init(suite: suite, checkedSecret: SecretBytes(copying: rawRepresentation))
+        try self.init(suite: suite, secret: SecretBytes(copying: rawRepresentation))
     }
 
     /// Creates a hash key from 16 secret bytes without copying them out of locked memory.
     /// - Parameters:
     ///   - suite: the suite the key is for.
     ///   - secret: exactly 16 bytes.
-    /// - Throws: ``QKDError/Code/invalidKeyLength`` for any other length.
+    /// - Throws: ``QKDError/Code/invalidKeyLength`` for any other length;
+    ///   ``QKDError/Code/weakHashKey`` for a zero key.
     public init(suite: MACSuite, secret: SecretBytes) throws {
         guard secret.count == MACSuite.hashKeyByteCount else {
             throw QKDError(.invalidKeyLength, "a \(suite) hash key is \(MACSuite.hashKeyByteCount) bytes, got \(secret.count)")
         }
+        guard !HashKey.isWeak(suite: suite, secret) else {
+            throw QKDError(.weakHashKey, "the \(suite) hash key is zero (after Poly1305 clamping), which would make every message hash to the same value; the key source is broken or exhausted")
+        }
         self.init(suite: suite, checkedSecret: secret)
     }
 
-    private init(suite: MACSuite, checkedSecret secret: SecretBytes) {
+    /// A zero hash key (for Poly1305: zero after clamping r) makes the hash constant, so every
+    /// message would get the same tag. Found by the FuzzMAC target; Spec/crypto.md 1.1.
+    static func isWeak(suite: MACSuite, _ secret: SecretBytes) -> Bool {
+        secret.withUnsafeBytes { bytes in
+            var low = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            var high = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            if suite == .poly1305OTP {
+                // RFC 8439 2.5: r &= 0x0ffffffc0ffffffc0ffffffc0fffffff (little-endian).
+                low &= UInt64(0x0fff_fffc_0fff_ffff).littleEndian
+                high &= UInt64(0x0fff_fffc_0fff_fffc).littleEndian
+            }
+            return (low | high) == 0
+        }
+    }
+
+    /// No weak-key check: for the RFC 8439 vectors with r = 0 and for keys already checked.
+    init(suite: MACSuite, checkedSecret secret: SecretBytes) {
         self.suite = suite
         self.raw = secret
         switch suite {
@@ -66,7 +87,10 @@ public struct HashKey: Sendable, CustomStringConvertible {
     ///   - random: the source.
     /// - Returns: the key.
     public static func random(suite: MACSuite, using random: inout some RandomSource) -> HashKey {
-        HashKey(suite: suite, checkedSecret: SecretBytes(randomCount: MACSuite.hashKeyByteCount, using: &random))
+        while true {
+            let secret = SecretBytes(randomCount: MACSuite.hashKeyByteCount, using: &random)
+            if !isWeak(suite: suite, secret) { return HashKey(suite: suite, checkedSecret: secret) }
+        }
     }
 
     /// "HashKey(poly1305-otp)": never the bytes.

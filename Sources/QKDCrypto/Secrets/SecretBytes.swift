@@ -4,6 +4,9 @@ public import FoundationEssentials  // ContiguousBytes
 public import Foundation
 #endif
 internal import CSodium
+#if DEBUG
+import Synchronization
+#endif
 
 /// Key material in memory: a fixed-size byte buffer that is locked into RAM where the OS allows
 /// (`sodium_mlock`, which also excludes it from core dumps) and wiped with `sodium_memzero` when
@@ -78,8 +81,23 @@ public final class SecretBytes: @unchecked Sendable, Equatable, CustomStringConv
     private static func release(_ pointer: UnsafeMutableRawPointer, _ allocation: Int, _ locked: Bool) {
         sodium_memzero(pointer, allocation)
         if locked { _ = sodium_munlock(pointer, allocation) }  // munlock also zeroes.
+        #if DEBUG
+        if let observer = releaseObserverLock.withLock({ $0 }) {
+            observer(UnsafeRawBufferPointer(start: pointer, count: allocation))
+        }
+        #endif
         pointer.deallocate()
     }
+
+    #if DEBUG
+    /// Test hook: sees each buffer after it was wiped and before it is freed, so a test can prove
+    /// the wipe happened on the real release path. Debug builds only.
+    static var releaseObserver: (@Sendable (UnsafeRawBufferPointer) -> Void)? {
+        get { releaseObserverLock.withLock { $0 } }
+        set { releaseObserverLock.withLock { $0 = newValue } }
+    }
+    private static let releaseObserverLock = Mutex<(@Sendable (UnsafeRawBufferPointer) -> Void)?>(nil)
+    #endif
 
     /// Calls `body` with the bytes. The pointer must not escape `body`.
     /// - Parameter body: reads the bytes.

@@ -1,0 +1,61 @@
+public import QKDCrypto
+
+/// The per-input logic of every libFuzzer target in `Fuzz/`, kept in the main package so that
+/// the regression tests replay pinned inputs (`Fuzz/FailCases/<Target>/`) and the seed corpus
+/// through exactly the code the fuzzer ran, without sanitizers (STYLE.md, "Fuzzing").
+///
+/// A check returns normally when the input was handled correctly: accepted, or rejected with a
+/// typed ``QKDError``. It throws ``FuzzInvariantViolation`` when an invariant broke (the fuzz
+/// target turns that into a crash); a real crash is a crash in both settings.
+public enum FuzzCheck: String, CaseIterable, Sendable {
+    /// The Wegman-Carter suites: tag/verify/stream consistency and bit-flip rejection.
+    case mac = "FuzzMAC"
+
+    /// How one input ended.
+    public enum Outcome: Sendable, Equatable {
+        /// The input was valid and processed.
+        case accepted
+        /// The input was refused with a typed error (the expected ending for malformed input).
+        case rejected(QKDError)
+    }
+
+    /// Runs the check on one input.
+    /// - Parameter input: the fuzzer's bytes.
+    /// - Returns: how the input ended.
+    /// - Throws: ``FuzzInvariantViolation`` if an invariant broke.
+    public func run(_ input: [UInt8]) throws(FuzzInvariantViolation) -> Outcome {
+        switch self {
+        case .mac: return try MACCheck.run(input)
+        }
+    }
+}
+
+/// An invariant that a fuzz input broke: always a bug.
+public struct FuzzInvariantViolation: Error, CustomStringConvertible {
+    /// What broke.
+    public let description: String
+    /// Creates a violation.
+    /// - Parameter description: what broke.
+    public init(_ description: String) { self.description = description }
+}
+
+/// A cursor over the fuzzer's input, to derive structured choices from raw bytes.
+struct FuzzInput {
+    let bytes: [UInt8]
+    var position = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// The next byte, or 0 past the end.
+    mutating func byte() -> UInt8 {
+        guard position < bytes.count else { return 0 }
+        defer { position += 1 }
+        return bytes[position]
+    }
+    /// Up to `n` next bytes.
+    mutating func take(_ n: Int) -> [UInt8] {
+        let end = min(bytes.count, position + max(0, n))
+        defer { position = end }
+        return Array(bytes[position..<end])
+    }
+    /// Everything left.
+    mutating func rest() -> [UInt8] { take(bytes.count - position) }
+}
