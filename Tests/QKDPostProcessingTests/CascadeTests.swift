@@ -6,10 +6,12 @@ import QKDCrypto
     @Test(arguments: [1, 2, 3, 64, 1000, 4097, 65_536, 100_003])
     func permutationIsABijection(n: Int) {
         var random = DeterministicRandomSource(seed: UInt64(n))
-        let p = CascadeEngine.randomPermutation(n, &random)
+        let perm = PassPermutation(size: n, random: &random)
+        let p = perm.backward
         var seen = [Bool](repeating: false, count: n)
         for j in p { #expect(Int(j) < n && !seen[Int(j)]); seen[Int(j)] = true }
         #expect(p.count == n)
+        for (j, i) in p.enumerated() where j % 7 == 0 { #expect(perm.forward(Int(i)) == j) }
         if n > 1000 { #expect(p != (0..<n).map { UInt32($0) }) }
     }
 

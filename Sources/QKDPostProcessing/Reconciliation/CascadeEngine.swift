@@ -32,10 +32,8 @@ struct CascadeEngine {
     /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
-    /// Per pass p >= 1: forward[p][i] = position of key bit i in pass p's order.
-    private var forward: [[UInt32]] = []
-    /// Per pass p >= 1: backward[p][j] = key bit at position j of pass p.
-    private var backward: [[UInt32]] = []
+    /// Per pass: its permutation (identity for pass 0).
+    private var permutations: [PassPermutation] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
     private var blockOdd: [[UInt8]] = []
     /// Per started pass and block: index into `searches`, or -1.
@@ -75,86 +73,28 @@ struct CascadeEngine {
     /// current key in that order.
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
-            forward.append([])
-            backward.append([])
+            permutations.append(PassPermutation(identity: ()))
         } else {
-            let back = Self.randomPermutation(n, &random)
-            var fwd = [UInt32](repeating: 0, count: n)
+            let perm = PassPermutation(size: n, random: &random)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
             permuted[0].words.withUnsafeBufferPointer { kw in
-                back.withUnsafeBufferPointer { b in
-                    fwd.withUnsafeMutableBufferPointer { f in
-                        words.withUnsafeMutableBufferPointer { out in
-                            var acc: UInt64 = 0
-                            for j in 0..<n {
-                                let src = Int(b[j])
-                                f[src] = UInt32(truncatingIfNeeded: j)
-                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
-                                if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
-                            }
-                            if n & 63 != 0 { out[n >> 6] = acc }
+                perm.backward.withUnsafeBufferPointer { b in
+                    words.withUnsafeMutableBufferPointer { out in
+                        var acc: UInt64 = 0
+                        for j in 0..<n {
+                            let src = Int(b[j])
+                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
+                            if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
                         }
+                        if n & 63 != 0 { out[n >> 6] = acc }
                     }
                 }
             }
-            forward.append(fwd)
-            backward.append(back)
+            permutations.append(perm)
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
-    }
-
-    /// A uniformly random permutation of 0..<n (entry j = the key bit at position j), by the
-    /// Rao-Sandelius method: each index goes to one of 256 buckets (one random byte each),
-    /// buckets are concatenated in order, and each bucket is shuffled by Fisher-Yates
-    /// (j = floor(u (i + 1) / 2^64)). Uniform like a plain Fisher-Yates, but every pass over
-    /// memory is sequential or within a cache-sized bucket (Spec/postprocessing.md section 5.2).
-    static func randomPermutation(_ n: Int, _ random: inout DeterministicRandomSource) -> [UInt32] {
-        let buckets = n >= 1 << 16 ? 256 : 1
-        var out = [UInt32](repeating: 0, count: n)
-        var counts = [n]
-        out.withUnsafeMutableBufferPointer { o in
-            if buckets == 1 {
-                for i in 0..<n { o[i] = UInt32(truncatingIfNeeded: i) }
-            } else {
-                var ids = [UInt8](repeating: 0, count: n)
-                counts = [Int](repeating: 0, count: buckets)
-                ids.withUnsafeMutableBufferPointer { id in
-                    var i = 0
-                    while i < n {
-                        var r = random.next()
-                        var k = 0
-                        while k < 8 && i < n {
-                            let b = UInt8(truncatingIfNeeded: r)
-                            id[i] = b
-                            counts[Int(b)] += 1
-                            r >>= 8
-                            i += 1
-                            k += 1
-                        }
-                    }
-                    var starts = [Int](repeating: 0, count: buckets)
-                    for b in 1..<buckets { starts[b] = starts[b - 1] + counts[b - 1] }
-                    for i in 0..<n {
-                        let b = Int(id[i])
-                        o[starts[b]] = UInt32(truncatingIfNeeded: i)
-                        starts[b] += 1
-                    }
-                }
-            }
-            var start = 0
-            for c in counts {
-                var i = c - 1
-                while i > 0 {
-                    let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                    o.swapAt(start + i, start + j)
-                    i -= 1
-                }
-                start += c
-            }
-        }
-        return out
     }
 
     /// The ranges of the current step, in the order their bits travel.
@@ -253,7 +193,7 @@ struct CascadeEngine {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
-                    let bit = p == 0 ? s.lower : Int(backward[p][s.lower])
+                    let bit = p == 0 ? s.lower : Int(permutations[p].backward[s.lower])
                     flip(bit, touched: &touched)
                 }
                 index += 1
@@ -275,7 +215,7 @@ struct CascadeEngine {
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
         for p in 0..<startedPassCount {
-            let position = p == 0 ? bit : Int(forward[p][bit])
+            let position = p == 0 ? bit : permutations[p].forward(bit)
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
@@ -296,4 +236,98 @@ struct CascadeEngine {
     mutating func wipe() {
         for i in permuted.indices { permuted[i].wipe() }
     }
+}
+
+/// A uniformly random permutation of 0..<n for one Cascade pass (Spec/postprocessing.md
+/// section 5.2), drawn by the Rao-Sandelius method so that every pass over memory is sequential
+/// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
+/// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
+/// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
+/// Fisher-Yates. The inverse is kept as "pre-shuffle slot" plus the in-bucket inverse, both
+/// written sequentially, so no random writes over the whole key are needed.
+struct PassPermutation {
+    /// backward[j] = the key bit at position j.
+    let backward: [UInt32]
+    private let preSlot: [UInt32]
+    private let inverse: [UInt32]
+
+    init(identity: Void) {
+        backward = []
+        preSlot = []
+        inverse = []
+    }
+
+    init(size n: Int, random: inout DeterministicRandomSource) {
+        let bucketCount = n >= 1 << 16 ? 256 : 1
+        var counts = [n]
+        var members = [UInt32](repeating: 0, count: n)
+        var pre = [UInt32](repeating: 0, count: n)
+        if bucketCount == 1 {
+            for i in 0..<n { members[i] = UInt32(truncatingIfNeeded: i); pre[i] = UInt32(truncatingIfNeeded: i) }
+        } else {
+            var ids = [UInt8](repeating: 0, count: n)
+            counts = [Int](repeating: 0, count: bucketCount)
+            ids.withUnsafeMutableBufferPointer { id in
+                var i = 0
+                while i < n {
+                    var r = random.next()
+                    var k = 0
+                    while k < 8 && i < n {
+                        let b = UInt8(truncatingIfNeeded: r)
+                        id[i] = b
+                        counts[Int(b)] += 1
+                        r >>= 8
+                        i += 1
+                        k += 1
+                    }
+                }
+                var starts = [Int](repeating: 0, count: bucketCount)
+                for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+                members.withUnsafeMutableBufferPointer { m in
+                    pre.withUnsafeMutableBufferPointer { p in
+                        for i in 0..<n {
+                            let b = Int(id[i])
+                            m[starts[b]] = UInt32(truncatingIfNeeded: i)
+                            p[i] = UInt32(truncatingIfNeeded: starts[b])
+                            starts[b] += 1
+                        }
+                    }
+                }
+            }
+        }
+        var back = [UInt32](repeating: 0, count: n)
+        var inv = [UInt32](repeating: 0, count: n)
+        var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
+        back.withUnsafeMutableBufferPointer { bk in
+            inv.withUnsafeMutableBufferPointer { iv in
+                members.withUnsafeBufferPointer { m in
+                    local.withUnsafeMutableBufferPointer { l in
+                        var start = 0
+                        for c in counts {
+                            for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
+                            var i = c - 1
+                            while i > 0 {
+                                let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                                l.swapAt(i, j)
+                                i -= 1
+                            }
+                            for pos in 0..<c {
+                                let k = Int(l[pos])
+                                bk[start + pos] = m[start + k]
+                                iv[start + k] = UInt32(truncatingIfNeeded: start + pos)
+                            }
+                            start += c
+                        }
+                    }
+                }
+            }
+        }
+        backward = back
+        preSlot = pre
+        inverse = inv
+    }
+
+    /// The position of key bit `i` in this pass.
+    @inline(__always)
+    func forward(_ i: Int) -> Int { Int(inverse[Int(preSlot[i])]) }
 }
