@@ -260,12 +260,12 @@ struct PassPermutation {
     init(size n: Int, random: inout DeterministicRandomSource) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
         var counts = [n]
-        var members = [UInt32](repeating: 0, count: n)
-        var pre = [UInt32](repeating: 0, count: n)
+        var members = uninitializedWords(n)
+        var pre = uninitializedWords(n)
         if bucketCount == 1 {
             for i in 0..<n { members[i] = UInt32(truncatingIfNeeded: i); pre[i] = UInt32(truncatingIfNeeded: i) }
         } else {
-            var ids = [UInt8](repeating: 0, count: n)
+            var ids = [UInt8](unsafeUninitializedCapacity: n) { _, c in c = n }  // Every entry is written below.
             counts = [Int](repeating: 0, count: bucketCount)
             ids.withUnsafeMutableBufferPointer { id in
                 var i = 0
@@ -295,8 +295,8 @@ struct PassPermutation {
                 }
             }
         }
-        var back = [UInt32](repeating: 0, count: n)
-        var inv = [UInt32](repeating: 0, count: n)
+        var back = uninitializedWords(n)
+        var inv = uninitializedWords(n)
         var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
         back.withUnsafeMutableBufferPointer { bk in
             inv.withUnsafeMutableBufferPointer { iv in
@@ -330,4 +330,11 @@ struct PassPermutation {
     /// The position of key bit `i` in this pass.
     @inline(__always)
     func forward(_ i: Int) -> Int { Int(inverse[Int(preSlot[i])]) }
+}
+
+/// An array of `n` words whose contents the caller writes in full before reading (skips the
+/// zero fill of a fresh allocation).
+@inline(__always)
+private func uninitializedWords(_ n: Int) -> [UInt32] {
+    [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
 }
