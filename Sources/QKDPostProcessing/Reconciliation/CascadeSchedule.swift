@@ -32,10 +32,10 @@ public struct CascadeSchedule: Sendable, Equatable {
 
     /// The improved schedule after Martinez-Mateo, Pacher, Peev, Ciurana and Martin,
     /// "Demystifying the information reconciliation protocol Cascade", QIC 15 (2015): block
-    /// sizes are powers of two, k1 = 2^ceil(log2(1/(2Q)))... tuned here on simulated keys
-    /// (bench reconcile reports the efficiency reached), k2 = 4 k1 capped at n/2, later passes
-    /// n/2, 14 passes in all. Later passes cost about two parity bits each unless they find an
-    /// error, and they drive the residual error probability down.
+    /// sizes are powers of two, k1 = 2^floor(log2(1/Q)) (tuned on 2^20-bit blocks with
+    /// `qkd-node bench reconcile`), k2 = 4 k1 capped at n/2, later passes n/2, 10 passes in
+    /// all. Later passes cost about two parity bits each unless they find an error, and they
+    /// drive the residual error probability down (Spec/postprocessing.md section 5.1).
     /// - Parameters:
     ///   - qber: estimated QBER.
     ///   - keyBits: n.
