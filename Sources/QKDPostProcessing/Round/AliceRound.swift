@@ -192,31 +192,46 @@ public struct AliceRound {
         counters.detections = d
         counters.slots = report.slotCount
         var matches = [UInt64](repeating: 0, count: (d + 63) >> 6)
-        var key = BitVector(reservingCapacity: d / 2)
-        var tests = BitVector(reservingCapacity: d / 2)
+        // Key and test bits are packed by hand: at most d of each.
+        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6)
+        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6)
+        var keyCount = 0, testCount = 0
         input.bits.words.withUnsafeBufferPointer { bits in
             input.bases.words.withUnsafeBufferPointer { bases in
                 report.bases.words.withUnsafeBufferPointer { bob in
                     report.positions.withUnsafeBufferPointer { pos in
-                        for i in 0..<d {
-                            let s = Int(pos[i])
-                            let aliceBasis = (bases[s >> 6] >> UInt64(s & 63)) & 1
-                            let bobBasis = (bob[i >> 6] >> UInt64(i & 63)) & 1
-                            guard aliceBasis == bobBasis else { continue }
-                            matches[i >> 6] |= UInt64(1) << UInt64(i & 63)
-                            let bit = (bits[s >> 6] >> UInt64(s & 63)) & 1
-                            if aliceBasis == 0 { key.append(bits: bit, width: 1) } else { tests.append(bits: bit, width: 1) }
+                        matches.withUnsafeMutableBufferPointer { m in
+                            keyWords.withUnsafeMutableBufferPointer { kw in
+                                testWords.withUnsafeMutableBufferPointer { tw in
+                                    for i in 0..<d {
+                                        let s = Int(pos[i])
+                                        let aliceBasis = (bases[s >> 6] >> UInt64(s & 63)) & 1
+                                        let bobBasis = (bob[i >> 6] >> UInt64(i & 63)) & 1
+                                        guard aliceBasis == bobBasis else { continue }
+                                        m[i >> 6] |= UInt64(1) << UInt64(i & 63)
+                                        let bit = (bits[s >> 6] >> UInt64(s & 63)) & 1
+                                        if aliceBasis == 0 {
+                                            kw[keyCount >> 6] |= bit << UInt64(keyCount & 63)
+                                            keyCount += 1
+                                        } else {
+                                            tw[testCount >> 6] |= bit << UInt64(testCount & 63)
+                                            testCount += 1
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+        let key = BitVector(words: keyWords, count: keyCount)
+        let tests = BitVector(words: testWords, count: testCount)
         counters.keyBits = key.count
         counters.testBits = tests.count
         let seed = random.bytes(count: PostProcessingLimits.seedByteCount)
         let response = SiftResponse(matches: BitVector(words: matches, count: d), testBits: tests, cascadeSeed: seed)
-        counters.siftingBits = 8 * (PostProcessingMessage.detections(report).encodedByteCount - 10)
-            + d  // the match bitmap
+        counters.siftingBits = 8 * (counters.bytesReceived - 10) + d  // report payload + match bitmap
         send(.siftResponse(response))
         return .awaitingEstimation(Sifted(key: key, testCount: tests.count, cascadeSeed: seed))
     }

@@ -176,11 +176,32 @@ public struct BobRound {
         guard response.matches.count == count else {
             throw QKDError(.ppInconsistent, "Alice's match bitmap has \(response.matches.count) bits for \(count) detections")
         }
-        var key = BitVector(reservingCapacity: count / 2)
-        var tests = BitVector(reservingCapacity: count / 2)
-        for i in 0..<count where response.matches.bit(i) == 1 {
-            if d.bases.bit(i) == 0 { key.append(bits: d.bits.bit(i), width: 1) } else { tests.append(bits: d.bits.bit(i), width: 1) }
+        var keyWords = [UInt64](repeating: 0, count: (count + 63) >> 6)
+        var testWords = [UInt64](repeating: 0, count: (count + 63) >> 6)
+        var keyCount = 0, testCount = 0
+        response.matches.words.withUnsafeBufferPointer { m in
+            d.bases.words.withUnsafeBufferPointer { bases in
+                d.bits.words.withUnsafeBufferPointer { bits in
+                    for w in 0..<m.count {
+                        var word = m[w]
+                        while word != 0 {
+                            let i = (w << 6) | word.trailingZeroBitCount
+                            word &= word &- 1
+                            let bit = (bits[i >> 6] >> UInt64(i & 63)) & 1
+                            if (bases[i >> 6] >> UInt64(i & 63)) & 1 == 0 {
+                                keyWords[keyCount >> 6] |= bit << UInt64(keyCount & 63)
+                                keyCount += 1
+                            } else {
+                                testWords[testCount >> 6] |= bit << UInt64(testCount & 63)
+                                testCount += 1
+                            }
+                        }
+                    }
+                }
+            }
         }
+        let key = BitVector(words: keyWords, count: keyCount)
+        let tests = BitVector(words: testWords, count: testCount)
         guard tests.count == response.testBits.count else {
             throw QKDError(.ppInconsistent, "Alice disclosed \(response.testBits.count) test bits, Bob has \(tests.count) matched X-basis detections")
         }

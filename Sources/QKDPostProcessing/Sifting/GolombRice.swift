@@ -25,6 +25,12 @@ enum GolombRice {
             let gap = s &- previous
             previous = s &+ 1
             var q = gap >> UInt64(r)
+            if Int(q) + 1 + r <= 64 {
+                // One write: q ones, a zero, then the r low bits.
+                let code = ((UInt64(1) << q) &- 1) | ((gap & lowMask) << (q + 1))
+                out.append(bits: code, width: Int(q) + 1 + r)
+                continue
+            }
             while q >= 63 { out.append(bits: ~UInt64(0), width: 63); q -= 63 }
             // q ones then a zero: the low q+1 bits of (2^q - 1).
             out.append(bits: (UInt64(1) << q) &- 1, width: Int(q) + 1)
