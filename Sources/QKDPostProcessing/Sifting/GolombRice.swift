@@ -53,7 +53,29 @@ enum GolombRice {
         var next: UInt64 = 0
         let total = stream.count
         try stream.words.withUnsafeBufferPointer { w in
+            let wordCount = w.count
+            let lowMask: UInt64 = r == 0 ? 0 : (UInt64(1) << UInt64(r)) &- 1
             for _ in 0..<count {
+                // Fast path: the whole code lies in the 64-bit window at `position`.
+                let wi = position >> 6, shift = UInt64(position & 63)
+                var window = wi < wordCount ? w[wi] >> shift : 0
+                if shift != 0, wi + 1 < wordCount { window |= w[wi + 1] << (64 - shift) }
+                let ones = (~window).trailingZeroBitCount
+                if ones + 1 + r <= 64, position + ones + 1 + r <= total {
+                    let q = UInt64(ones)
+                    guard q <= (slotCount >> UInt64(r)) else {
+                        throw QKDError(.ppMalformed, "detection report: a gap exceeds the slot count \(slotCount)")
+                    }
+                    let low = (window >> (q + 1)) & lowMask
+                    position += ones + 1 + r
+                    let slot = next &+ ((q << UInt64(r)) | low)
+                    guard slot >= next, slot < slotCount else {
+                        throw QKDError(.ppMalformed, "detection report: slot \(slot) is not below the slot count \(slotCount)")
+                    }
+                    result.append(slot)
+                    next = slot &+ 1
+                    continue
+                }
                 // Unary part: count ones up to the next zero.
                 var q: UInt64 = 0
                 while true {
