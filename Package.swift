@@ -67,7 +67,7 @@ let package = Package(
         ),
         .target(
             name: "QKDPostProcessing",
-            dependencies: ["QKDCrypto", "QKDWire"],
+            dependencies: ["QKDCrypto", "QKDWire", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .target(

@@ -7,6 +7,13 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure a workload against a baseline measured in the same run.",
-        subcommands: [BenchMacCommand.self, BenchPool.self]
+        subcommands: [
+            BenchMacCommand.self,
+            BenchPool.self,
+            BenchSiftCommand.self,
+            BenchReconcileCommand.self,
+            BenchAmplifyCommand.self,
+            BenchPipelineCommand.self,
+        ]
     )
 }
