@@ -86,7 +86,7 @@ let package = Package(
         ),
         .target(
             name: "QKDFuzzChecks",
-            dependencies: ["QKDCrypto", "QKDWire"],
+            dependencies: ["QKDCrypto", "QKDWire", "QKDPostProcessing", "QKDKeyPool", "QKDSession"],
             swiftSettings: strictSettings
         ),
         // Shared test helpers: the vector loader, package paths, in-memory pairs.

@@ -7,6 +7,9 @@ import PackageDescription
 let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzMAC", []),
     ("FuzzFrameDecoder", []),
+    ("FuzzPostProcessingMessages", []),
+    ("FuzzPSKFile", []),
+    ("FuzzCertificateChain", []),
 ]
 
 let package = Package(

@@ -12,6 +12,12 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
     case mac = "FuzzMAC"
     /// The frame decoder: arbitrary streams, arbitrary chunking, limits (Spec/wire.md 5).
     case frameDecoder = "FuzzFrameDecoder"
+    /// Every post-processing message decoder (Spec/postprocessing.md section 2).
+    case postProcessingMessages = "FuzzPostProcessingMessages"
+    /// The PSK file parser (Spec/keypool.md, "PSK file format").
+    case pskFile = "FuzzPSKFile"
+    /// PEM/DER certificate and private key parsing of the PKI bootstrap (Spec/handshake.md 4).
+    case certificateChain = "FuzzCertificateChain"
 
     /// How one input ended.
     public enum Outcome: Sendable, Equatable {
@@ -29,6 +35,23 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         switch self {
         case .mac: return try MACCheck.run(input)
         case .frameDecoder: return try FrameDecoderCheck.run(input)
+        case .postProcessingMessages: return try PostProcessingMessagesCheck.run(input)
+        case .pskFile: return try PSKFileCheck.run(input)
+        case .certificateChain: return try CertificateChainCheck.run(input)
+        }
+    }
+
+    /// Valid inputs made with the real encoders, for the committed seed corpus
+    /// (`Fuzz/Corpus/<Target>/`); nil for targets whose seeds are written by hand or from
+    /// vector files. The regression tests check each one is accepted.
+    /// - Returns: named seeds, or nil.
+    /// - Throws: if an encoder fails (not expected).
+    public func generatedSeeds() throws -> [(name: String, bytes: [UInt8])]? {
+        switch self {
+        case .mac, .frameDecoder: return nil
+        case .postProcessingMessages: return PostProcessingMessagesCheck.seeds()
+        case .pskFile: return try PSKFileCheck.seeds()
+        case .certificateChain: return try CertificateChainCheck.seeds()
         }
     }
 }

@@ -45,6 +45,40 @@ import QKDTestSupport
         #expect(throws: Never.self) { _ = try pinned.check.run(bytes) }
     }
 
+    /// Seeds made with the real encoders and writers (``FuzzCheck/generatedSeeds()``) must be
+    /// accepted, not merely survive: a seed the check rejects would start the fuzzer off the
+    /// accepting path. With `QKD_WRITE_FUZZ_SEEDS=1` the test (re)writes them into
+    /// `Fuzz/Corpus/<Target>/seed-<name>`, which is how the committed seeds were made.
+    @Test(arguments: FuzzCheck.allCases)
+    func generatedSeedsAreAccepted(_ check: FuzzCheck) throws {
+        guard let seeds = try check.generatedSeeds() else { return }
+        #expect(!seeds.isEmpty)
+        let write = ProcessInfo.processInfo.environment["QKD_WRITE_FUZZ_SEEDS"] == "1"
+        let dir = PackagePaths.root.appendingPathComponent("Fuzz/Corpus/\(check.rawValue)")
+        for seed in seeds {
+            let outcome = try check.run(seed.bytes)
+            #expect(outcome == .accepted, "seed \(seed.name) of \(check.rawValue) ended as \(outcome)")
+            if write {
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                try Data(seed.bytes).write(to: dir.appendingPathComponent("seed-\(seed.name)"))
+            }
+        }
+    }
+
+    /// Each seed of the new targets, cut short by 30 bytes, ends as a typed rejection, not as
+    /// acceptance (30 bytes breaks a PEM END line, which one byte would not): the checks can tell malformed input from valid input.
+    @Test(arguments: [FuzzCheck.postProcessingMessages, .pskFile, .certificateChain])
+    func corruptedSeedsAreRejected(_ check: FuzzCheck) throws {
+        let seeds = try #require(try check.generatedSeeds())
+        for seed in seeds {
+            let truncated = Array(seed.bytes.dropLast(30))
+            guard case .rejected = try check.run(truncated) else {
+                Issue.record("truncated seed \(seed.name) of \(check.rawValue) was accepted")
+                continue
+            }
+        }
+    }
+
     /// The MAC crash the fuzzer found: an all-zero key made every message verify. It must now be
     /// refused with a typed error.
     @Test func zeroHashKeyIsRejectedWithATypedError() throws {
