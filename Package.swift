@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .library(name: "QKDSessionCore", targets: ["QKDSessionCore"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
@@ -61,6 +62,12 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // The sans-IO session state machine (Spec/session.md): handshake and authenticated channel.
+        .target(
+            name: "QKDSessionCore",
+            dependencies: ["QKDCrypto", "QKDWire"],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "qkd-node",
             dependencies: [
@@ -94,6 +101,11 @@ let package = Package(
         .testTarget(
             name: "QKDKeyPoolTests",
             dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDSessionCoreTests",
+            dependencies: ["QKDSessionCore", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

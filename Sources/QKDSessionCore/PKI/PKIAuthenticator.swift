@@ -1,0 +1,56 @@
+public import QKDCrypto
+public import QKDWire
+
+/// The hook through which PKI mode (Spec/session.md section 5.2, Spec/handshake.md) plugs into
+/// the session: certificates, signatures and the key agreement live in the `QKDSession` module
+/// (X.509 with swift-certificates, X25519, ML-KEM-768, Ed25519, ML-DSA-65); the session core
+/// only carries their bytes in the handshake messages and turns the agreed secret into the
+/// epoch-0 bootstrap streams (section 5.3), exactly as for `psk-kdf`.
+///
+/// Transcript hashes passed in are BLAKE2b-256 over the handshake frames so far (header and
+/// payload of each); for the ServerHello signature, over the ClientHello frame and the
+/// ServerHello payload up to (not including) its `certificate_chain` field.
+///
+/// Status: the protocol and the message fields are defined; ``Session`` does not drive PKI mode
+/// yet (a ClientHello with mode `pki` is refused with `session.unsupported-mode` until an
+/// implementation is configured and the wiring is merged).
+public protocol PKIAuthenticator: AnyObject {
+    /// Alice: draws ephemeral key-agreement keys and returns the offer.
+    /// - Parameter random: the injected source.
+    /// - Returns: the offer for the ClientHello.
+    /// - Throws: a local error if keys cannot be made.
+    func makeClientOffer(random: inout any RandomSource) throws -> PKIClientOffer
+
+    /// Bob: answers an offer: chooses a group, encapsulates, and signs.
+    /// - Parameters:
+    ///   - offer: Alice's offer.
+    ///   - random: the injected source.
+    /// - Returns: the group, Bob's share, the ML-KEM ciphertext (or empty) and the shared secret.
+    /// - Throws: ``QKDError/Code/sessionNoCommonSuite`` if no offered group is acceptable.
+    func respond(to offer: PKIClientOffer, random: inout any RandomSource) throws
+        -> (kexGroup: UInt8, x25519Share: [UInt8], mlkem768Ciphertext: [UInt8], secret: SecretBytes)
+
+    /// Signs a transcript hash with this node's key(s) and attaches its chain.
+    /// - Parameters:
+    ///   - transcriptHash: 32 bytes.
+    ///   - role: which label to sign under ("server signature" for Bob, "client signature" for Alice).
+    /// - Returns: the proof.
+    /// - Throws: a local error if signing fails.
+    func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof
+
+    /// Validates the peer's chain against the trust anchors at `now`, checks its name and its
+    /// signatures over `transcriptHash`.
+    /// - Parameters:
+    ///   - proof: the peer's proof.
+    ///   - transcriptHash: 32 bytes.
+    ///   - peerRole: the direction the peer sends in.
+    ///   - now: the validation time, injected (seconds since 1970).
+    /// - Throws: ``QKDError/Code/sessionBadCertificate`` on any failure.
+    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction, now: Int64) throws
+
+    /// Alice: completes the key agreement with Bob's answer.
+    /// - Parameter response: Bob's answer.
+    /// - Returns: the shared secret.
+    /// - Throws: ``QKDError/Code/sessionMalformedHandshake`` for a share that does not decode.
+    func finishKeyAgreement(with response: PKIServerResponse) throws -> SecretBytes
+}
