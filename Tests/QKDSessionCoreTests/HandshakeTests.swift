@@ -27,7 +27,8 @@ import Testing
         #expect(Self.established(pair.aliceEvents) == .informationTheoretic)
         #expect(Self.established(pair.bobEvents) == .informationTheoretic)
         #expect(pair.alice.sessionID == pair.bob.sessionID)
-        #expect(pair.alice.epochs! == (1, 1) && pair.bob.epochs! == (1, 1))
+        let epochs = (pair.alice.epochs!, pair.bob.epochs!)
+        #expect(epochs.0 == (1, 1) && epochs.1 == (1, 1))
         Self.exchange(&pair)
         #expect(Pair.delivered(pair.bobEvents) == [Array("hello bob".utf8)])
         #expect(Pair.delivered(pair.aliceEvents) == [Array("hello alice".utf8)])
@@ -81,7 +82,8 @@ import Testing
         #expect(pair.bobErrors == [QKDError(.sessionAuthenticationFailed)])
         #expect(pair.aliceErrors == [QKDError(.sessionAuthenticationFailed)])
         #expect(pair.aliceEvents.contains { if case .alertReceived(.downgradeOrTamper, _) = $0 { true } else { false } })
-        #expect(!pair.alice.isEstablished && !pair.bob.isEstablished)
+        let open = pair.alice.isEstablished || pair.bob.isEstablished
+        #expect(!open)
     }
 
     @Test func unknownPSKIsRejected() {
@@ -134,7 +136,8 @@ import Testing
         var pair = Fixture.poolPair(stores: (a, b))
         pair.start()
         pair.drive()
-        #expect(pair.alice.isEstablished && pair.bob.isEstablished)
+        let open = pair.alice.isEstablished && pair.bob.isEstablished
+        #expect(open)
         #expect(a.handedOut == [10, 11])  // max(10, 2)
         #expect(b.handedOut == [7, 8])    // max(7, 3)
         #expect(b.consumedInbound.contains(11) && a.consumedInbound.contains(8))

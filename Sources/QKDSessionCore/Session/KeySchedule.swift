@@ -75,6 +75,8 @@ struct RoundProgress {
     var ownConfirmed = false
     /// The peer's closing tag verified here.
     var peerVerified = false
+    /// The peer's closing tag failed here: the round is never authenticated on this side.
+    var failed = false
 }
 
 /// The header and payload bytes of a frame: what a transcript hash covers.

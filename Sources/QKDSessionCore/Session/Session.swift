@@ -218,7 +218,9 @@ public struct Session {
             do {
                 try process(frame)
             } catch let failure as PeerClosed {
-                throw close(with: failure.error)
+                let error = close(with: failure.error)
+                if failure.error != nil { throw error }
+                return
             } catch let error as QKDError {
                 throw fatal(error, alert: handshakeFailureAlert(for: error))
             }
@@ -389,13 +391,22 @@ public struct Session {
         let code = alert ?? AlertCode.forError(error.code)
         let text = "\(code): \(error.detail)"
         var sentAuthenticated = false
-        if case .established(var s) = state {
-            do {
-                try sendTagged(type: .alert, payload: Alert(code: code, message: text).encoded, &s)
-                actions.append(.alertSent(code))
-                sentAuthenticated = true
-            } catch {}
+        let payload = Alert(code: code, message: text).encoded
+        switch state {
+        case .established(var s):
+            sentAuthenticated = (try? sendTagged(type: .alert, payload: payload, &s)) != nil
+        case .awaitingFinished(let s):
+            // Alice has sent her Finished: Bob may already be established, and only an
+            // authenticated alert closes an established session (Spec/session.md section 6).
+            if var keys = s.outbound {
+                var streams: BootstrapStreams?
+                if case .bootstrap(let b) = s.keys { streams = b }
+                sentAuthenticated = (try? sendTagged(type: .alert, payload: payload, keys: &keys, bootstrap: &streams)) != nil
+            }
+        case .idle, .awaitingServerHello, .closed:
+            break
         }
+        if sentAuthenticated { actions.append(.alertSent(code)) }
         if !sentAuthenticated { sendUnauthenticatedAlert(code, text) }
         state = .closed(ClosedState(error: error))
         actions.append(.closed(error))
@@ -484,15 +495,19 @@ public struct Session {
 
     /// Sends a per-frame tagged frame under the current outbound epoch.
     private mutating func sendTagged(type: FrameType, payload: [UInt8], _ s: inout EstablishedState) throws {
+        try sendTagged(type: type, payload: payload, keys: &s.outbound, bootstrap: &s.bootstrap)
+    }
+
+    private mutating func sendTagged(type: FrameType, payload: [UInt8], keys: inout DirectionKeys, bootstrap: inout BootstrapStreams?) throws {
         let limit = configuration.frameLimits.maxPayloadByteCount(tagged: true)
         guard payload.count <= limit else {
             throw QKDError(.framePayloadTooLarge, "a \(payload.count)-byte payload does not fit in one frame")
         }
-        let (slot, pad) = try takeOutboundPad(source: s.outbound.source, &s)
-        var frame = Frame(type: type, sequenceNumber: outboundSequence, keyReference: .padSlot(epoch: s.outbound.epoch, slot: slot), payload: payload)
-        s.outbound.authenticator.seal(&frame, pad: makePad(pad))
+        let (slot, pad) = try takeOutboundSlot(source: keys.source, bootstrap: &bootstrap)
+        var frame = Frame(type: type, sequenceNumber: outboundSequence, keyReference: .padSlot(epoch: keys.epoch, slot: slot), payload: payload)
+        keys.authenticator.seal(&frame, pad: makePad(pad))
         try transmit(frame)
-        s.outbound.tags += 1
+        keys.tags += 1
     }
 
     // MARK: Rotation (Spec/session.md section 2)
@@ -977,6 +992,7 @@ public struct Session {
                 guard var progress = s.rounds[round], progress.ownClosed, !progress.ownConfirmed else {
                     throw QKDError(.sessionUnexpectedMessage, "the peer confirmed round \(round), which this node has not closed")
                 }
+                // A round whose peer direction failed here stays failed whatever the peer confirms.
                 progress.ownConfirmed = true
                 s.rounds[round] = progress
                 completeRound(round, &s)
@@ -989,7 +1005,7 @@ public struct Session {
     }
 
     private mutating func completeRound(_ round: UInt64, _ s: inout EstablishedState) {
-        guard let progress = s.rounds[round], progress.peerVerified, progress.ownConfirmed else { return }
+        guard let progress = s.rounds[round], progress.peerVerified, progress.ownConfirmed, !progress.failed else { return }
         s.rounds[round] = nil
         actions.append(.roundAuthenticated(round))
     }
@@ -1068,7 +1084,7 @@ public struct Session {
     /// its pad is not consumed.
     private mutating func failInboundRound(_ box: RoundTranscriptBox, _ error: QKDError, _ s: inout EstablishedState) {
         s.inboundRound = nil
-        s.rounds[box.round] = nil
+        s.rounds[box.round, default: RoundProgress()].failed = true
         inboundSequence += 1
         actions.append(.roundFailed(box.round, error))
     }
