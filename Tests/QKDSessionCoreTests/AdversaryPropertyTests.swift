@@ -98,3 +98,41 @@ import Testing
         #expect(established > 20 && roundsAuthenticated > 0 && anyDropOrError > 20, "\(established) \(roundsAuthenticated) \(anyDropOrError)")
     }
 }
+
+/// A session fed arbitrary bytes (the fuzz target "a session fed arbitrary bytes", as a test):
+/// in every state it either goes on or closes with a typed error, and stays poisoned.
+@Suite struct ArbitraryInputTests {
+    @Test func sessionsSurviveArbitraryBytes() throws {
+        var random = DeterministicRandomSource(seed: 77)
+        var honest = Fixture.poolPair(seed: 5, stores: Fixture.stores(seed: 5, slots: 64))
+        honest.adversary = RecordingWire()
+        honest.start()
+        honest.drive()
+        let frames = (honest.adversary as! RecordingWire).frames
+        for i in 0..<2000 {
+            // Bob fresh (idle) or established; input pure noise or a mutated genuine frame.
+            var pair = Fixture.poolPair(seed: 5, stores: Fixture.stores(seed: 5, slots: 64))
+            if i % 2 == 1 {
+                pair.start()
+                pair.drive()
+            }
+            var input: [UInt8]
+            if i % 3 == 0 {
+                input = random.bytes(count: Int.random(in: 0...120, using: &random))
+            } else {
+                input = frames[Int.random(in: 0..<frames.count, using: &random)]
+                for _ in 0..<Int.random(in: 1...3, using: &random) {
+                    input[Int.random(in: 0..<input.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                }
+            }
+            var thrown: QKDError?
+            do { try pair.bob.receive(input, now: 0) } catch let e as QKDError { thrown = e }
+            while pair.bob.nextAction() != nil {}
+            if let thrown {
+                let isClosed = pair.bob.isClosed
+                #expect(isClosed)
+                #expect(throws: thrown) { try pair.bob.receive([0], now: 0) }
+            }
+        }
+    }
+}

@@ -177,7 +177,7 @@ enum Fixture {
         PreSharedKey(id: [UInt8](repeating: id, count: 16), secret: SecretBytes(copying: [UInt8](repeating: byte, count: 32)))
     }
 
-    static func stores(seed: UInt64, slots: Int = 4096, chunk: UInt64 = 16) -> (InMemoryKeyStore, InMemoryKeyStore) {
+    static func stores(seed: UInt64, slots: Int = 256, chunk: UInt64 = 16) -> (InMemoryKeyStore, InMemoryKeyStore) {
         var random = DeterministicRandomSource(seed: seed ^ 0xabcdef)
         let (a, b) = InMemoryKeyStore.pair(slotsPerDirection: slots, reservationChunk: chunk, random: &random)
         return (a, b)

@@ -941,7 +941,8 @@ public struct Session {
             try drop(QKDError(.sessionBadEpoch, "frame #\(frame.header.sequenceNumber) names epoch \(epoch); the current inbound epoch is \(s.inbound.epoch)"), &s)
             return false
         }
-        if let count = s.framesSinceRotationRequest, count >= configuration.rotateGrace {
+        // Control frames stay acceptable: the Rotate that answers the request is one.
+        if let count = s.framesSinceRotationRequest, count >= configuration.rotateGrace, frame.header.type != .control {
             try drop(QKDError(.sessionRotationOverdue, "the peer sent \(count) frames under epoch \(epoch) after this node asked it to rotate"), &s)
             return false
         }
