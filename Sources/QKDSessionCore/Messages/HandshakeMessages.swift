@@ -415,6 +415,20 @@ public struct ServerHello: Sendable, Hashable {
         }
     }
 
+    /// The bytes Bob's PKI signatures cover after the ClientHello frame: the encoding up to,
+    /// not including, `certificate_chain` (Spec/session.md section 5.2). Encodings are
+    /// canonical, so Alice recomputes the same bytes from the decoded message.
+    var signedPrefix: [UInt8] {
+        var out: [UInt8] = []
+        encode(into: &out)
+        if case .pki(let response) = body {
+            var proof: [UInt8] = []
+            response.proof.encode(into: &proof)
+            out.removeLast(proof.count)
+        }
+        return out
+    }
+
     /// Decodes a ServerHello payload.
     /// - Parameter bytes: the whole handshake payload, type byte included.
     /// - Throws: ``QKDError/Code/sessionMalformedHandshake`` for every malformed input.

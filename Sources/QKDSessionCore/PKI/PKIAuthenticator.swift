@@ -9,11 +9,14 @@ public import QKDWire
 ///
 /// Transcript hashes passed in are BLAKE2b-256 over the handshake frames so far (header and
 /// payload of each); for the ServerHello signature, over the ClientHello frame and the
-/// ServerHello payload up to (not including) its `certificate_chain` field.
+/// ServerHello payload up to (not including) its `certificate_chain` field (Spec/session.md
+/// section 5.2). The validation time is the implementation's: it is injected when the
+/// authenticator is built (the session's `now` is a monotonic clock, not a calendar time).
 ///
-/// Status: the protocol and the message fields are defined; ``Session`` does not drive PKI mode
-/// yet (a ClientHello with mode `pki` is refused with `session.unsupported-mode` until an
-/// implementation is configured and the wiring is merged).
+/// ``Session`` drives PKI mode through this protocol when one is passed to
+/// ``Session/init(configuration:keyStore:random:pki:)``; without one, a ClientHello with mode
+/// `pki` is refused with `session.unsupported-mode`. The tests drive it with a stand-in
+/// (`TestPKI`), not with X.509.
 public protocol PKIAuthenticator: AnyObject {
     /// Alice: draws ephemeral key-agreement keys and returns the offer.
     /// - Parameter random: the injected source.
@@ -38,15 +41,15 @@ public protocol PKIAuthenticator: AnyObject {
     /// - Throws: a local error if signing fails.
     func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof
 
-    /// Validates the peer's chain against the trust anchors at `now`, checks its name and its
-    /// signatures over `transcriptHash`.
+    /// Validates the peer's chain against the trust anchors at the injected validation time,
+    /// checks its name against the configured peer name, and its signatures over
+    /// `transcriptHash`.
     /// - Parameters:
     ///   - proof: the peer's proof.
     ///   - transcriptHash: 32 bytes.
     ///   - peerRole: the direction the peer sends in.
-    ///   - now: the validation time, injected (seconds since 1970).
     /// - Throws: ``QKDError/Code/sessionBadCertificate`` on any failure.
-    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction, now: Int64) throws
+    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction) throws
 
     /// Alice: completes the key agreement with Bob's answer.
     /// - Parameter response: Bob's answer.

@@ -5,6 +5,8 @@ import QKDWire
 enum KeyScheduleLabel {
     /// HKDF info prefix of `psk-kdf` (section 5.1).
     static let pskKDF = Array("QKDChannel/1 psk-kdf".utf8)
+    /// HKDF info prefix of `pki` (section 5.2).
+    static let pki = Array("QKDChannel/1 pki".utf8)
     /// HKDF-Expand info prefix of the bootstrap streams, followed by the direction byte (section 5.3).
     static let bootstrapStream = Array("QKDChannel/1 bootstrap stream".utf8)
 }

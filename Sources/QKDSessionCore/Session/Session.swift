@@ -91,6 +91,7 @@ public struct Session {
     public let configuration: SessionConfiguration
     private let keyStore: any SessionKeyStore
     private var random: any RandomSource
+    private let pki: (any PKIAuthenticator)?
     private var decoder: FrameDecoder
     private let encoder: FrameEncoder
     private var actions: [SessionAction] = []
@@ -107,10 +108,13 @@ public struct Session {
     ///   - keyStore: the pool boundary (shared with the caller; the session only reserves,
     ///     reads and consumes through it).
     ///   - random: the injected randomness (nonces, session id material).
-    public init(configuration: SessionConfiguration, keyStore: any SessionKeyStore, random: some RandomSource) {
+    ///   - pki: the certificate and key-agreement implementation for `pki` mode, or nil.
+    public init(configuration: SessionConfiguration, keyStore: any SessionKeyStore, random: some RandomSource,
+                pki: (any PKIAuthenticator)? = nil) {
         self.configuration = configuration
         self.keyStore = keyStore
         self.random = random
+        self.pki = pki
         self.decoder = FrameDecoder(limits: configuration.frameLimits)
         self.encoder = FrameEncoder(limits: configuration.frameLimits)
     }
@@ -580,7 +584,8 @@ public struct Session {
             }
             body = .pskKDF(pskID: psk.id)
         case .pki:
-            preconditionFailure("PKI mode is not wired into QKDSessionCore yet (see PKIAuthenticator)")
+            guard let pki else { preconditionFailure("pki mode needs a PKIAuthenticator") }
+            body = .pki(try pki.makeClientOffer(random: &random))
         }
         let hello = ClientHello(versions: [FrameHeader.version], suites: configuration.suites.map(\.rawValue),
                                 granularities: configuration.granularities, linkID: configuration.linkID,
@@ -663,7 +668,7 @@ public struct Session {
         guard !granularities.isEmpty else {
             throw QKDError(.sessionNoCommonSuite, "no authentication granularity in common")
         }
-        guard configuration.acceptedModes.contains(hello.mode), hello.mode != .pki else {
+        guard configuration.acceptedModes.contains(hello.mode), hello.mode != .pki || pki != nil else {
             throw QKDError(.sessionUnsupportedMode, "the peer asks for \(hello.mode) mode, which this node does not accept")
         }
         guard hello.linkID == configuration.linkID else {
@@ -672,8 +677,9 @@ public struct Session {
         guard hello.policy == configuration.splitPolicy else {
             throw QKDError(.sessionPolicyMismatch, "the peer's key split policy differs from this node's; configure both nodes alike")
         }
-        let body: ServerHello.Body
+        var body: ServerHello.Body
         var psk: PreSharedKey?
+        var pkiSecret: SecretBytes?
         var starts: (outbound: UInt64, inbound: UInt64)?
         switch hello.body {
         case .pool(let peer):
@@ -689,12 +695,24 @@ public struct Session {
             }
             psk = key
             body = .pskKDF
-        case .pki:
-            throw QKDError(.sessionUnsupportedMode, "PKI mode is not available in this build")
+        case .pki(let offer):
+            guard let pki else { throw QKDError(.sessionUnsupportedMode, "PKI mode is not configured on this node") }
+            let answer = try pki.respond(to: offer, random: &random)
+            pkiSecret = answer.secret
+            // The proof is filled in below, once the bytes it signs are known.
+            body = .pki(PKIServerResponse(kexGroup: answer.kexGroup, x25519Share: answer.x25519Share,
+                                          mlkem768Ciphertext: answer.mlkem768Ciphertext,
+                                          proof: PKIIdentityProof(certificateChain: [], ed25519Signature: [], mldsa65Signature: [])))
         }
-        let serverHello = ServerHello(version: FrameHeader.version, suite: suite, granularities: granularities,
+        var serverHello = ServerHello(version: FrameHeader.version, suite: suite, granularities: granularities,
                                       nonce: random.bytes(count: HandshakeLimits.nonceByteCount),
                                       sessionIDMaterial: random.bytes(count: HandshakeLimits.nonceByteCount), body: body)
+        if let pki, case .pki(var response) = body {
+            let hash = BLAKE2b256.hash(authenticatedBytes(of: frame) + serverHello.signedPrefix)
+            response.proof = try pki.prove(transcriptHash: hash, role: outboundDirection)
+            body = .pki(response)
+            serverHello.body = body
+        }
         var payload: [UInt8] = []
         serverHello.encode(into: &payload)
         let serverFrame = Frame(type: .handshake, sequenceNumber: 0, keyReference: .roundTranscript(epoch: hello.mode.handshakeEpoch), payload: payload)
@@ -703,9 +721,14 @@ public struct Session {
         let keys: HandshakeKeySource
         if let starts {
             keys = .pool(outboundStart: starts.outbound, inboundStart: starts.inbound)
+        } else if let psk {
+            keys = .bootstrap(try Session.bootstrapStreams(ikm: psk.secret, label: KeyScheduleLabel.pskKDF, clientHelloFrame: frame,
+                                                           serverHelloFrame: serverFrame, nonceA: hello.nonce, nonceB: serverHello.nonce,
+                                                           outbound: outboundDirection))
         } else {
-            keys = .bootstrap(try Session.bootstrapStreams(psk: psk!, clientHelloFrame: frame, serverHelloFrame: serverFrame,
-                                                           nonceA: hello.nonce, nonceB: serverHello.nonce, outbound: outboundDirection))
+            keys = .bootstrap(try Session.bootstrapStreams(ikm: pkiSecret!, label: KeyScheduleLabel.pki, clientHelloFrame: frame,
+                                                           serverHelloFrame: serverFrame, nonceA: hello.nonce, nonceB: serverHello.nonce,
+                                                           outbound: outboundDirection))
         }
         try transmit(serverFrame)
         state = .awaitingFinished(AwaitingFinishedState(negotiated: negotiated, clientHelloFrame: frame, serverHelloFrame: serverFrame,
@@ -732,13 +755,14 @@ public struct Session {
         return try! SessionID(rawRepresentation: digest[0..<SessionID.byteCount])
     }
 
-    /// Spec/session.md section 5.1: `secret = HKDF-SHA256(salt = nonce_a || nonce_b, ikm = psk,
-    /// info = "QKDChannel/1 psk-kdf" || BLAKE2b-256(ClientHello frame || ServerHello frame))`.
-    private static func bootstrapStreams(psk: PreSharedKey, clientHelloFrame: Frame, serverHelloFrame: Frame,
+    /// Spec/session.md sections 5.1 and 5.2: `secret = HKDF-SHA256(salt = nonce_a || nonce_b,
+    /// ikm = psk or the key-agreement secret, info = label || BLAKE2b-256(ClientHello frame ||
+    /// ServerHello frame))`.
+    private static func bootstrapStreams(ikm: SecretBytes, label: [UInt8], clientHelloFrame: Frame, serverHelloFrame: Frame,
                                          nonceA: [UInt8], nonceB: [UInt8], outbound: Direction) throws -> BootstrapStreams {
         let transcriptHash = BLAKE2b256.hash(authenticatedBytes(of: clientHelloFrame) + authenticatedBytes(of: serverHelloFrame))
-        let secret = try HKDF.deriveKey(inputKeyMaterial: psk.secret, salt: nonceA + nonceB,
-                                        info: KeyScheduleLabel.pskKDF + transcriptHash, outputByteCount: HKDF.pseudorandomKeyByteCount)
+        let secret = try HKDF.deriveKey(inputKeyMaterial: ikm, salt: nonceA + nonceB,
+                                        info: label + transcriptHash, outputByteCount: HKDF.pseudorandomKeyByteCount)
         return try BootstrapStreams(secret: secret, outbound: outbound)
     }
 
@@ -765,9 +789,16 @@ public struct Session {
             let starts = try agreeStarts(local: local, peer: peer)
             keys = .pool(outboundStart: starts.outbound, inboundStart: starts.inbound)
         case (.pskKDF, .pskKDF):
-            keys = .bootstrap(try Session.bootstrapStreams(psk: configuration.preSharedKeys[0], clientHelloFrame: s.clientHelloFrame,
-                                                           serverHelloFrame: frame, nonceA: offer.nonce, nonceB: hello.nonce,
-                                                           outbound: outboundDirection))
+            keys = .bootstrap(try Session.bootstrapStreams(ikm: configuration.preSharedKeys[0].secret, label: KeyScheduleLabel.pskKDF,
+                                                           clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
+                                                           nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
+        case (.pki, .pki(let response)):
+            guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
+            try pki.verify(response.proof, transcriptHash: BLAKE2b256.hash(authenticatedBytes(of: s.clientHelloFrame) + hello.signedPrefix),
+                           peerRole: outboundDirection.reversed)
+            keys = .bootstrap(try Session.bootstrapStreams(ikm: try pki.finishKeyAgreement(with: response), label: KeyScheduleLabel.pki,
+                                                           clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
+                                                           nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
         default:
             throw QKDError(.sessionUnexpectedMessage, "the ServerHello's body does not match the mode")
         }
@@ -803,7 +834,11 @@ public struct Session {
             streams.outboundNext += 1
             s.keys = .bootstrap(streams)
         }
-        var frame = Frame(type: .handshake, sequenceNumber: 1, keyReference: .roundClose(epoch: epoch, slot: padSlot), payload: Finished().encodedPayload)
+        var finished = Finished()
+        if s.negotiated.mode == .pki && configuration.role == .alice, let pki {
+            finished.clientProof = try pki.prove(transcriptHash: Session.hellosHash(s), role: outboundDirection)
+        }
+        var frame = Frame(type: .handshake, sequenceNumber: 1, keyReference: .roundClose(epoch: epoch, slot: padSlot), payload: finished.encodedPayload)
         var transcript = RoundTranscript(hashKey: hashKey, direction: outboundDirection, sessionID: s.negotiated.sessionID, round: 0)
         transcript.absorb(s.clientHelloFrame)
         transcript.absorb(s.serverHelloFrame)
@@ -811,6 +846,11 @@ public struct Session {
         try transmit(frame)
         return DirectionKeys(epoch: epoch, source: s.negotiated.mode == .pool ? .pool : .bootstrap, hashKey: hashKey,
                              direction: outboundDirection, sessionID: s.negotiated.sessionID)
+    }
+
+    /// BLAKE2b-256(ClientHello frame || ServerHello frame): what Alice's PKI Finished signs.
+    private static func hellosHash(_ s: AwaitingFinishedState) -> [UInt8] {
+        BLAKE2b256.hash(authenticatedBytes(of: s.clientHelloFrame) + authenticatedBytes(of: s.serverHelloFrame))
     }
 
     /// Verifies the peer's Finished against the transcript as this node saw it; only then
@@ -838,8 +878,13 @@ public struct Session {
             throw QKDError(.sessionAuthenticationFailed, "the peer's Finished names \(frame.header.keyReference), expected round-close(epoch \(epoch), slot \(expectedSlot)): the hellos were changed in flight or the pools disagree")
         }
         let finished = try Finished(decoding: frame.payload)
-        guard finished.clientProof == nil else {
-            throw QKDError(.sessionMalformedHandshake, "a \(s.negotiated.mode) Finished carries no certificate chain")
+        if s.negotiated.mode == .pki && configuration.role == .bob {
+            guard let proof = finished.clientProof, let pki else {
+                throw QKDError(.sessionBadCertificate, "Alice's PKI Finished carries no certificate chain")
+            }
+            try pki.verify(proof, transcriptHash: Session.hellosHash(s), peerRole: outboundDirection.reversed)
+        } else if finished.clientProof != nil {
+            throw QKDError(.sessionMalformedHandshake, "only Alice's Finished in pki mode carries a certificate chain")
         }
         let source: KeySource = s.negotiated.mode == .pool ? .pool : .bootstrap
         var streams: BootstrapStreams?
