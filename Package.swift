@@ -90,7 +90,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDCryptoTests",
-            dependencies: ["QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDCrypto", "QKDTestSupport", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,15 +1,87 @@
-/* GF(2^128) kernels. PLACEHOLDER: reference bit-serial implementation (GCM spec, Algorithm 1).
- * Replaced by the PCLMULQDQ and constant-time portable kernels. */
-#include "qkd_kernels.h"
-#include <string.h>
+/*
+ * GF(2^128) dispatch, key setup and the bit-serial reference.
+ *
+ * The fast path (gf128_clmul.c) needs PCLMULQDQ and SSE4.1; the CPU is checked once at run time
+ * and the answer cached. qkd_kernels_force_portable(1) sends the dispatching functions to the
+ * constant-time portable path (gf128_portable.c), so tests and benchmarks can measure both.
+ */
+#include "gf128_internal.h"
 
-static int force_portable = 0;
-int qkd_cpu_has_clmul(void) { return 0; }
-void qkd_kernels_force_portable(int force) { force_portable = force; }
+/* -1: not probed yet; 0 or 1 afterwards. Relaxed atomics: every thread computes the same value. */
+static int cpu_has_clmul_cache = -1;
+static int cpu_has_vpclmul_cache = -1;
+static int force_portable_flag = 0;
 
-void qkd_gf128_mul_portable(uint8_t out[16], const uint8_t x[16], const uint8_t y[16]) {
-    uint8_t z[16] = {0}, v[16];
-    memcpy(v, y, 16);
+static int probe_clmul(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static int probe_vpclmul(void) {
+#if defined(__x86_64__)
+    /* compiler-rt and libgcc only report AVX features when the OS saves YMM state (XGETBV). */
+    return probe_clmul() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vpclmulqdq") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int qkd_cpu_has_vpclmul(void) {
+    int v = __atomic_load_n(&cpu_has_vpclmul_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = probe_vpclmul();
+        __atomic_store_n(&cpu_has_vpclmul_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+int qkd_cpu_has_clmul(void) {
+    int v = __atomic_load_n(&cpu_has_clmul_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = probe_clmul();
+        __atomic_store_n(&cpu_has_clmul_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+void qkd_kernels_force_portable(int force) {
+    __atomic_store_n(&force_portable_flag, force ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int qkd_kernels_using_clmul(void) {
+    return !__atomic_load_n(&force_portable_flag, __ATOMIC_RELAXED) && qkd_cpu_has_clmul();
+}
+
+void qkd_gf128_mul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) {
+    if (qkd_kernels_using_clmul()) {
+        qkd_gf128_mul_clmul(out, a, b);
+    } else {
+        qkd_gf128_mul_portable(out, a, b);
+    }
+}
+
+void qkd_ghash_blocks(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) {
+    if (!qkd_kernels_using_clmul()) {
+        qkd_ghash_blocks_portable(acc, key, blocks, nblocks);
+    } else if (qkd_cpu_has_vpclmul()) {
+        qkd_ghash_blocks_vpclmul(acc, key, blocks, nblocks);
+    } else {
+        qkd_ghash_blocks_clmul(acc, key, blocks, nblocks);
+    }
+}
+
+/* GCM specification (McGrew and Viega 2005, section 2.5; SP 800-38D Algorithm 1), bit by bit:
+ * Z = 0, V = b; for i = 0..127: if x_i then Z ^= V; V = V * a (a right shift in GCM bit order,
+ * XOR R = 0xE1 || 0^120 when the bit shifted out was set). Masks instead of branches, though
+ * this function is for tests only. */
+void qkd_gf128_mul_reference(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) {
+    uint8_t z[16] = {0}, v[16], x[16];
+    memcpy(v, b, 16);
+    memcpy(x, a, 16);
     for (int i = 0; i < 128; i++) {
         uint8_t bit = (uint8_t)-((x[i >> 3] >> (7 - (i & 7))) & 1);
         for (int j = 0; j < 16; j++) z[j] ^= v[j] & bit;
@@ -20,30 +92,25 @@ void qkd_gf128_mul_portable(uint8_t out[16], const uint8_t x[16], const uint8_t 
     }
     memcpy(out, z, 16);
 }
-void qkd_gf128_mul_clmul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) { qkd_gf128_mul_portable(out, a, b); }
-void qkd_gf128_mul(uint8_t out[16], const uint8_t a[16], const uint8_t b[16]) { qkd_gf128_mul_portable(out, a, b); }
 
 void qkd_ghash_key_init(qkd_ghash_key *key, const uint8_t h[16]) {
     memset(key, 0, sizeof *key);
-    uint8_t p[16];
-    memcpy(p, h, 16);
-    for (int i = 0; i < QKD_GHASH_POWERS; i++) {
-        uint64_t hi = 0, lo = 0;
-        for (int j = 0; j < 8; j++) { hi = (hi << 8) | p[j]; lo = (lo << 8) | p[8 + j]; }
-        key->h[i][0] = hi; key->h[i][1] = lo; key->hk[i] = hi ^ lo;
-        qkd_gf128_mul_portable(p, p, h);
+    /* Powers with the portable (constant-time) multiply, then each stored in both layouts. */
+    uint64_t g1[6];
+    qkd_u128 h1 = qkd_load_block(h);
+    qkd_gf128_portable_prepare(g1, qkd_mul_inv_a(h1));
+    qkd_u128 p = h1;
+    for (int k = 1; k <= QKD_GHASH_POWERS; k++) {
+        qkd_u128 g = qkd_mul_inv_a(p); /* H^k * a^-1, stored at index QKD_GHASH_POWERS - k */
+        key->clmul[QKD_GHASH_POWERS - k][0] = g.lo;
+        key->clmul[QKD_GHASH_POWERS - k][1] = g.hi;
+        key->clmul_kara[QKD_GHASH_POWERS - k][0] = g.lo ^ g.hi;
+        if (k == 1) qkd_gf128_portable_prepare(key->portable, g);
+        p = qkd_gf128_portable_mul_pre(p, g1);
+        qkd_wipe(&g, sizeof g);
     }
+    qkd_wipe(g1, sizeof g1);
+    qkd_wipe(&h1, sizeof h1);
+    qkd_wipe(&p, sizeof p);
+    qkd_burn_stack();
 }
-static void load_h(uint8_t h[16], const qkd_ghash_key *key) {
-    for (int j = 0; j < 8; j++) { h[j] = (uint8_t)(key->h[0][0] >> (56 - 8 * j)); h[8 + j] = (uint8_t)(key->h[0][1] >> (56 - 8 * j)); }
-}
-void qkd_ghash_blocks_portable(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) {
-    uint8_t h[16];
-    load_h(h, key);
-    for (size_t b = 0; b < nblocks; b++) {
-        for (int j = 0; j < 16; j++) acc[j] ^= blocks[16 * b + j];
-        qkd_gf128_mul_portable(acc, acc, h);
-    }
-}
-void qkd_ghash_blocks_clmul(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) { qkd_ghash_blocks_portable(acc, key, blocks, nblocks); }
-void qkd_ghash_blocks(uint8_t acc[16], const qkd_ghash_key *key, const uint8_t *blocks, size_t nblocks) { qkd_ghash_blocks_portable(acc, key, blocks, nblocks); }

@@ -7,6 +7,6 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure a workload against a baseline measured in the same run.",
-        subcommands: [BenchHandshakeCommand.self]
+        subcommands: [BenchMacCommand.self, BenchHandshakeCommand.self]
     )
 }

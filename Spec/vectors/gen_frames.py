@@ -195,16 +195,19 @@ def raw_frame(ftype=1, flags=0, kind=0, seq=0, epoch=0, slot=0, payload=b"", tai
     return struct.pack(">IBBBBQIQI", length, version, ftype, flags, kind, seq, epoch, slot, plen) + payload + tail
 
 
-def round_case(name, suite, direction, session, round_number, hash_key, pad, epoch, frames_spec):
-    """frames_spec: list of (type, seq, payload); the last one closes the round with `slot`."""
+def round_case(name, suite, direction, session, round_number, hash_key, pad, epoch, frames_spec, first_kind=KIND_ROUND):
+    """frames_spec: list of (type, seq, payload, slot); the last one closes the round with its
+    slot. `first_kind` = KIND_NONE makes the first frame an untagged hello (the handshake,
+    Spec/session.md section 3)."""
     domain = round_domain(suite, direction, session, round_number)
     transcript = b""
     encoded = []
     for i, (ftype, seq, payload, slot) in enumerate(frames_spec):
         closing = i == len(frames_spec) - 1
         flags = FLAG_ROUND_CLOSE if closing else 0
-        head = header_bytes(TYPES[ftype], flags, KIND_ROUND, seq, epoch, slot if closing else 0,
-                            len(payload), tag_length(KIND_ROUND, flags))
+        kind = first_kind if i == 0 and not closing else KIND_ROUND
+        head = header_bytes(TYPES[ftype], flags, kind, seq, epoch if kind else 0, slot if closing else 0,
+                            len(payload), tag_length(kind, flags))
         transcript += head + payload
         encoded.append(head + payload)
     tag = wegman_carter(suite, hash_key, pad, domain, transcript)
@@ -302,6 +305,10 @@ def build_cases():
                     ("data", 2, det_bytes("r6", 16), 7)]),
         round_case("round closed by its only frame, poly1305-otp", "poly1305-otp", 1, s2, 0, k2, p2, 3,
                    [("data", 77, det_bytes("r7", 200), 1000)]),
+        round_case("handshake as round 0: untagged hello, then the closing Finished, gf128-otp", "gf128-otp", 0,
+                   EXAMPLE_SESSION, 0, EXAMPLE_HASH_KEY, EXAMPLE_PAD, 1,
+                   [("handshake", 0, b"\x01" + det_bytes("hello", 60), 0), ("handshake", 1, b"\x03", 1)],
+                   first_kind=KIND_NONE),
     ]
     return cases + inv + rounds
 

@@ -80,3 +80,45 @@ import QKDTestSupport
         }
     }
 }
+
+/// The prepared-domain fast path (MACContext) computes exactly what UniversalHash computes.
+@Suite struct MACContextTests {
+    @Test(arguments: MACSuite.allCases)
+    func contextMatchesStreamingHashAndVectors(_ suite: MACSuite) throws {
+        var random = DeterministicRandomSource(seed: 77)
+        for trial in 0..<200 {
+            let key = HashKey.random(suite: suite, using: &random)
+            let domain = random.bytes(count: Int(random.next() % 70))
+            let message = random.bytes(count: Int(random.next() % 300))
+            var streaming = UniversalHash(key: key, domain: domain)
+            streaming.update(message)
+            let expected = streaming.finalize()
+            let context = MACContext(hashKey: key, domain: domain)
+            let cut = message.isEmpty ? 0 : Int(random.next() % UInt64(message.count))
+            let pieces = context.digest { sink in
+                message[0..<cut].withUnsafeBytes { sink.update($0) }
+                message[cut...].withUnsafeBytes { sink.update($0) }
+            }
+            let whole = message.withUnsafeBytes { context.digest(of: $0) }
+            #expect(pieces.word0 == expected.word0 && pieces.word1 == expected.word1, "trial \(trial)")
+            #expect(whole.word0 == expected.word0 && whole.word1 == expected.word1, "trial \(trial)")
+            // The same context serves many messages: the prepared state is not consumed.
+            let again = message.withUnsafeBytes { context.digest(of: $0) }
+            #expect(again.word0 == expected.word0 && again.word1 == expected.word1)
+        }
+    }
+
+    @Test(arguments: MACVectorTests.suites)
+    func contextReproducesSuiteVectors(_ c: MACVectorTests.SuiteCase) throws {
+        let key = try HashKey(suite: c.macSuite, rawRepresentation: c.hash_key.bytes)
+        let context = MACContext(hashKey: key, domain: c.domain.bytes)
+        let tag = c.message.bytes.withUnsafeBytes {
+            context.authenticationTag(for: $0, pad: try! OneTimePad(rawRepresentation: c.pad.bytes))
+        }
+        #expect(tag.rawRepresentation == c.tag.bytes)
+        let ok = c.message.bytes.withUnsafeBytes {
+            context.isValidAuthenticationTag(tag, authenticating: $0, pad: try! OneTimePad(rawRepresentation: c.pad.bytes))
+        }
+        #expect(ok)
+    }
+}

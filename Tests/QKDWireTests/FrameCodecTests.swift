@@ -59,6 +59,7 @@ struct FrameCodecTests {
         let seeds = (0..<16).map { _ in encoded((0..<Int.random(in: 1...3, using: &rng)).map { _ in randomFrame(maxPayload: 40, using: &rng) }) }
         let limits = try! FrameLimits(maxFrameByteCount: 4096)
         var outcomes = [0, 0]
+        var firstFailure: String? = nil
         for i in 0..<100_000 {
             var input: [UInt8]
             if i % 2 == 0 {
@@ -86,12 +87,26 @@ struct FrameCodecTests {
             }
             let whole = decodeStream(input, limits: limits)
             outcomes[whole.error == nil ? 0 : 1] += 1
-            if i % 50 == 0 {
-                // Chunking must not change the outcome of malformed input either.
-                #expect(decodeStream(input, pieces: randomPieces(total: input.count, maxPiece: 5, using: &rng), limits: limits) == whole)
+            // Plain checks in the loop (an #expect per input would dominate the run time); the
+            // first failing input is reported below.
+            var broken: String? = nil
+            // Canonical encoding: the frames handed out re-encode to exactly the bytes they came
+            // from, the whole input when it was accepted, a prefix of it otherwise.
+            let reencoded = encoded(whole.frames)
+            if whole.error == nil ? reencoded != input : !input.starts(with: reencoded) {
+                broken = "frames do not re-encode to the input"
             }
-            if let error = whole.error { #expect(error.code.isPeerMisbehaviour) }
+            if let error = whole.error, !error.code.isPeerMisbehaviour {
+                broken = "\(error.code) is not a peer-misbehaviour code"
+            }
+            // Chunking must not change the outcome of malformed input either.
+            if i % 50 == 0,
+               decodeStream(input, pieces: randomPieces(total: input.count, maxPiece: 5, using: &rng), limits: limits) != whole {
+                broken = "chunking changed the outcome"
+            }
+            if let broken, firstFailure == nil { firstFailure = "\(broken): \(Hex.encode(input))" }
         }
+        #expect(firstFailure == nil)
         // Both outcomes occur, so the inputs exercise the decoder, not just its first check.
         #expect(outcomes[0] > 1000 && outcomes[1] > 1000, "\(outcomes)")
     }

@@ -10,7 +10,7 @@ internal import CQKDKernels
 ///
 /// Portmann (2014) shows the hash key may be reused across many tags provided every tag is
 /// encrypted with a fresh pad; the key pool rotates it per epoch and after any verification
-/// failure. For `gf128-otp` the powers H^1..H^8 are precomputed once here, in locked memory.
+/// failure. For `gf128-otp` the powers H^1..H^16 are precomputed once here, in locked memory.
 public struct HashKey: Sendable, CustomStringConvertible {
     /// The suite this key belongs to.
     public let suite: MACSuite

@@ -136,33 +136,44 @@ struct Poly1305Stream {
     private let state = State()
 
     init(key: HashKey) {
+        Poly1305Stream.initialize(state.state, key: key)
+    }
+
+    func update(_ bytes: UnsafeRawBufferPointer) { Poly1305Stream.update(state.state, bytes) }
+    func padToBlock(_ fedSinceBoundary: Int) { Poly1305Stream.padToBlock(state.state, fedSinceBoundary) }
+    func finish() -> (UInt64, UInt64) { Poly1305Stream.finish(state.state) }
+
+    // The operations on a state wherever it lives (heap for streams, stack for MACContext).
+
+    /// `crypto_onetimeauth_poly1305_init` with key `r || 0^16`; the key copy is wiped.
+    static func initialize(_ state: UnsafeMutablePointer<crypto_onetimeauth_poly1305_state>, key: HashKey) {
         Sodium.ensureInitialized()
         var fullKey = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &fullKey) { k in
             key.raw.withUnsafeBytes { r in k.copyMemory(from: r) }
-            _ = crypto_onetimeauth_poly1305_init(state.state, k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            _ = crypto_onetimeauth_poly1305_init(state, k.baseAddress!.assumingMemoryBound(to: UInt8.self))
             sodium_memzero(k.baseAddress!, k.count)
         }
     }
 
-    func update(_ bytes: UnsafeRawBufferPointer) {
+    static func update(_ state: UnsafeMutablePointer<crypto_onetimeauth_poly1305_state>, _ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        _ = crypto_onetimeauth_poly1305_update(state.state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        _ = crypto_onetimeauth_poly1305_update(state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
     }
 
     /// Appends zeros up to the next multiple of 16, given how many bytes were fed since the last
     /// block boundary (mod 16 is enough).
-    func padToBlock(_ fedSinceBoundary: Int) {
+    static func padToBlock(_ state: UnsafeMutablePointer<crypto_onetimeauth_poly1305_state>, _ fedSinceBoundary: Int) {
         let rem = fedSinceBoundary & 15
         guard rem != 0 else { return }
         let zeros: (UInt64, UInt64) = (0, 0)
-        withUnsafeBytes(of: zeros) { update(UnsafeRawBufferPointer(rebasing: $0[0..<(16 - rem)])) }
+        withUnsafeBytes(of: zeros) { update(state, UnsafeRawBufferPointer(rebasing: $0[0..<(16 - rem)])) }
     }
 
-    func finish() -> (UInt64, UInt64) {
+    static func finish(_ state: UnsafeMutablePointer<crypto_onetimeauth_poly1305_state>) -> (UInt64, UInt64) {
         var out = (UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &out) {
-            _ = crypto_onetimeauth_poly1305_final(state.state, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            _ = crypto_onetimeauth_poly1305_final(state, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         return out
     }
@@ -183,6 +194,15 @@ struct GHashStream {
     init(key: HashKey) {
         self.key = key.ghashKey!
     }
+
+    /// Resumes from an accumulator at a block boundary (a ``MACContext``'s prepared domain).
+    init(key: HashKey, accumulator: (UInt64, UInt64)) {
+        self.key = key.ghashKey!
+        self.acc = accumulator
+    }
+
+    /// The accumulator; meaningful at a block boundary (after ``padToBlock()``).
+    var accumulator: (UInt64, UInt64) { acc }
 
     private func blocks(_ acc: inout (UInt64, UInt64), _ data: UnsafeRawPointer, _ count: Int) {
         key!.withUnsafeBytes { table in

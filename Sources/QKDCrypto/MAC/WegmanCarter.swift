@@ -22,9 +22,7 @@ public enum WegmanCarter {
         for message: UnsafeRawBufferPointer, domain: UnsafeRawBufferPointer, hashKey: HashKey,
         pad: consuming OneTimePad
     ) -> AuthenticationTag {
-        var hash = UniversalHash(key: hashKey, domain: domain)
-        hash.update(message)
-        return seal(hash.finalize(), with: pad)
+        seal(MACContext.oneShotDigest(key: hashKey, domain: domain, message: message), with: pad)
     }
 
     /// Computes the tag of `message`; see ``authenticationTag(for:domain:hashKey:pad:)``.
@@ -38,9 +36,9 @@ public enum WegmanCarter {
         for message: some ContiguousBytes, domain: some ContiguousBytes, hashKey: HashKey,
         pad: consuming OneTimePad
     ) -> AuthenticationTag {
-        var hash = UniversalHash(key: hashKey, domain: domain)
-        hash.update(message)
-        return seal(hash.finalize(), with: pad)
+        message.withUnsafeBytes { m in
+            domain.withUnsafeBytes { d in MACContext.oneShotDigest(key: hashKey, domain: d, message: m) }
+        }.sealed(with: pad)
     }
 
     /// Checks a received tag in constant time. Borrows the pad: a failed verification does not
@@ -57,9 +55,7 @@ public enum WegmanCarter {
         _ tag: AuthenticationTag, authenticating message: UnsafeRawBufferPointer,
         domain: UnsafeRawBufferPointer, hashKey: HashKey, pad: borrowing OneTimePad
     ) -> Bool {
-        var hash = UniversalHash(key: hashKey, domain: domain)
-        hash.update(message)
-        return isValid(tag, digest: hash.finalize(), pad: pad)
+        isValid(tag, digest: MACContext.oneShotDigest(key: hashKey, domain: domain, message: message), pad: pad)
     }
 
     /// Checks a received tag; see ``isValidAuthenticationTag(_:authenticating:domain:hashKey:pad:)``.
@@ -74,9 +70,10 @@ public enum WegmanCarter {
         _ tag: AuthenticationTag, authenticating message: some ContiguousBytes,
         domain: some ContiguousBytes, hashKey: HashKey, pad: borrowing OneTimePad
     ) -> Bool {
-        var hash = UniversalHash(key: hashKey, domain: domain)
-        hash.update(message)
-        return isValid(tag, digest: hash.finalize(), pad: pad)
+        let digest = message.withUnsafeBytes { m in
+            domain.withUnsafeBytes { d in MACContext.oneShotDigest(key: hashKey, domain: d, message: m) }
+        }
+        return isValid(tag, digest: digest, pad: pad)
     }
 
     /// Encrypts a digest with a one-time pad, consuming the pad.
@@ -99,7 +96,7 @@ public enum WegmanCarter {
         sealBorrowing(digest, pad) == tag
     }
 
-    private static func sealBorrowing(_ digest: UniversalHashDigest, _ pad: borrowing OneTimePad) -> AuthenticationTag {
+    fileprivate static func sealBorrowing(_ digest: UniversalHashDigest, _ pad: borrowing OneTimePad) -> AuthenticationTag {
         switch digest.suite {
         case .poly1305OTP:
             // 128-bit little-endian addition mod 2^128; words are in memory order.
@@ -111,5 +108,11 @@ public enum WegmanCarter {
         case .gf128OTP:
             return AuthenticationTag(words: digest.word0 ^ pad.word0, digest.word1 ^ pad.word1)
         }
+    }
+}
+
+extension UniversalHashDigest {
+    fileprivate consuming func sealed(with pad: consuming OneTimePad) -> AuthenticationTag {
+        WegmanCarter.seal(self, with: pad)
     }
 }

@@ -18,7 +18,8 @@ public struct FrameAuthenticator: Sendable {
     public let direction: Direction
     /// The session.
     public let sessionID: SessionID
-    private let domain: [UInt8]
+    /// The hash key with this direction's frame domain absorbed once (QKDCrypto's fast path).
+    private let context: MACContext
 
     /// Creates an authenticator.
     /// - Parameters:
@@ -29,7 +30,8 @@ public struct FrameAuthenticator: Sendable {
         self.hashKey = hashKey
         self.direction = direction
         self.sessionID = sessionID
-        self.domain = MACDomain.frame(suite: hashKey.suite, direction: direction, sessionID: sessionID)
+        self.context = MACContext(hashKey: hashKey,
+                                  domain: MACDomain.frame(suite: hashKey.suite, direction: direction, sessionID: sessionID))
     }
 
     /// The MAC suite.
@@ -37,9 +39,7 @@ public struct FrameAuthenticator: Sendable {
 
     /// The universal-hash digest of a frame's header and payload; sealed with a pad it is the tag.
     private func digest(of frame: Frame) -> UniversalHashDigest {
-        var hash = domain.withUnsafeBytes { UniversalHash(key: hashKey, domain: $0) }
-        frame.withAuthenticatedBytes { hash.update($0) }
-        return hash.finalize()
+        context.digest { sink in frame.withAuthenticatedBytes { sink.update($0) } }
     }
 
     /// Computes and sets the tag of a frame with a ``KeyReference/padSlot(epoch:slot:)`` key

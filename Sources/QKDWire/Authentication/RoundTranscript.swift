@@ -5,7 +5,9 @@ public import QKDCrypto
 ///
 /// D = "QKDChannel/1 round" || suite || direction || session id || round number (u64), and M is
 /// the concatenation of every frame of that direction in the round, each from offset 0 through
-/// the end of its payload, the closing frame included. Each frame's length field makes the
+/// the end of its payload, the closing frame included. The frames of a round are normally
+/// round-transcript frames (key kind 2); the handshake, round 0, also absorbs the untagged hello
+/// (key kind 0) before its closing Finished frame (Spec/session.md section 3). Each frame's length field makes the
 /// concatenation parse one way only. The closing frame (``KeyReference/roundClose(epoch:slot:)``)
 /// carries seal(digest, pad at its slot): one pad per direction per round instead of one per frame.
 ///
@@ -34,10 +36,11 @@ public struct RoundTranscript: ~Copyable {
         self.direction = direction
     }
 
-    /// Adds a frame of the round, in the order sent: its header and payload (not its tag).
-    /// - Parameter frame: a round-transcript frame (key kind 2; a precondition).
+    /// Adds a frame of the round, in the order sent: its header and payload (not its tag). Which
+    /// frames belong to a round is the session layer's rule (Spec/wire.md section 6.2); the
+    /// header in M binds each frame's key reference either way.
+    /// - Parameter frame: the next frame of the round in this direction.
     public mutating func absorb(_ frame: Frame) {
-        precondition(frame.header.keyReference.isRoundTranscript, "only round-transcript frames (key kind 2) belong to a round transcript")
         frame.withAuthenticatedBytes { hash.update($0) }
         frameCount += 1
         byteCount += WireLayout.headerByteCount + frame.header.payloadLength

@@ -1,7 +1,7 @@
 public import QKDCrypto
 
 /// An incremental parser of a stream of frames (Spec/wire.md section 5), in the shape of
-/// swift-nio-ssh's `SSHPacketParser`: ``append(_:)-([UInt8])`` bytes as they arrive in chunks of any
+/// swift-nio-ssh's `SSHPacketParser`: `append(_:)` bytes as they arrive in chunks of any
 /// size, then call ``nextFrame()`` until it returns nil ("need more bytes").
 ///
 /// - Checks run as early as the bytes they depend on are in, always in the order of Spec/wire.md
@@ -15,7 +15,7 @@ public import QKDCrypto
 ///
 /// The decoder holds what it is given; call ``nextFrame()`` after each append so that it never
 /// holds more than one incomplete frame plus one append.
-public struct FrameDecoder {
+public struct FrameDecoder: Sendable {
     private enum State {
         /// At a frame boundary, or inside the first 32 bytes of a frame.
         case awaitingHeader
@@ -132,11 +132,10 @@ public struct FrameDecoder {
         let start = readIndex
         let end = start + header.frameByteCount
         guard buffer.count >= end else { return nil }
-        let payloadStart = start + WireLayout.headerByteCount
-        let payloadEnd = payloadStart + header.payloadLength
+        let payloadEnd = start + WireLayout.headerByteCount + header.payloadLength
         let tag: AuthenticationTag? = header.tagByteCount == 0
             ? nil : buffer.withUnsafeBytes { AuthenticationTag($0, offset: payloadEnd) }
-        let frame = Frame(header: header, payload: buffer[payloadStart..<payloadEnd], tag: tag)
+        let frame = Frame(decodedHeader: header, received: buffer[start..<payloadEnd], tag: tag)
         state = .awaitingHeader
         if end == buffer.count {
             // Everything handed out: let go of the buffer so the frame's slice owns it alone and

@@ -14,6 +14,10 @@ public struct Frame: Sendable, Equatable, CustomStringConvertible {
     /// is 16) and the frame has been sealed. ``FrameAuthenticator/seal(_:pad:)`` and
     /// ``RoundTranscript/sealClosingFrame(_:pad:)`` set it.
     public var tag: AuthenticationTag?
+    /// For a decoded frame: its bytes from offset 0 through the end of the payload, as received
+    /// (a slice of the decoder's buffer), so that verification hashes them in place in one pass.
+    /// Nil for a frame built locally. Not part of the frame's value (see ``==(_:_:)``).
+    let receivedBytes: ArraySlice<UInt8>?
 
     /// Creates a frame from a header and a payload.
     /// - Parameters:
@@ -26,6 +30,22 @@ public struct Frame: Sendable, Equatable, CustomStringConvertible {
         self.header = header
         self.payload = payload
         self.tag = tag
+        self.receivedBytes = nil
+    }
+
+    /// A decoded frame; `received` holds its header and payload bytes, `payload` the last
+    /// `header.payloadLength` of them.
+    init(decodedHeader header: FrameHeader, received: ArraySlice<UInt8>, tag: AuthenticationTag?) {
+        self.header = header
+        self.payload = received.dropFirst(WireLayout.headerByteCount)
+        self.tag = tag
+        self.receivedBytes = received
+    }
+
+    /// Frames are equal when their headers, payloads and tags are; where the bytes came from
+    /// does not matter.
+    public static func == (lhs: Frame, rhs: Frame) -> Bool {
+        lhs.header == rhs.header && lhs.payload == rhs.payload && lhs.tag == rhs.tag
     }
 
     /// Creates a frame.
@@ -77,11 +97,18 @@ public struct Frame: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Calls `body` with the bytes the MAC covers (Spec/wire.md section 6): the 32 header bytes,
-    /// then the payload, each once, in place.
+    /// Calls `body` with the bytes the MAC covers (Spec/wire.md section 6): the frame from offset
+    /// 0 through the end of the payload. A decoded frame hands over the received bytes in place,
+    /// in one piece; a local frame its header (encoded on the stack) and then its payload. The
+    /// decoder accepts only the canonical encoding of a header (Spec/wire.md section 5), so both
+    /// give the same bytes.
     func withAuthenticatedBytes(_ body: (UnsafeRawBufferPointer) -> Void) {
-        header.withEncodedBytes(body)
-        payload.withUnsafeBytes(body)
+        if let receivedBytes {
+            receivedBytes.withUnsafeBytes(body)
+        } else {
+            header.withEncodedBytes(body)
+            payload.withUnsafeBytes(body)
+        }
     }
 
     /// "data #7 pad(epoch 1, slot 7) 1024 B tagged".

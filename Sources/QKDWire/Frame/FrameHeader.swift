@@ -184,7 +184,7 @@ public struct FrameHeader: Hashable, Sendable, CustomStringConvertible {
         self = try FrameHeader.decodeFields(bytes, lengthField: length)
     }
 
-    /// Decodes and checks a header; see ``init(decoding:limits:)-(UnsafeRawBufferPointer,_)``.
+    /// Decodes and checks a header; see the raw-buffer `init(decoding:limits:)`.
     /// - Parameters:
     ///   - bytes: at least the 32 header bytes of a frame.
     ///   - limits: the size limit.
