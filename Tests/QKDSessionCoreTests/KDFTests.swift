@@ -52,6 +52,10 @@ import Testing
         for (offset, count) in [(0, 16), (16, 16), (48, 32), (60, 10), (64, 64), (500, 300), (999, 1)] {
             #expect(Self.bytes(try stream.bytes(at: UInt64(offset), count: count)) == Array(whole[offset..<offset + count]))
         }
+        for (offset, count) in [(0, 16), (16, 16), (60, 10), (500, 300)] {
+            #expect(try stream.withBytes(at: UInt64(offset), count: count) { Array($0) } == Array(whole[offset..<offset + count]))
+        }
         #expect(throws: QKDError(.invalidKeyLength)) { try stream.bytes(at: ChaCha20KeyStream.maximumByteCount, count: 1) }
+        #expect(throws: QKDError(.invalidKeyLength)) { try stream.withBytes(at: ChaCha20KeyStream.maximumByteCount, count: 1) { _ in } }
     }
 }

@@ -156,6 +156,39 @@ public struct ChaCha20KeyStream: Sendable {
         self.key = key
     }
 
+    /// Lends the `count` keystream bytes starting at byte `offset` to `body` from a scratch
+    /// buffer that is wiped afterwards (no locked allocation: for short-lived per-tag reads).
+    /// - Parameters:
+    ///   - offset: the first byte's offset in the stream.
+    ///   - count: how many bytes; `offset + count` must not exceed ``maximumByteCount``.
+    ///   - body: reads the bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/invalidKeyLength`` if the range runs past the end of the
+    ///   stream; what `body` throws.
+    public func withBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard count >= 0, offset <= Self.maximumByteCount, UInt64(count) <= Self.maximumByteCount - offset else {
+            throw QKDError(.invalidKeyLength, "the ChaCha20 bootstrap stream has \(Self.maximumByteCount) bytes; bytes \(offset)..+\(count) are past its end: rotate to a pool epoch")
+        }
+        let skip = Int(offset % 64)
+        var scratch = [UInt8](repeating: 0, count: skip + count)
+        defer { secureZero(&scratch) }
+        fillKeystream(&scratch, firstBlock: offset / 64)
+        return try scratch.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[skip...])) }
+    }
+
+    /// Overwrites `buffer` with the keystream from the start of block `firstBlock`.
+    private func fillKeystream(_ buffer: inout [UInt8], firstBlock: UInt64) {
+        guard !buffer.isEmpty else { return }
+        let nonce = [UInt8](repeating: 0, count: 12)
+        for i in buffer.indices { buffer[i] = 0 }
+        key.withUnsafeBytes { k in
+            buffer.withUnsafeMutableBufferPointer { s in
+                _ = crypto_stream_chacha20_ietf_xor_ic(s.baseAddress!, s.baseAddress!, UInt64(s.count), nonce,
+                                                       UInt32(firstBlock), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+    }
+
     /// The `count` keystream bytes starting at byte `offset`.
     /// - Parameters:
     ///   - offset: the first byte's offset in the stream.

@@ -67,7 +67,7 @@ public final class InMemoryKeyStore: SessionKeyStore {
     private var outboundCapacity: UInt64 { UInt64(outboundMaterial.count / MACSuite.padByteCount) }
     private var inboundCapacity: UInt64 { UInt64(inboundMaterial.count / MACSuite.padByteCount) }
 
-    /// True if either stream holds any material.
+    /// True if both streams hold material.
     public var holdsPoolMaterial: Bool { outboundCapacity > 0 && inboundCapacity > 0 }
 
     /// The in-memory watermarks (a crash moves the outbound one up to the reservation).
@@ -75,7 +75,7 @@ public final class InMemoryKeyStore: SessionKeyStore {
 
     /// Reserves a chunk first when the cursor reaches the durable watermark, then hands out the
     /// next slot and records it.
-    public func takeOutbound() throws -> PoolSlot {
+    public func takeOutbound<R>(_ body: (_ slot: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard outboundNext < outboundCapacity else {
             throw QKDError(.sessionPoolExhausted, "the outbound pad stream is used up (\(outboundCapacity) slots); run QKD rounds to refill the pool")
         }
@@ -87,18 +87,18 @@ public final class InMemoryKeyStore: SessionKeyStore {
         let slot = outboundNext
         outboundNext += 1
         handedOut.append(slot)
-        return PoolSlot(slot: slot, material: outboundMaterial.slice(Int(slot) * 16..<Int(slot) * 16 + 16))
+        return try outboundMaterial.withUnsafeBytes { try body(slot, UnsafeRawBufferPointer(rebasing: $0[Int(slot) * 16..<Int(slot) * 16 + 16])) }
     }
 
     /// Reads an inbound slot without consuming it.
-    public func inboundPad(at slot: UInt64) throws -> SecretBytes {
+    public func inboundPad<R>(at slot: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard slot >= inboundNext else {
             throw QKDError(.sessionReplay, "inbound slot \(slot) was already consumed (watermark \(inboundNext))")
         }
         guard slot < inboundCapacity else {
             throw QKDError(.sessionPoolExhausted, "inbound slot \(slot) is beyond the \(inboundCapacity) slots of the pool")
         }
-        return inboundMaterial.slice(Int(slot) * 16..<Int(slot) * 16 + 16)
+        return try inboundMaterial.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[Int(slot) * 16..<Int(slot) * 16 + 16])) }
     }
 
     /// Consumes inbound slots through `slot` and records the call.

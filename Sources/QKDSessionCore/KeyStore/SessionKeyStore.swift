@@ -22,27 +22,6 @@ public struct PoolWatermarks: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "out \(outboundNext), in \(inboundNext)" }
 }
 
-/// One 16-byte slot of a pool pad stream: a pad for one tag, or the hash key of an epoch.
-public struct PoolSlot: Sendable {
-    /// The slot index in the stream.
-    public let slot: UInt64
-    /// The 16 bytes, in locked memory.
-    public let material: SecretBytes
-
-    /// Creates a slot.
-    /// - Parameters:
-    ///   - slot: its index.
-    ///   - material: exactly 16 bytes.
-    public init(slot: UInt64, material: SecretBytes) {
-        precondition(material.count == MACSuite.padByteCount, "a pool slot holds 16 bytes")
-        self.slot = slot
-        self.material = material
-    }
-
-    /// The slot as a one-time pad (consumed by one tag).
-    public func pad() -> OneTimePad { makePad(material) }
-}
-
 /// The sans-IO boundary between a ``Session`` and the durable key pool (Spec/session.md
 /// section 4, Spec/keypool.md): the session never touches storage itself.
 ///
@@ -62,16 +41,22 @@ public protocol SessionKeyStore: AnyObject {
     var holdsPoolMaterial: Bool { get }
     /// The current watermarks.
     var watermarks: PoolWatermarks { get }
-    /// Hands out the next outbound slot, durably reserved first.
-    /// - Returns: the slot and its 16 bytes.
-    /// - Throws: ``QKDError/Code/sessionPoolExhausted`` if the outbound stream is used up.
-    func takeOutbound() throws -> PoolSlot
-    /// Reads an inbound slot without consuming it.
-    /// - Parameter slot: a slot at or above the inbound watermark.
-    /// - Returns: its 16 bytes.
+    /// Hands out the next outbound slot, durably reserved first, and lends its 16 bytes to
+    /// `body` in place (no copy, no allocation: the pad stream stays in the store's locked
+    /// memory).
+    /// - Parameter body: receives the slot index and its 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/sessionPoolExhausted`` if the outbound stream is used up;
+    ///   what `body` throws (the slot stays used).
+    func takeOutbound<R>(_ body: (_ slot: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R
+    /// Lends the 16 bytes of an inbound slot to `body` without consuming the slot.
+    /// - Parameters:
+    ///   - slot: a slot at or above the inbound watermark.
+    ///   - body: receives the 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
     /// - Throws: ``QKDError/Code/sessionReplay`` below the watermark (already consumed);
     ///   ``QKDError/Code/sessionPoolExhausted`` beyond the material held.
-    func inboundPad(at slot: UInt64) throws -> SecretBytes
+    func inboundPad<R>(at slot: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R
     /// Consumes inbound slots: the watermark becomes `max(watermark, slot + 1)`.
     /// - Parameter slot: the last slot consumed.
     /// - Throws: a storage error if the watermark cannot be recorded.

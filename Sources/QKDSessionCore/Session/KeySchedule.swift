@@ -32,10 +32,10 @@ struct BootstrapStreams {
     }
 
     /// Bytes `[16 slot, 16 slot + 16)` of a stream.
-    static func slot(_ slot: UInt64, of stream: ChaCha20KeyStream) throws -> SecretBytes {
+    static func slot(_ slot: UInt64, of stream: ChaCha20KeyStream) throws -> PadBytes {
         let (offset, overflow) = slot.multipliedReportingOverflow(by: UInt64(MACSuite.padByteCount))
         guard !overflow else { throw QKDError(.sessionPoolExhausted, "bootstrap stream slot \(slot) is out of range") }
-        return try stream.bytes(at: offset, count: MACSuite.padByteCount)
+        return try stream.withBytes(at: offset, count: MACSuite.padByteCount) { PadBytes($0) }
     }
 }
 
@@ -90,9 +90,27 @@ func authenticatedBytes(of frame: Frame) -> [UInt8] {
     return out
 }
 
-/// A one-time pad from 16 secret bytes (the scratch copy is wiped).
-func makePad(_ material: SecretBytes) -> OneTimePad {
-    var bytes = material.withUnsafeBytes { Array($0) }
-    defer { secureZero(&bytes) }
-    return try! OneTimePad(rawRepresentation: bytes)
+/// The 16 bytes of one slot (a pad or a hash key) on their way from a key source to a tag:
+/// an ordinary heap buffer, wiped when released. Not `SecretBytes`: locking memory costs four
+/// system calls per allocation, which per frame would cost more than the MAC (the pad is as
+/// short-lived as a `OneTimePad`, which lives on the stack).
+final class PadBytes {
+    private(set) var bytes: [UInt8]
+
+    init(_ source: UnsafeRawBufferPointer) {
+        precondition(source.count == MACSuite.padByteCount, "a slot holds 16 bytes")
+        bytes = Array(source)
+    }
+
+    deinit { secureZero(&bytes) }
+
+    /// A one-time pad with these bytes.
+    func pad() -> OneTimePad { try! OneTimePad(rawRepresentation: bytes) }
+
+    /// A hash key with these bytes.
+    /// - Throws: ``QKDError/Code/weakHashKey`` for a zero key.
+    func hashKey(suite: MACSuite) throws -> HashKey { try HashKey(suite: suite, rawRepresentation: bytes) }
 }
+
+/// A one-time pad from a slot's bytes.
+func makePad(_ material: PadBytes) -> OneTimePad { material.pad() }

@@ -438,16 +438,16 @@ public struct Session {
     }
 
     /// Takes the next outbound pad of `source` (pool: durably reserved by the store first).
-    private mutating func takeOutboundPad(source: KeySource, _ s: inout EstablishedState) throws -> (UInt64, SecretBytes) {
+    private mutating func takeOutboundPad(source: KeySource, _ s: inout EstablishedState) throws -> (UInt64, PadBytes) {
         try takeOutboundSlot(source: source, bootstrap: &s.bootstrap)
     }
 
-    private mutating func takeOutboundSlot(source: KeySource, bootstrap: inout BootstrapStreams?) throws -> (UInt64, SecretBytes) {
+    private mutating func takeOutboundSlot(source: KeySource, bootstrap: inout BootstrapStreams?) throws -> (UInt64, PadBytes) {
         switch source {
         case .pool:
-            let slot = try keyStore.takeOutbound()
-            actions.append(.padUsed(direction: outboundDirection, slot: slot.slot))
-            return (slot.slot, slot.material)
+            let (slot, bytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
+            actions.append(.padUsed(direction: outboundDirection, slot: slot))
+            return (slot, bytes)
         case .bootstrap:
             guard var streams = bootstrap else { throw QKDError(.sessionInternalError, "no bootstrap stream in this session") }
             let slot = streams.outboundNext
@@ -460,7 +460,7 @@ public struct Session {
 
     /// Reads the peer's inbound slot without consuming it, checking the acceptance window
     /// (at or above the watermark, at most `maxResyncSkip` beyond it).
-    private func inboundSlot(_ slot: UInt64, source: KeySource, bootstrap: BootstrapStreams?) throws -> SecretBytes {
+    private func inboundSlot(_ slot: UInt64, source: KeySource, bootstrap: BootstrapStreams?) throws -> PadBytes {
         switch source {
         case .pool:
             let next = keyStore.watermarks.inboundNext
@@ -470,7 +470,7 @@ public struct Session {
             guard slot - next <= configuration.maxResyncSkip else {
                 throw QKDError(.sessionPoolDesync, "the peer's pool slot \(slot) is more than \(configuration.maxResyncSkip) slots beyond the inbound watermark \(next)")
             }
-            return try keyStore.inboundPad(at: slot)
+            return try keyStore.inboundPad(at: slot) { PadBytes($0) }
         case .bootstrap:
             guard let streams = bootstrap else { throw QKDError(.sessionInternalError, "no bootstrap stream in this session") }
             guard slot >= streams.inboundNext else {
@@ -534,7 +534,7 @@ public struct Session {
             // A zero hash key (probability 2^-106 per slot) is skipped; the Rotate names the slot used.
             let (slot, material) = try takeOutboundSlot(source: newSource, bootstrap: &s.bootstrap)
             keySlot = slot
-            hashKey = try? HashKey(suite: s.negotiated.suite, secret: material)
+            hashKey = try? material.hashKey(suite: s.negotiated.suite)
         }
         let epoch = s.outbound.epoch + 1
         var frame = Frame(type: .control, sequenceNumber: outboundSequence, keyReference: .padSlot(epoch: s.outbound.epoch, slot: padSlot),
@@ -558,7 +558,7 @@ public struct Session {
         let material = try inboundSlot(keySlot, source: source, bootstrap: s.bootstrap)
         let hashKey: HashKey
         do {
-            hashKey = try HashKey(suite: s.negotiated.suite, secret: material)
+            hashKey = try material.hashKey(suite: s.negotiated.suite)
         } catch {
             throw QKDError(.sessionPoolDesync, "the hash key at the peer's key slot \(keySlot) is zero; the pools disagree")
         }
@@ -813,22 +813,22 @@ public struct Session {
         let epoch = s.negotiated.mode.handshakeEpoch
         let hashKey: HashKey
         let padSlot: UInt64
-        let padMaterial: SecretBytes
+        let padMaterial: PadBytes
         switch s.keys {
         case .pool(let outboundStart, _):
             try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: keyStore.watermarks.inboundNext))
-            let keySlot = try keyStore.takeOutbound()
-            actions.append(.padUsed(direction: outboundDirection, slot: keySlot.slot))
-            let pad = try keyStore.takeOutbound()
-            actions.append(.padUsed(direction: outboundDirection, slot: pad.slot))
-            guard keySlot.slot == outboundStart, pad.slot == outboundStart + 1 else {
-                throw QKDError(.sessionInternalError, "the key store handed out slots \(keySlot.slot), \(pad.slot) instead of \(outboundStart), \(outboundStart + 1)")
+            let (keySlot, keyBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
+            actions.append(.padUsed(direction: outboundDirection, slot: keySlot))
+            let (pad, padBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
+            actions.append(.padUsed(direction: outboundDirection, slot: pad))
+            guard keySlot == outboundStart, pad == outboundStart + 1 else {
+                throw QKDError(.sessionInternalError, "the key store handed out slots \(keySlot), \(pad) instead of \(outboundStart), \(outboundStart + 1)")
             }
-            hashKey = try HashKey(suite: s.negotiated.suite, secret: keySlot.material)
-            padSlot = pad.slot
-            padMaterial = pad.material
+            hashKey = try keyBytes.hashKey(suite: s.negotiated.suite)
+            padSlot = pad
+            padMaterial = padBytes
         case .bootstrap(var streams):
-            hashKey = try HashKey(suite: s.negotiated.suite, secret: BootstrapStreams.slot(0, of: streams.outbound))
+            hashKey = try BootstrapStreams.slot(0, of: streams.outbound).hashKey(suite: s.negotiated.suite)
             padSlot = streams.outboundNext
             padMaterial = try BootstrapStreams.slot(padSlot, of: streams.outbound)
             streams.outboundNext += 1
@@ -889,8 +889,8 @@ public struct Session {
         let source: KeySource = s.negotiated.mode == .pool ? .pool : .bootstrap
         var streams: BootstrapStreams?
         if case .bootstrap(let b) = s.keys { streams = b }
-        let keyMaterial: SecretBytes
-        let padMaterial: SecretBytes
+        let keyMaterial: PadBytes
+        let padMaterial: PadBytes
         switch s.keys {
         case .pool:
             keyMaterial = try inboundSlot(keySlot, source: .pool, bootstrap: nil)
@@ -900,7 +900,7 @@ public struct Session {
             padMaterial = try BootstrapStreams.slot(expectedSlot, of: b.inbound)
         }
         let peerDirection = outboundDirection.reversed
-        guard let hashKey = try? HashKey(suite: s.negotiated.suite, secret: keyMaterial) else {
+        guard let hashKey = try? keyMaterial.hashKey(suite: s.negotiated.suite) else {
             throw QKDError(.sessionAuthenticationFailed, "the peer's handshake hash key is zero; the pools disagree")
         }
         var transcript = RoundTranscript(hashKey: hashKey, direction: peerDirection, sessionID: s.negotiated.sessionID, round: 0)
@@ -991,7 +991,7 @@ public struct Session {
             try drop(QKDError(.sessionRotationOverdue, "the peer sent \(count) frames under epoch \(epoch) after this node asked it to rotate"), &s)
             return false
         }
-        let material: SecretBytes
+        let material: PadBytes
         do {
             material = try inboundSlot(slot, source: s.inbound.source, bootstrap: s.bootstrap)
         } catch let error as QKDError {
@@ -1099,7 +1099,7 @@ public struct Session {
             try drop(QKDError(.sessionAuthenticationFailed, "bad closing frame for round \(box.round)"), requestRotation: true, &s)
             return
         }
-        let material: SecretBytes
+        let material: PadBytes
         do {
             material = try inboundSlot(slot, source: s.inbound.source, bootstrap: s.bootstrap)
         } catch let error as QKDError {
