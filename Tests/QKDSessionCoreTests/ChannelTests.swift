@@ -49,6 +49,29 @@ import Testing
         #expect(pair.bob.authenticationFailures == 1)
     }
 
+    /// Spec/session.md section 4: a pool slot more than maxResyncSkip beyond the inbound
+    /// watermark is refused before any pad is read, and nothing is consumed.
+    @Test func slotFarBeyondTheWatermarkIsRefused() {
+        var pair = Fixture.poolPair()
+        Self.established(&pair)
+        let consumed = pair.bobStore.consumedInbound
+        pair.adversary = FlipOneBit(frameIndex: 4, bit: 22 * 8)  // slot field byte 22 (big-endian): slot + 2^40
+        pair.onAlice { try $0.send([1]) }
+        pair.drive()
+        #expect(Self.dropped(pair.bobEvents) == [.sessionPoolDesync])
+        #expect(pair.bobStore.consumedInbound == consumed)
+    }
+
+    @Test func poolReadyWithoutPoolMaterialIsATypedErrorAndTheSessionStaysOpen() {
+        var pair = Fixture.pskPair()
+        Self.established(&pair)
+        pair.onAlice { try $0.poolReady() }
+        #expect(pair.aliceErrors == [QKDError(.sessionPoolExhausted)])
+        pair.onAlice { try $0.send([1]) }
+        pair.drive()
+        #expect(Pair.delivered(pair.bobEvents) == [[1]])
+    }
+
     @Test func withheldFrameIsAGap() {
         var pair = Fixture.poolPair()
         Self.established(&pair)

@@ -75,6 +75,9 @@ public final class InMemoryKeyStore: SessionKeyStore {
 
     /// Reserves a chunk first when the cursor reaches the durable watermark, then hands out the
     /// next slot and records it.
+    /// - Parameter body: receives the slot and its 16 bytes.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/sessionPoolExhausted`` when the stream is used up.
     public func takeOutbound<R>(_ body: (_ slot: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard outboundNext < outboundCapacity else {
             throw QKDError(.sessionPoolExhausted, "the outbound pad stream is used up (\(outboundCapacity) slots); run QKD rounds to refill the pool")
@@ -90,7 +93,13 @@ public final class InMemoryKeyStore: SessionKeyStore {
         return try outboundMaterial.withUnsafeBytes { try body(slot, UnsafeRawBufferPointer(rebasing: $0[Int(slot) * 16..<Int(slot) * 16 + 16])) }
     }
 
-    /// Reads an inbound slot without consuming it.
+    /// Lends an inbound slot's bytes without consuming it.
+    /// - Parameters:
+    ///   - slot: the slot.
+    ///   - body: receives the 16 bytes.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/sessionReplay`` below the watermark;
+    ///   ``QKDError/Code/sessionPoolExhausted`` beyond the material.
     public func inboundPad<R>(at slot: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard slot >= inboundNext else {
             throw QKDError(.sessionReplay, "inbound slot \(slot) was already consumed (watermark \(inboundNext))")
@@ -102,12 +111,14 @@ public final class InMemoryKeyStore: SessionKeyStore {
     }
 
     /// Consumes inbound slots through `slot` and records the call.
+    /// - Parameter slot: the last slot consumed.
     public func consumeInbound(through slot: UInt64) throws {
         consumedInbound.append(slot)
         inboundNext = max(inboundNext, slot + 1)
     }
 
     /// Moves the watermarks forward; skipped outbound slots are durably reserved (burned).
+    /// - Parameter target: the watermarks to reach.
     public func advance(to target: PoolWatermarks) throws {
         outboundNext = max(outboundNext, target.outboundNext)
         durableOutboundReserved = max(durableOutboundReserved, outboundNext)
