@@ -263,14 +263,15 @@ public struct Session {
 
     /// Opens a round (Spec/session.md section 6): from now on ``send(_:)`` feeds this
     /// direction's round transcript, until ``closeRound()``.
-    /// - Parameter id: the round id; larger than every earlier one of this direction, and the
-    ///   same id the peer's payload layer uses for this round.
+    /// - Parameter id: the round id: at least 1 (round 0 is the handshake), larger than every
+    ///   earlier one of this direction, and the same id the peer's payload layer uses.
     /// - Throws: the poisoning error if closed.
     public mutating func beginRound(_ id: UInt64) throws {
         try checkOpen()
         guard case .established(var s) = state else { preconditionFailure("beginRound(_:) before the session is established") }
         precondition(s.negotiated.granularities.contains(.perRound), "per-round tags were not negotiated")
         precondition(s.outboundRound == nil, "a round is already open")
+        precondition(id >= 1, "round 0 is the handshake's transcript (Spec/session.md section 3): payload rounds start at 1")
         precondition(s.lastOutboundRound.map { id > $0 } ?? true, "round ids must increase")
         do {
             try rotateIfDue(&s)
@@ -1075,7 +1076,7 @@ public struct Session {
         }
         guard epoch == s.inbound.epoch, frame.header.type == .control,
               case .beginRound(let round)? = try? ControlMessage(decoding: frame.payload),
-              s.lastInboundRound.map({ round > $0 }) ?? true else {
+              round >= 1, s.lastInboundRound.map({ round > $0 }) ?? true else {
             try drop(QKDError(.sessionUnexpectedMessage, "a round frame that does not open a new round under the current epoch"), &s)
             return
         }
