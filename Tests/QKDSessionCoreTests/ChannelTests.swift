@@ -72,6 +72,20 @@ import Testing
         #expect(Pair.delivered(pair.bobEvents) == [[1]])
     }
 
+    /// An exhausted pool is fatal for the sender; with no pad left its alert goes out
+    /// unauthenticated, which the peer reports but cannot act on (Spec/session.md section 6).
+    @Test func poolExhaustionClosesTheSender() {
+        var pair = Fixture.poolPair(stores: Fixture.stores(seed: 8, slots: 5))
+        Self.established(&pair)  // slots 0 and 1 of each direction
+        for i in 0..<3 { pair.onAlice { try $0.send([UInt8(i)]) } }  // slots 2, 3, 4
+        pair.onAlice { try $0.send([9]) }
+        pair.drive()
+        #expect(pair.aliceErrors == [QKDError(.sessionPoolExhausted)])
+        #expect(Pair.delivered(pair.bobEvents) == [[0], [1], [2]])
+        #expect(pair.bobEvents.contains { if case .alertReceived(.poolExhausted, authenticated: false) = $0 { true } else { false } })
+        Self.checkPads(pair.aliceStore, pair.bobStore)
+    }
+
     @Test func withheldFrameIsAGap() {
         var pair = Fixture.poolPair()
         Self.established(&pair)
