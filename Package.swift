@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .library(name: "QKDCrypto", targets: ["QKDCrypto"]),
         .library(name: "QKDWire", targets: ["QKDWire"]),
+        .library(name: "QKDSession", targets: ["QKDSession"]),
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
@@ -26,6 +27,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // libsodium, found with pkg-config. Only QKDCrypto imports it (`internal import CSodium`).
@@ -39,12 +43,22 @@ let package = Package(
         .target(name: "CQKDKernels"),
         .target(
             name: "QKDCrypto",
-            dependencies: ["CSodium", "CQKDKernels"],
+            dependencies: ["CSodium", "CQKDKernels", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSettings
         ),
         .target(
             name: "QKDWire",
             dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
+        // Handshake and authenticated channel; PKI/ holds certificate loading and validation.
+        .target(
+            name: "QKDSession",
+            dependencies: [
+                "QKDCrypto", "QKDWire",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -96,6 +110,11 @@ let package = Package(
         .testTarget(
             name: "QKDWireTests",
             dependencies: ["QKDWire", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDSessionTests",
+            dependencies: ["QKDSession", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -61,7 +61,7 @@ public struct MACContext: Sendable {
         switch hashKey.suite {
         case .poly1305OTP:
             let stateBytes = crypto_onetimeauth_poly1305_statebytes()
-            return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 64) { buffer in
+            return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 16) { buffer in
                 let state = buffer.baseAddress!.assumingMemoryBound(to: crypto_onetimeauth_poly1305_state.self)
                 prepared.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: stateBytes) }
                 var sink = MACMessageSink(poly1305: state)
@@ -90,7 +90,7 @@ public struct MACContext: Sendable {
         switch key.suite {
         case .poly1305OTP:
             let stateBytes = crypto_onetimeauth_poly1305_statebytes()
-            return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 64) { buffer in
+            return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 16) { buffer in
                 let state = buffer.baseAddress!.assumingMemoryBound(to: crypto_onetimeauth_poly1305_state.self)
                 Poly1305Stream.initialize(state, key: key)
                 Poly1305Stream.update(state, domain)
