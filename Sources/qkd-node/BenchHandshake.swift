@@ -142,12 +142,12 @@ struct BenchHandshakeCommand: ParsableCommand {
         let start = cpuSeconds()
         for _ in 0..<count {
             for _ in 0..<2 {  // each side
-                sink ^= BLAKE2b256.hash(nonces)[0]
+                sink ^= KeyDerivation.blake2b256(nonces)[0]
                 if mode == .pskKDF {
-                    let hash = BLAKE2b256.hash(hellos)
-                    let secret = try HKDF.deriveKey(inputKeyMaterial: psk.secret, salt: nonces[0..<64], info: hash, outputByteCount: 32)
+                    let hash = KeyDerivation.blake2b256(hellos)
+                    let secret = try KeyDerivation.hkdfSHA256(inputKeyMaterial: psk.secret, salt: nonces[0..<64], info: hash, outputByteCount: 32)
                     for d: UInt8 in 0...1 {
-                        let stream = try ChaCha20KeyStream(key: HKDF.expand(pseudorandomKey: secret, info: [d], outputByteCount: 32))
+                        let stream = try ChaCha20KeyStream(key: KeyDerivation.expand(pseudoRandomKey: secret, info: [d], outputByteCount: 32))
                         sink ^= try stream.withBytes(at: 0, count: 16) { $0[0] }
                         sink ^= try stream.withBytes(at: 16, count: 16) { $0[0] }
                     }

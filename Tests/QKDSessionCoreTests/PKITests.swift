@@ -18,7 +18,7 @@ final class TestPKI: PKIAuthenticator {
     }
 
     static func signature(_ name: [UInt8], _ hash: [UInt8], _ role: Direction) -> [UInt8] {
-        BLAKE2b256.hash(Array("test-signing-key".utf8) + name + hash + [role.rawValue]) + [UInt8](repeating: 0, count: 32)
+        KeyDerivation.blake2b256(Array("test-signing-key".utf8) + name + hash + [role.rawValue]) + [UInt8](repeating: 0, count: 32)
     }
 
     func makeClientOffer(random: inout any RandomSource) throws -> PKIClientOffer {
@@ -30,7 +30,7 @@ final class TestPKI: PKIAuthenticator {
         -> (kexGroup: UInt8, x25519Share: [UInt8], mlkem768Ciphertext: [UInt8], secret: SecretBytes) {
         guard offer.kexGroups.contains(1) else { throw QKDError(.sessionNoCommonSuite, "no group") }
         let mine = random.bytes(count: 32)
-        return (1, mine, [], SecretBytes(copying: BLAKE2b256.hash(offer.x25519Share + mine)))
+        return (1, mine, [], SecretBytes(copying: KeyDerivation.blake2b256(offer.x25519Share + mine)))
     }
 
     func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof {
@@ -47,7 +47,7 @@ final class TestPKI: PKIAuthenticator {
     }
 
     func finishKeyAgreement(with response: PKIServerResponse) throws -> SecretBytes {
-        SecretBytes(copying: BLAKE2b256.hash(share + response.x25519Share))
+        SecretBytes(copying: KeyDerivation.blake2b256(share + response.x25519Share))
     }
 }
 

@@ -11,6 +11,12 @@ enum KeyScheduleLabel {
     static let bootstrapStream = Array("QKDChannel/1 bootstrap stream".utf8)
 }
 
+/// Spec/session.md sections 5.1 and 5.2: `secret = HKDF-SHA256(salt = nonce_a || nonce_b,
+/// ikm = psk or the key-agreement secret, info = label || transcript hash, 32)`.
+func bootstrapSecret(ikm: SecretBytes, label: [UInt8], nonceA: [UInt8], nonceB: [UInt8], transcriptHash: [UInt8]) throws -> SecretBytes {
+    try KeyDerivation.hkdfSHA256(inputKeyMaterial: ikm, salt: nonceA + nonceB, info: label + transcriptHash, outputByteCount: 32)
+}
+
 /// The two epoch-0 bootstrap streams of a computational session (Spec/session.md section 5.3)
 /// and the cursors that keep every slot single-use within the session.
 struct BootstrapStreams {
@@ -24,7 +30,7 @@ struct BootstrapStreams {
     /// `k_d = HKDF-Expand(secret, "QKDChannel/1 bootstrap stream" || d, 32)`, one per direction.
     init(secret: SecretBytes, outbound: Direction) throws {
         func stream(_ d: Direction) throws -> ChaCha20KeyStream {
-            try ChaCha20KeyStream(key: HKDF.expand(pseudorandomKey: secret, info: KeyScheduleLabel.bootstrapStream + [d.rawValue],
+            try ChaCha20KeyStream(key: KeyDerivation.expand(pseudoRandomKey: secret, info: KeyScheduleLabel.bootstrapStream + [d.rawValue],
                                                    outputByteCount: ChaCha20KeyStream.keyByteCount))
         }
         self.outbound = try stream(outbound)

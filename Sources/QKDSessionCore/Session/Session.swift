@@ -709,7 +709,7 @@ public struct Session {
                                       nonce: random.bytes(count: HandshakeLimits.nonceByteCount),
                                       sessionIDMaterial: random.bytes(count: HandshakeLimits.nonceByteCount), body: body)
         if let pki, case .pki(var response) = body {
-            let hash = BLAKE2b256.hash(authenticatedBytes(of: frame) + serverHello.signedPrefix)
+            let hash = KeyDerivation.blake2b256(authenticatedBytes(of: frame) + serverHello.signedPrefix)
             response.proof = try pki.prove(transcriptHash: hash, role: outboundDirection)
             body = .pki(response)
             serverHello.body = body
@@ -752,7 +752,7 @@ public struct Session {
 
     /// session id = first 16 bytes of BLAKE2b-256(nonce_a || nonce_b || session_id_material).
     private static func sessionID(_ nonceA: [UInt8], _ serverHello: ServerHello) -> SessionID {
-        let digest = BLAKE2b256.hash(nonceA + serverHello.nonce + serverHello.sessionIDMaterial)
+        let digest = KeyDerivation.blake2b256(nonceA + serverHello.nonce + serverHello.sessionIDMaterial)
         return try! SessionID(rawRepresentation: digest[0..<SessionID.byteCount])
     }
 
@@ -761,9 +761,8 @@ public struct Session {
     /// ServerHello frame))`.
     private static func bootstrapStreams(ikm: SecretBytes, label: [UInt8], clientHelloFrame: Frame, serverHelloFrame: Frame,
                                          nonceA: [UInt8], nonceB: [UInt8], outbound: Direction) throws -> BootstrapStreams {
-        let transcriptHash = BLAKE2b256.hash(authenticatedBytes(of: clientHelloFrame) + authenticatedBytes(of: serverHelloFrame))
-        let secret = try HKDF.deriveKey(inputKeyMaterial: ikm, salt: nonceA + nonceB,
-                                        info: label + transcriptHash, outputByteCount: HKDF.pseudorandomKeyByteCount)
+        let transcriptHash = KeyDerivation.blake2b256(authenticatedBytes(of: clientHelloFrame) + authenticatedBytes(of: serverHelloFrame))
+        let secret = try bootstrapSecret(ikm: ikm, label: label, nonceA: nonceA, nonceB: nonceB, transcriptHash: transcriptHash)
         return try BootstrapStreams(secret: secret, outbound: outbound)
     }
 
@@ -795,7 +794,7 @@ public struct Session {
                                                            nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
         case (.pki, .pki(let response)):
             guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
-            try pki.verify(response.proof, transcriptHash: BLAKE2b256.hash(authenticatedBytes(of: s.clientHelloFrame) + hello.signedPrefix),
+            try pki.verify(response.proof, transcriptHash: KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame) + hello.signedPrefix),
                            peerRole: outboundDirection.reversed)
             keys = .bootstrap(try Session.bootstrapStreams(ikm: try pki.finishKeyAgreement(with: response), label: KeyScheduleLabel.pki,
                                                            clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
@@ -851,7 +850,7 @@ public struct Session {
 
     /// BLAKE2b-256(ClientHello frame || ServerHello frame): what Alice's PKI Finished signs.
     private static func hellosHash(_ s: AwaitingFinishedState) -> [UInt8] {
-        BLAKE2b256.hash(authenticatedBytes(of: s.clientHelloFrame) + authenticatedBytes(of: s.serverHelloFrame))
+        KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame) + authenticatedBytes(of: s.serverHelloFrame))
     }
 
     /// Verifies the peer's Finished against the transcript as this node saw it; only then
