@@ -26,11 +26,11 @@ final class TestPKI: PKIAuthenticator {
         return PKIClientOffer(kexGroups: [1], x25519Share: share, mlkem768EncapsulationKey: [])
     }
 
-    func respond(to offer: PKIClientOffer, random: inout any RandomSource) throws
+    func respond(to offer: PKIClientOffer, clientHelloHash: [UInt8], random: inout any RandomSource) throws
         -> (kexGroup: UInt8, x25519Share: [UInt8], mlkem768Ciphertext: [UInt8], secret: SecretBytes) {
         guard offer.kexGroups.contains(1) else { throw QKDError(.sessionNoCommonSuite, "no group") }
         let mine = random.bytes(count: 32)
-        return (1, mine, [], SecretBytes(copying: KeyDerivation.blake2b256(offer.x25519Share + mine)))
+        return (1, mine, [], SecretBytes(copying: KeyDerivation.blake2b256(clientHelloHash + offer.x25519Share + mine)))
     }
 
     func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof {
@@ -46,8 +46,8 @@ final class TestPKI: PKIAuthenticator {
         }
     }
 
-    func finishKeyAgreement(with response: PKIServerResponse) throws -> SecretBytes {
-        SecretBytes(copying: KeyDerivation.blake2b256(share + response.x25519Share))
+    func finishKeyAgreement(with response: PKIServerResponse, clientHelloHash: [UInt8]) throws -> SecretBytes {
+        SecretBytes(copying: KeyDerivation.blake2b256(clientHelloHash + share + response.x25519Share))
     }
 }
 

@@ -24,13 +24,15 @@ public protocol PKIAuthenticator: AnyObject {
     /// - Throws: a local error if keys cannot be made.
     func makeClientOffer(random: inout any RandomSource) throws -> PKIClientOffer
 
-    /// Bob: answers an offer: chooses a group, encapsulates, and signs.
+    /// Bob: answers an offer: chooses a group, encapsulates, and derives the shared secret.
     /// - Parameters:
     ///   - offer: Alice's offer.
+    ///   - clientHelloHash: BLAKE2b-256 of the ClientHello frame (`TH_ka`, the combiner's salt
+    ///     in Spec/handshake.md 2.3).
     ///   - random: the injected source.
     /// - Returns: the group, Bob's share, the ML-KEM ciphertext (or empty) and the shared secret.
     /// - Throws: ``QKDError/Code/sessionNoCommonSuite`` if no offered group is acceptable.
-    func respond(to offer: PKIClientOffer, random: inout any RandomSource) throws
+    func respond(to offer: PKIClientOffer, clientHelloHash: [UInt8], random: inout any RandomSource) throws
         -> (kexGroup: UInt8, x25519Share: [UInt8], mlkem768Ciphertext: [UInt8], secret: SecretBytes)
 
     /// Signs a transcript hash with this node's key(s) and attaches its chain.
@@ -52,8 +54,10 @@ public protocol PKIAuthenticator: AnyObject {
     func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction) throws
 
     /// Alice: completes the key agreement with Bob's answer.
-    /// - Parameter response: Bob's answer.
+    /// - Parameters:
+    ///   - response: Bob's answer.
+    ///   - clientHelloHash: BLAKE2b-256 of the ClientHello frame (`TH_ka`).
     /// - Returns: the shared secret.
     /// - Throws: ``QKDError/Code/sessionMalformedHandshake`` for a share that does not decode.
-    func finishKeyAgreement(with response: PKIServerResponse) throws -> SecretBytes
+    func finishKeyAgreement(with response: PKIServerResponse, clientHelloHash: [UInt8]) throws -> SecretBytes
 }

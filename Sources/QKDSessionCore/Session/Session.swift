@@ -698,7 +698,7 @@ public struct Session {
             body = .pskKDF
         case .pki(let offer):
             guard let pki else { throw QKDError(.sessionUnsupportedMode, "PKI mode is not configured on this node") }
-            let answer = try pki.respond(to: offer, random: &random)
+            let answer = try pki.respond(to: offer, clientHelloHash: KeyDerivation.blake2b256(authenticatedBytes(of: frame)), random: &random)
             pkiSecret = answer.secret
             // The proof is filled in below, once the bytes it signs are known.
             body = .pki(PKIServerResponse(kexGroup: answer.kexGroup, x25519Share: answer.x25519Share,
@@ -796,7 +796,7 @@ public struct Session {
             guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
             try pki.verify(response.proof, transcriptHash: KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame) + hello.signedPrefix),
                            peerRole: outboundDirection.reversed)
-            keys = .bootstrap(try Session.bootstrapStreams(ikm: try pki.finishKeyAgreement(with: response), label: KeyScheduleLabel.pki,
+            keys = .bootstrap(try Session.bootstrapStreams(ikm: try pki.finishKeyAgreement(with: response, clientHelloHash: KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame))), label: KeyScheduleLabel.pki,
                                                            clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
                                                            nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
         default:
