@@ -68,7 +68,7 @@ let package = Package(
         ),
         .target(
             name: "QKDPostProcessing",
-            dependencies: ["QKDCrypto", "QKDWire"],
+            dependencies: ["QKDCrypto", "QKDWire", "CQKDKernels"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSessionCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
             swiftSettings: strictSettings
         ),
@@ -119,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDKeyPoolTests",
-            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -6,6 +6,7 @@ import PackageDescription
 
 let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzMAC", []),
+    ("FuzzFrameDecoder", []),
 ]
 
 let package = Package(

@@ -10,6 +10,8 @@ public import QKDCrypto
 public enum FuzzCheck: String, CaseIterable, Sendable {
     /// The Wegman-Carter suites: tag/verify/stream consistency and bit-flip rejection.
     case mac = "FuzzMAC"
+    /// The frame decoder: arbitrary streams, arbitrary chunking, limits (Spec/wire.md 5).
+    case frameDecoder = "FuzzFrameDecoder"
 
     /// How one input ended.
     public enum Outcome: Sendable, Equatable {
@@ -26,6 +28,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
     public func run(_ input: [UInt8]) throws(FuzzInvariantViolation) -> Outcome {
         switch self {
         case .mac: return try MACCheck.run(input)
+        case .frameDecoder: return try FrameDecoderCheck.run(input)
         }
     }
 }

@@ -7,6 +7,14 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure a workload against a baseline measured in the same run.",
-        subcommands: [BenchMacCommand.self, BenchHandshakeCommand.self]
+        subcommands: [
+            BenchMacCommand.self,
+            BenchPool.self,
+            BenchSiftCommand.self,
+            BenchReconcileCommand.self,
+            BenchAmplifyCommand.self,
+            BenchPipelineCommand.self,
+            BenchHandshakeCommand.self,
+        ]
     )
 }

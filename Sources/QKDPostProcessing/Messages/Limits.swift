@@ -1,0 +1,19 @@
+/// Named limits of the post-processing wire format (Spec/postprocessing.md section 2.2).
+/// Every decoder checks a length against its limit before it allocates for it.
+public enum PostProcessingLimits {
+    /// The only message format version (Spec/postprocessing.md section 2.1).
+    public static let version: UInt8 = 1
+    /// Most detections one round may report: 2^27 (about 10 s of a 1 GHz source at 1.3%
+    /// detection probability); larger batches are split into rounds (section 2.2).
+    public static let maxDetections = 1 << 27
+    /// Most slots (pulses) one round may span: 2^44 (section 2.2).
+    public static let maxSlots: UInt64 = 1 << 44
+    /// Most bits in one Cascade parity or reply message: the sifted key limit (section 2.2).
+    public static let maxCascadeBits = 1 << 27
+    /// Seed sizes (section 2.4): Cascade permutations and the privacy-amplification seed are
+    /// expanded from 32-byte seeds; the verification hash key is 16 bytes (Poly1305 `r`).
+    public static let seedByteCount = 32
+    /// Poly1305 key and tag sizes (section 2.6).
+    public static let verificationKeyByteCount = 16
+    public static let verificationTagByteCount = 16
+}

@@ -1,0 +1,340 @@
+import QKDCrypto
+
+/// The Cascade state both sides run in lock step (Spec/postprocessing.md section 5).
+///
+/// Both sides hold the same schedule, the same permutations (from the shared seed) and the same
+/// bookkeeping: which top-level blocks are known to hold an odd number of errors, and which
+/// binary searches are in progress. Every step has a list of *queries* (bit ranges in one pass's
+/// permuted order) that both sides derive from that shared state: the top-level blocks of a new
+/// pass, or the left halves of every open binary search. Alice sends one parity bit per query;
+/// Bob answers one bit per query (top level: "my parity differs"; bisection: "the error is in
+/// the left half"). Both then apply the same answers, so no block descriptor is ever sent.
+///
+/// When a search ends on a single bit, Bob flips it and both sides toggle the error parity of
+/// the block containing it in every pass already started (cascade back-tracking across
+/// passes); a block that becomes odd starts a new search in the next step. A search whose
+/// current range contains a flipped bit becomes even and is dropped.
+struct CascadeEngine {
+    enum Role { case alice, bob }
+    enum Pending: Equatable { case newPass(Int), bisect, done }
+
+    struct Search {
+        var pass: Int32
+        var block: Int32
+        var lower: Int
+        var upper: Int
+        var live = true
+    }
+
+    let role: Role
+    let n: Int
+    let schedule: CascadeSchedule
+    /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
+    /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
+    private(set) var permuted: [BitVector] = []
+    /// Per pass: its permutation (identity for pass 0).
+    private var permutations: [PassPermutation] = []
+    /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
+    private var blockOdd: [[UInt8]] = []
+    /// Per started pass and block: index into `searches`, or -1.
+    private var searchOf: [[Int32]] = []
+    private var searches: [Search] = []
+    private var random: DeterministicRandomSource
+    private(set) var pending: Pending = .newPass(0)
+    /// Bits flipped (Bob) or mirrored as flipped (Alice): the error count found.
+    private(set) var corrections = 0
+    /// Queries answered so far: the parity bits Alice disclosed.
+    private(set) var disclosedParities = 0
+    /// Steps done.
+    private(set) var steps = 0
+
+    /// - Parameters:
+    ///   - role: whose key this is.
+    ///   - key: the sifted key bits (Alice's or Bob's).
+    ///   - schedule: the shared schedule.
+    ///   - seed: the 32-byte shared seed from the sift response.
+    init(role: Role, key: BitVector, schedule: CascadeSchedule, seed: [UInt8]) throws {
+        self.role = role
+        self.n = key.count
+        self.schedule = schedule
+        self.random = try DeterministicRandomSource(seed: seed)
+        permuted = [key]
+        if n == 0 { pending = .done }
+    }
+
+    var passCount: Int { schedule.blockSizes.count }
+
+    private func blockCount(_ pass: Int) -> Int {
+        let k = schedule.blockSizes[pass]
+        return (n + k - 1) / k
+    }
+
+    /// Draws pass `pass`'s permutation from the shared stream and arranges this side's
+    /// current key in that order.
+    private mutating func startPass(_ pass: Int) {
+        if pass == 0 {
+            permutations.append(PassPermutation(identity: ()))
+        } else {
+            let perm = PassPermutation(size: n, random: &random)
+            var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
+            permuted[0].words.withUnsafeBufferPointer { kw in
+                perm.backward.withUnsafeBufferPointer { b in
+                    words.withUnsafeMutableBufferPointer { out in
+                        var acc: UInt64 = 0
+                        for j in 0..<n {
+                            let src = Int(b[j])
+                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
+                            if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
+                        }
+                        if n & 63 != 0 { out[n >> 6] = acc }
+                    }
+                }
+            }
+            permutations.append(perm)
+            permuted.append(BitVector(words: words, count: n))
+        }
+        blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
+        searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
+    }
+
+    /// The ranges of the current step, in the order their bits travel.
+    private mutating func queryRanges() -> [(pass: Int, lower: Int, upper: Int)] {
+        switch pending {
+        case .done:
+            return []
+        case .newPass(let p):
+            if blockOdd.count == p { startPass(p) }
+            let k = schedule.blockSizes[p]
+            return (0..<blockCount(p)).map { (p, $0 * k, min(n, ($0 + 1) * k)) }
+        case .bisect:
+            return searches.map { (Int($0.pass), $0.lower, $0.lower + ($0.upper - $0.lower) / 2) }
+        }
+    }
+
+    /// The number of bits the current step's messages carry.
+    mutating func queryCount() -> Int { queryRanges().count }
+
+    /// This side's parities of the current queries (Alice sends these).
+    mutating func parities() -> BitVector {
+        let ranges = queryRanges()
+        var words = [UInt64](repeating: 0, count: (ranges.count + 63) >> 6)
+        for (i, r) in ranges.enumerated() {
+            words[i >> 6] |= permuted[r.pass].parity(r.lower, r.upper) << UInt64(i & 63)
+        }
+        return BitVector(words: words, count: ranges.count)
+    }
+
+    /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
+    /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one.
+    mutating func replies(to alice: BitVector) throws -> BitVector {
+        let mine = parities()
+        guard alice.count == mine.count else {
+            throw QKDError(.ppInconsistent, "Cascade step \(steps): Alice sent \(alice.count) parities, Bob expected \(mine.count); the two sides disagree on the shared state")
+        }
+        var words = mine.words
+        for i in words.indices { words[i] ^= alice.words[i] }
+        return BitVector(words: words, count: mine.count)
+    }
+
+    /// Applies the replies of the current step (both sides) and moves to the next step.
+    /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one.
+    mutating func apply(_ replies: BitVector) throws {
+        let expected = queryRanges().count
+        guard replies.count == expected else {
+            throw QKDError(.ppInconsistent, "Cascade step \(steps): \(replies.count) replies, expected \(expected)")
+        }
+        disclosedParities += expected
+        steps += 1
+        switch pending {
+        case .done:
+            return
+        case .newPass(let p):
+            let k = schedule.blockSizes[p]
+            for b in 0..<expected where replies[b] {
+                blockOdd[p][b] = 1
+                openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
+            }
+            // The next pass starts only when this one's searches are done.
+            startedPassCount = p + 1
+        case .bisect:
+            for i in 0..<expected {
+                let mid = searches[i].lower + (searches[i].upper - searches[i].lower) / 2
+                if replies[i] { searches[i].upper = mid } else { searches[i].lower = mid }
+            }
+        }
+        settle()
+        searches.removeAll { !$0.live }
+        for (i, s) in searches.enumerated() { searchOf[Int(s.pass)][Int(s.block)] = Int32(i) }
+        if !searches.isEmpty {
+            pending = .bisect
+        } else if startedPassCount < passCount {
+            pending = .newPass(startedPassCount)
+        } else {
+            pending = .done
+        }
+    }
+
+    private var startedPassCount = 0
+
+    private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
+        searchOf[pass][block] = Int32(searches.count)
+        searches.append(Search(pass: Int32(pass), block: Int32(block), lower: lower, upper: upper))
+    }
+
+    /// Resolves every search that has narrowed to one bit, flips that bit, and opens searches on
+    /// blocks that became odd, until nothing changes.
+    private mutating func settle() {
+        var index = 0
+        var touched: [(Int, Int)] = []
+        while true {
+            while index < searches.count {
+                let s = searches[index]
+                if s.live && s.upper - s.lower == 1 {
+                    searches[index].live = false
+                    searchOf[Int(s.pass)][Int(s.block)] = -1
+                    let p = Int(s.pass)
+                    let bit = p == 0 ? s.lower : Int(permutations[p].backward[s.lower])
+                    flip(bit, touched: &touched)
+                }
+                index += 1
+            }
+            var opened = false
+            for (p, b) in touched where blockOdd[p][b] == 1 && searchOf[p][b] < 0 {
+                let k = schedule.blockSizes[p]
+                openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
+                opened = true
+            }
+            touched.removeAll(keepingCapacity: true)
+            if !opened { break }
+            index = 0
+        }
+    }
+
+    /// Flips key bit `bit` (Bob's copies; Alice only mirrors the bookkeeping) and toggles the
+    /// error parity of its block in every started pass.
+    private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
+        corrections += 1
+        for p in 0..<startedPassCount {
+            let position = p == 0 ? bit : permutations[p].forward(bit)
+            if role == .bob { permuted[p].flip(position) }
+            let b = position / schedule.blockSizes[p]
+            blockOdd[p][b] ^= 1
+            let si = searchOf[p][b]
+            if si >= 0, searches[Int(si)].live,
+               position >= searches[Int(si)].lower, position < searches[Int(si)].upper {
+                searches[Int(si)].live = false  // Its range now holds an even number of errors.
+                searchOf[p][b] = -1
+            }
+            touched.append((p, b))
+        }
+    }
+
+    /// The reconciled key (Bob: corrected; Alice: unchanged).
+    var key: BitVector { permuted[0] }
+
+    /// Wipes every copy of the key.
+    mutating func wipe() {
+        for i in permuted.indices { permuted[i].wipe() }
+    }
+}
+
+/// A uniformly random permutation of 0..<n for one Cascade pass (Spec/postprocessing.md
+/// section 5.2), drawn by the Rao-Sandelius method so that every pass over memory is sequential
+/// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
+/// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
+/// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
+/// Fisher-Yates. The inverse is kept as "pre-shuffle slot" plus the in-bucket inverse, both
+/// written sequentially, so no random writes over the whole key are needed.
+struct PassPermutation {
+    /// backward[j] = the key bit at position j.
+    let backward: [UInt32]
+    private let preSlot: [UInt32]
+    private let inverse: [UInt32]
+
+    init(identity: Void) {
+        backward = []
+        preSlot = []
+        inverse = []
+    }
+
+    init(size n: Int, random: inout DeterministicRandomSource) {
+        let bucketCount = n >= 1 << 16 ? 256 : 1
+        var counts = [n]
+        var members = uninitializedWords(n)
+        var pre = uninitializedWords(n)
+        if bucketCount == 1 {
+            for i in 0..<n { members[i] = UInt32(truncatingIfNeeded: i); pre[i] = UInt32(truncatingIfNeeded: i) }
+        } else {
+            var ids = [UInt8](unsafeUninitializedCapacity: n) { _, c in c = n }  // Every entry is written below.
+            counts = [Int](repeating: 0, count: bucketCount)
+            ids.withUnsafeMutableBufferPointer { id in
+                var i = 0
+                while i < n {
+                    var r = random.next()
+                    var k = 0
+                    while k < 8 && i < n {
+                        let b = UInt8(truncatingIfNeeded: r)
+                        id[i] = b
+                        counts[Int(b)] += 1
+                        r >>= 8
+                        i += 1
+                        k += 1
+                    }
+                }
+                var starts = [Int](repeating: 0, count: bucketCount)
+                for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+                members.withUnsafeMutableBufferPointer { m in
+                    pre.withUnsafeMutableBufferPointer { p in
+                        for i in 0..<n {
+                            let b = Int(id[i])
+                            m[starts[b]] = UInt32(truncatingIfNeeded: i)
+                            p[i] = UInt32(truncatingIfNeeded: starts[b])
+                            starts[b] += 1
+                        }
+                    }
+                }
+            }
+        }
+        var back = uninitializedWords(n)
+        var inv = uninitializedWords(n)
+        var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
+        back.withUnsafeMutableBufferPointer { bk in
+            inv.withUnsafeMutableBufferPointer { iv in
+                members.withUnsafeBufferPointer { m in
+                    local.withUnsafeMutableBufferPointer { l in
+                        var start = 0
+                        for c in counts {
+                            for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
+                            var i = c - 1
+                            while i > 0 {
+                                let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                                l.swapAt(i, j)
+                                i -= 1
+                            }
+                            for pos in 0..<c {
+                                let k = Int(l[pos])
+                                bk[start + pos] = m[start + k]
+                                iv[start + k] = UInt32(truncatingIfNeeded: start + pos)
+                            }
+                            start += c
+                        }
+                    }
+                }
+            }
+        }
+        backward = back
+        preSlot = pre
+        inverse = inv
+    }
+
+    /// The position of key bit `i` in this pass.
+    @inline(__always)
+    func forward(_ i: Int) -> Int { Int(inverse[Int(preSlot[i])]) }
+}
+
+/// An array of `n` words whose contents the caller writes in full before reading (skips the
+/// zero fill of a fresh allocation).
+@inline(__always)
+private func uninitializedWords(_ n: Int) -> [UInt32] {
+    [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
+}

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Block sizes of the Cascade passes (Spec/postprocessing.md section 5.1), chosen from the
+/// estimated QBER that both sides share, so the schedule itself is never sent.
+public struct CascadeSchedule: Sendable, Equatable {
+    /// Top-level block size per pass.
+    public var blockSizes: [Int]
+
+    /// Creates a schedule.
+    /// - Parameter blockSizes: one size >= 1 per pass.
+    public init(blockSizes: [Int]) {
+        precondition(!blockSizes.isEmpty && blockSizes.allSatisfy { $0 >= 1 })
+        self.blockSizes = blockSizes
+    }
+
+    /// Original Cascade (Brassard and Salvail 1993): 4 passes, k1 = ceil(0.73 / Q), k_i = 2 k_{i-1}.
+    /// - Parameters:
+    ///   - qber: estimated QBER.
+    ///   - keyBits: n.
+    /// - Returns: the schedule.
+    public static func original(qber: Double, keyBits n: Int) -> CascadeSchedule {
+        let q = max(qber, 1e-4)
+        let k1 = max(1, min(n, Int((0.73 / q).rounded(.up))))
+        return CascadeSchedule(blockSizes: (0..<4).map { max(1, min(n, k1 << $0)) })
+    }
+
+    /// The improved schedule after Martinez-Mateo, Pacher, Peev, Ciurana and Martin,
+    /// "Demystifying the information reconciliation protocol Cascade", QIC 15 (2015): block
+    /// sizes are powers of two, k1 = 2^floor(log2(1/Q)) (tuned on 2^20-bit blocks with
+    /// `qkd-node bench reconcile`), k2 = 4 k1 capped at n/2, later passes n/2, 10 passes in
+    /// all. Later passes cost about two parity bits each unless they find an error, and they
+    /// drive the residual error probability down (Spec/postprocessing.md section 5.1).
+    /// - Parameters:
+    ///   - qber: estimated QBER.
+    ///   - keyBits: n.
+    /// - Returns: the schedule.
+    public static func improved(qber: Double, keyBits n: Int) -> CascadeSchedule {
+        let q = min(max(qber, 1e-4), 0.25)
+        let alpha = Int(log2(improvedK1Factor / q).rounded(.down))
+        let k1 = max(1, min(n, 1 << max(0, alpha)))
+        let half = max(1, (n + 1) / 2)
+        let k2 = max(1, min(half, k1 * improvedK2Factor))
+        var sizes = [k1, k2]
+        while sizes.count < improvedPasses { sizes.append(half) }
+        return CascadeSchedule(blockSizes: sizes)
+    }
+
+    static let improvedK1Factor = 1.0
+    static let improvedK2Factor = 4
+    static let improvedPasses = 10
+}

@@ -1,0 +1,159 @@
+import QKDCrypto
+
+/// A bit-packed vector of bits: bit `i` lives in `words[i >> 6]` at position `i & 63`.
+///
+/// Bits past ``count`` in the last word are always zero, so word-wise parity and popcount need
+/// no masking of the tail. Key material held in a `BitVector` must be wiped with ``wipe()``
+/// when it is no longer needed (DESIGN.md, key pool invariant 5).
+public struct BitVector: Sendable, Equatable {
+    /// The packed words.
+    public private(set) var words: [UInt64]
+    /// The number of bits.
+    public private(set) var count: Int
+
+    /// Creates `count` zero bits.
+    /// - Parameter count: the number of bits, >= 0.
+    public init(count: Int) {
+        precondition(count >= 0, "BitVector count must not be negative")
+        self.count = count
+        self.words = [UInt64](repeating: 0, count: (count + 63) >> 6)
+    }
+
+    /// Creates a vector from packed words; bits past `count` are cleared.
+    /// - Parameters:
+    ///   - words: at least `ceil(count / 64)` words.
+    ///   - count: the number of bits.
+    public init(words: [UInt64], count: Int) {
+        precondition(count >= 0 && words.count >= (count + 63) >> 6, "BitVector words too short")
+        self.count = count
+        self.words = Array(words.prefix((count + 63) >> 6))
+        clearTail()
+    }
+
+    /// Creates an empty vector with room for `capacity` bits.
+    /// - Parameter capacity: bits to reserve.
+    public init(reservingCapacity capacity: Int) {
+        count = 0
+        words = []
+        words.reserveCapacity((capacity + 63) >> 6)
+    }
+
+    private mutating func clearTail() {
+        let r = count & 63
+        if r != 0 { words[words.count - 1] &= (UInt64(1) << UInt64(r)) &- 1 }
+    }
+
+    /// Reads or writes bit `index`.
+    public subscript(index: Int) -> Bool {
+        get {
+            precondition(index >= 0 && index < count, "BitVector index out of range")
+            return (words[index >> 6] >> UInt64(index & 63)) & 1 == 1
+        }
+        set {
+            precondition(index >= 0 && index < count, "BitVector index out of range")
+            let mask = UInt64(1) << UInt64(index & 63)
+            if newValue { words[index >> 6] |= mask } else { words[index >> 6] &= ~mask }
+        }
+    }
+
+    /// Bit `index` as 0 or 1, without bounds checks beyond the array's.
+    @inline(__always)
+    func bit(_ index: Int) -> UInt64 { (words[index >> 6] >> UInt64(index & 63)) & 1 }
+
+    /// Flips bit `index`.
+    /// - Parameter index: a bit index in `0..<count`.
+    public mutating func flip(_ index: Int) {
+        precondition(index >= 0 && index < count, "BitVector index out of range")
+        words[index >> 6] ^= UInt64(1) << UInt64(index & 63)
+    }
+
+    /// Appends one bit.
+    /// - Parameter bit: the bit.
+    public mutating func append(_ bit: Bool) {
+        if count & 63 == 0 { words.append(0) }
+        if bit { words[count >> 6] |= UInt64(1) << UInt64(count & 63) }
+        count += 1
+    }
+
+    /// Appends the low `width` bits of `value` (width <= 64), least significant first.
+    @inline(__always)
+    mutating func append(bits value: UInt64, width: Int) {
+        guard width > 0 else { return }
+        let v = width == 64 ? value : value & ((UInt64(1) << UInt64(width)) &- 1)
+        let shift = count & 63
+        if shift == 0 { words.append(v) } else {
+            words[words.count - 1] |= v << UInt64(shift)
+            if shift + width > 64 { words.append(v >> UInt64(64 - shift)) }
+        }
+        count += width
+    }
+
+    /// The number of one bits.
+    public var popcount: Int {
+        var total = 0
+        for w in words { total &+= w.nonzeroBitCount }
+        return total
+    }
+
+    /// The parity (0 or 1) of bits `lower..<upper`.
+    /// - Parameters:
+    ///   - lower: the first bit.
+    ///   - upper: one past the last bit.
+    /// - Returns: 0 or 1.
+    @inline(__always)
+    func parity(_ lower: Int, _ upper: Int) -> UInt64 {
+        if lower >= upper { return 0 }
+        return words.withUnsafeBufferPointer { rangeParity($0, lower, upper) }
+    }
+
+    /// Sets every word to zero (`secureZero`) and empties the vector.
+    public mutating func wipe() {
+        words.withUnsafeMutableBytes { secureZero($0) }
+        words.removeAll()
+        count = 0
+    }
+
+    /// The bits as bytes, bit `i` at byte `i >> 3`, position `i & 7` (least significant first):
+    /// the bitmap layout of Spec/postprocessing.md section 2.
+    /// - Returns: `ceil(count / 8)` bytes.
+    public func packedBytes() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: (count + 7) >> 3)
+        out.withUnsafeMutableBytes { dst in
+            words.withUnsafeBytes { src in
+                // Little-endian word layout equals the LSB-first byte layout.
+                dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<dst.count]))
+            }
+        }
+        return out
+    }
+
+    /// Creates a vector from LSB-first packed bytes.
+    /// - Parameters:
+    ///   - bytes: exactly `ceil(count / 8)` bytes.
+    ///   - count: the number of bits.
+    /// - Returns: nil if the byte count is wrong or a padding bit past `count` is set.
+    init?(packedBytes bytes: UnsafeRawBufferPointer, count: Int) {
+        guard bytes.count == (count + 7) >> 3 else { return nil }
+        if count & 7 != 0, bytes[bytes.count - 1] >> UInt8(count & 7) != 0 { return nil }
+        self.init(count: count)
+        words.withUnsafeMutableBytes { dst in
+            if bytes.count > 0 { dst.copyMemory(from: bytes) }
+        }
+        for i in words.indices { words[i] = UInt64(littleEndian: words[i]) }
+    }
+}
+
+/// Parity (0 or 1) of bits `lower..<upper` of a packed word array.
+@inline(__always)
+func rangeParity(_ w: UnsafeBufferPointer<UInt64>, _ lower: Int, _ upper: Int) -> UInt64 {
+    let firstWord = lower >> 6, lastWord = (upper - 1) >> 6
+    let lowMask = ~UInt64(0) << UInt64(lower & 63)
+    let highMask = ~UInt64(0) >> UInt64(63 - ((upper - 1) & 63))
+    if firstWord == lastWord {
+        return UInt64((w[firstWord] & lowMask & highMask).nonzeroBitCount & 1)
+    }
+    var acc = (w[firstWord] & lowMask) ^ (w[lastWord] & highMask)
+    var i = firstWord + 1
+    while i < lastWord { acc ^= w[i]; i += 1 }
+    return UInt64(acc.nonzeroBitCount & 1)
+}
