@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-public import FoundationEssentials  // ContiguousBytes
+import FoundationEssentials  // ContiguousBytes
 #else
-public import Foundation
+import Foundation
 #endif
 internal import CSodium
 

@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 
 /// The two pool watermarks of one node (Spec/session.md section 4): the next slot of its
 /// outbound pad stream it has not used, and the next slot of its inbound stream it has not

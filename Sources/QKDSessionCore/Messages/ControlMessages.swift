@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 
 /// Where an epoch's hash key and pads come from (Spec/session.md section 2).
 public enum KeySource: UInt8, Sendable, CustomStringConvertible {
