@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .library(name: "QKDSessionCore", targets: ["QKDSessionCore"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
@@ -75,10 +76,16 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // The sans-IO session state machine (Spec/session.md): handshake and authenticated channel.
+        .target(
+            name: "QKDSessionCore",
+            dependencies: ["QKDCrypto", "QKDWire"],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation",
+                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSessionCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
@@ -114,6 +121,11 @@ let package = Package(
         .testTarget(
             name: "QKDKeyPoolTests",
             dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDSessionCoreTests",
+            dependencies: ["QKDSessionCore", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -14,6 +14,7 @@ struct BenchCommand: ParsableCommand {
             BenchReconcileCommand.self,
             BenchAmplifyCommand.self,
             BenchPipelineCommand.self,
+            BenchHandshakeCommand.self,
         ]
     )
 }

@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 
 /// Golomb-Rice coding of the gaps between sorted detection slots (Spec/postprocessing.md
 /// section 2.3). A gap `g = slot[i] - slot[i-1] - 1` (with `slot[-1] = -1`) is written as

@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 
 /// Big-endian writers for the message codecs (Spec/postprocessing.md section 2).
 extension Array where Element == UInt8 {

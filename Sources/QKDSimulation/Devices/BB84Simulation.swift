@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import QKDCrypto
+import QKDCrypto
 
 /// Uniform double in [0, 1) from 53 random bits.
 @inline(__always)
