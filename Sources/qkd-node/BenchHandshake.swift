@@ -35,14 +35,10 @@ struct BenchHandshakeCommand: ParsableCommand {
     static let runs = 5
     static let linkID = [UInt8](repeating: 0x42, count: 16)
 
-    struct Result {
-        var metric: String
-        var value: Double
-        var unit: String
-        var baseline: Double?
-        var ratio: Double?
-        var note: String?
-    }
+    typealias Result = BenchResult
+    typealias Timer = BenchSupport.Timer
+    static func cpuSeconds() -> Double { BenchSupport.cpuSeconds() }
+    static func number(_ x: Double?) -> String { BenchSupport.number(x) }
 
     func validate() throws {
         guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
@@ -166,69 +162,9 @@ struct BenchHandshakeCommand: ParsableCommand {
         return elapsed
     }
 
-    static func cpuSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    /// Batches double until one takes 5 ms, so clock reads do not count.
-    struct Timer {
-        let budget: Double
-        var batch = 1
-        var warmedUp = false
-        var best = Double.infinity
-
-        init(budget: Double) { self.budget = budget }
-
-        mutating func runThrowing(_ body: (Int) throws -> Double) throws {
-            if !warmedUp {
-                _ = try body(1)
-                warmedUp = true
-            }
-            var items = 0
-            var elapsed = 0.0
-            while elapsed < budget {
-                let t = try body(batch)
-                items += batch
-                elapsed += t
-                if t < 0.005 { batch *= 2 }
-            }
-            best = min(best, elapsed / Double(items))
-        }
-    }
-
     // MARK: Output.
 
-    static func number(_ x: Double?) -> String {
-        guard let x, x.isFinite else { return "null" }
-        let digits = abs(x) >= 100 ? 1 : abs(x) >= 1 ? 3 : 4
-        let scale = (0..<digits).reduce(1.0) { r, _ in r * 10 }
-        return String((x * scale).rounded() / scale)
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
-    }
-
-    static func renderJSON(_ results: [Result]) -> String {
-        let items = results.map { r in
-            var fields = ["\"metric\": \(jsonString(r.metric))", "\"value\": \(number(r.value))", "\"unit\": \(jsonString(r.unit))",
-                          "\"baseline\": \(number(r.baseline))", "\"ratio\": \(number(r.ratio))"]
-            if let note = r.note { fields.append("\"note\": \(jsonString(note))") }
-            return "{" + fields.joined(separator: ", ") + "}"
-        }
-        return "{\"workload\": \"handshake\", \"results\": [" + items.joined(separator: ", ") + "]}"
-    }
+    static func renderJSON(_ results: [Result]) -> String { BenchSupport.renderJSON(workload: "handshake", results) }
 
     static func renderTable(_ results: [Result]) -> String {
         var lines = ["metric                              value          unit           baseline       ratio"]

@@ -40,14 +40,10 @@ struct BenchMacCommand: ParsableCommand {
     static let padCount = 4096
     static let baselineNote = "baseline: bare libsodium crypto_onetimeauth_poly1305 + crypto_onetimeauth_poly1305_verify over the same frame bytes (offset 0 to end of payload), fresh s per frame, same run; thread CPU time, best of 5 alternating runs"
 
-    struct Result {
-        var metric: String
-        var value: Double
-        var unit: String
-        var baseline: Double?
-        var ratio: Double?
-        var note: String?
-    }
+    typealias Result = BenchResult
+    typealias Timer = BenchSupport.Timer
+    static func cpuSeconds() -> Double { BenchSupport.cpuSeconds() }
+    static func number(_ x: Double?) -> String { BenchSupport.number(x) }
 
     var payloadSizes: [Int] { sizes.split(separator: ",").compactMap { Int(String($0.filter { $0 != " " })) } }
     var selectedSuites: [MACSuite] { suites.split(separator: ",").compactMap { MACSuite(name: String($0.filter { $0 != " " })) } }
@@ -211,87 +207,13 @@ struct BenchMacCommand: ParsableCommand {
         return Double(message.count) / timer.best
     }
 
-    // MARK: Timing.
-
-    /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in seconds. The machine is
-    /// shared: wall time would count the time other processes hold the cores, which varies from
-    /// one workload to the next and biases the ratio; CPU time does not.
-    static func cpuSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-
-    /// Accumulates timed runs of a workload and keeps the best (lowest) seconds per item.
-    /// Batches double until one takes 5 ms, so clock reads do not count.
-    struct Timer {
-        let budget: Double
-        var batch = 1
-        var warmedUp = false
-        var best = Double.infinity
-
-        init(budget: Double) { self.budget = budget }
-
-        /// One run of about `budget` seconds; `body(n)` processes n items and returns its seconds.
-        mutating func runThrowing(_ body: (Int) throws -> Double) throws {
-            if !warmedUp {
-                _ = try body(1)  // Caches, lazy initialisation, page faults.
-                warmedUp = true
-            }
-            var items = 0
-            var elapsed = 0.0
-            while elapsed < budget {
-                let t = try body(batch)
-                items += batch
-                elapsed += t
-                if t < 0.005 { batch *= 2 }
-            }
-            best = min(best, elapsed / Double(items))
-        }
-
-        mutating func run(_ body: (Int) -> Double) {
-            try! runThrowing(body)  // `body` does not throw.
-        }
-    }
-
     // MARK: Output.
 
     static func sizeLabel(_ n: Int) -> String {
         n >= 1024 ? "\(n / 1024) KiB" : "\(n) B"
     }
 
-    static func number(_ x: Double?) -> String {
-        guard let x, x.isFinite else { return "null" }
-        let magnitude = abs(x)
-        let digits = magnitude >= 100 ? 1 : magnitude >= 1 ? 3 : 4
-        let scale = pow10(digits)
-        return String((x * scale).rounded() / scale)
-    }
-
-    static func pow10(_ n: Int) -> Double { (0..<n).reduce(1.0) { r, _ in r * 10 } }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
-    }
-
-    static func renderJSON(_ results: [Result]) -> String {
-        let rows = results.map { r in
-            var fields = ["\"metric\": \(jsonString(r.metric))", "\"value\": \(number(r.value))", "\"unit\": \(jsonString(r.unit))",
-                          "\"baseline\": \(number(r.baseline))", "\"ratio\": \(number(r.ratio))"]
-            if let note = r.note { fields.append("\"note\": \(jsonString(note))") }
-            return "{" + fields.joined(separator: ", ") + "}"
-        }
-        return "{\"workload\": \"mac\", \"results\": [" + rows.joined(separator: ", ") + "]}"
-    }
+    static func renderJSON(_ results: [Result]) -> String { BenchSupport.renderJSON(workload: "mac", results) }
 
     static func renderTable(_ results: [Result]) -> String {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
