@@ -19,7 +19,6 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
-        .library(name: "QKDSessionCore", targets: ["QKDSessionCore"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
@@ -51,7 +50,8 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
-        // Handshake and authenticated channel; PKI/ holds certificate loading and validation.
+        // The sans-IO session state machine (Spec/session.md, Spec/handshake.md): handshake and
+        // authenticated channel; PKI/ holds certificate loading and validation.
         .target(
             name: "QKDSession",
             dependencies: [
@@ -76,16 +76,10 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
-        // The sans-IO session state machine (Spec/session.md): handshake and authenticated channel.
-        .target(
-            name: "QKDSessionCore",
-            dependencies: ["QKDCrypto", "QKDWire"],
-            swiftSettings: strictSettings
-        ),
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSessionCore",
+                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
@@ -115,17 +109,12 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDSessionTests",
-            dependencies: ["QKDSession", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDSession", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "QKDKeyPoolTests",
             dependencies: ["QKDKeyPool", "QKDCrypto", "QKDTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
-            swiftSettings: strictSettings
-        ),
-        .testTarget(
-            name: "QKDSessionCoreTests",
-            dependencies: ["QKDSessionCore", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

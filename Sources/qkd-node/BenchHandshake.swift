@@ -1,6 +1,6 @@
 import ArgumentParser
 import QKDCrypto
-import QKDSessionCore
+import QKDSession
 import QKDWire
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +9,7 @@ import Darwin
 #endif
 
 /// `qkd-node bench handshake`: complete handshakes per second between two in-memory
-/// `QKDSessionCore.Session`s (Spec/session.md), for pool mode (PSK-seeded pool or resume:
+/// `QKDSession.Session`s (Spec/session.md), for pool mode (PSK-seeded pool or resume:
 /// information-theoretic) and psk-kdf, against the raw cost of the cryptography those
 /// handshakes perform, measured in the same run.
 ///

@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// Spec/session.md sections 3 to 5: every mode completes against itself, drip-fed or not, and
 /// the keys agree (data flows both ways afterwards).

@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// The authenticated channel (Spec/session.md section 6): sequence numbers, bad tags counted
 /// and bounded, rotation after a failure, rounds released only after both closing tags, and

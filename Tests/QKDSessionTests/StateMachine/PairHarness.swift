@@ -1,6 +1,6 @@
 import QKDCrypto
 import QKDWire
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// What an adversary on the wire does with each frame a session transmits (one `transmit`
 /// action is one frame).

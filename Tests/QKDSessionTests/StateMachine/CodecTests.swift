@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// The handshake, control and alert codecs (Spec/session.md sections 3, 6 and 7): decoding
 /// what was encoded gives back the value, for random values; every truncation and every

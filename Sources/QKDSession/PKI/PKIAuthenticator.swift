@@ -16,7 +16,7 @@ public import QKDWire
 /// ``Session`` drives PKI mode through this protocol when one is passed to
 /// ``Session/init(configuration:keyStore:random:pki:)``; without one, a ClientHello with mode
 /// `pki` is refused with `session.unsupported-mode`. The tests drive it with a stand-in
-/// (`TestPKI`), not with X.509.
+/// (`StandInPKI`), not with X.509.
 public protocol PKIAuthenticator: AnyObject {
     /// Alice: draws ephemeral key-agreement keys and returns the offer.
     /// - Parameter random: the injected source.

@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// The in-memory key store: linked material, reserve-before-use in chunks, crashes waste but
 /// never reuse, watermarks only move forward (DESIGN.md key pool invariants 1 and 3).

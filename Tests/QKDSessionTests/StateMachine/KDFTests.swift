@@ -2,7 +2,7 @@ import QKDCrypto
 import QKDTestSupport
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// The bootstrap key schedule as the session computes it (Spec/session.md sections 5.1 and
 /// 5.3), against `Spec/vectors/bootstrap-key-schedule.json` (independent Python code, written

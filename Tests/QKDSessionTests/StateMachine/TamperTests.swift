@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// Tampering with the handshake (Spec/session.md section 3): every single bit flip of every
 /// handshake frame is rejected with a typed error; a downgrade of the suite list in flight is

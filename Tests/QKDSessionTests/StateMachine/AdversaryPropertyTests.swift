@@ -1,7 +1,7 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// The property of issue 4: whatever the adversary does (random seeds driving drop,
 /// duplicate, reorder, bit flip and truncate, on the handshake or only on the channel), a

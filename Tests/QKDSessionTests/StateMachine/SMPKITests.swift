@@ -1,13 +1,13 @@
 import QKDCrypto
 import QKDWire
 import Testing
-@testable import QKDSessionCore
+@testable import QKDSession
 
 /// A stand-in for the `QKDSession` module's X.509 code, to test the PKI wiring of the session
 /// (Spec/session.md section 5.2) without certificates: the "certificate" is a name, the
 /// "signature" a BLAKE2b-256 of a per-name secret with the transcript hash, and the "key
 /// agreement" a hash of both shares. Not cryptography: a test double with the same data flow.
-final class TestPKI: PKIAuthenticator {
+final class StandInPKI: PKIAuthenticator {
     let name: [UInt8]
     let expectedPeer: [UInt8]
     private var share: [UInt8] = []
@@ -57,9 +57,9 @@ extension Fixture {
         let bob = SessionConfiguration(role: .bob, acceptedModes: [.pool, .pskKDF, .pki], linkID: linkID, splitPolicy: policy)
         var pair = Pair(alice: alice, bob: bob, aliceStore: .empty(), bobStore: .empty(), seed: seed)
         pair.alice = Session(configuration: alice, keyStore: pair.aliceStore, random: DeterministicRandomSource(seed: seed),
-                             pki: TestPKI(name: "alice", expectedPeer: aliceExpects))
+                             pki: StandInPKI(name: "alice", expectedPeer: aliceExpects))
         pair.bob = Session(configuration: bob, keyStore: pair.bobStore, random: DeterministicRandomSource(seed: seed &+ 0x5eed),
-                           pki: TestPKI(name: "bob", expectedPeer: bobExpects))
+                           pki: StandInPKI(name: "bob", expectedPeer: bobExpects))
         return pair
     }
 }
