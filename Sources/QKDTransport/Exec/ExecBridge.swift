@@ -35,19 +35,23 @@ final class ExecBridge: ByteTransport {
         let (child, input, output) = try ChildProcess.spawn(arguments)
         let pipes: NIOByteTransport
         do {
-            let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .takingOwnershipOfDescriptors(input: input, output: output).get()
-            pipes = try await channel.eventLoop.submit {
-                try NIOByteTransport.install(on: channel, peerDescription: description)
-            }.get()
+            // The handler is installed before registration, so a child that writes and exits
+            // at once loses nothing.
+            pipes = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .takingOwnershipOfDescriptors(input: input, output: output) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOByteTransport.install(on: channel, peerDescription: description) }
+                }
         } catch {
-            closeDescriptor(input)
-            closeDescriptor(output)
+            // The fds are not closed here: NIO may have closed them already (see SerialLine.wrap).
+            child.signal(SIGKILL)
             await child.terminate(grace: options.execExitGrace)
             throw QKDError(.execFailed, "cannot drive the pipes of \(description): \(error)")
         }
         return ExecBridge(pipes: pipes, child: child, grace: options.execExitGrace, description: description)
     }
+
+    /// The child's process id (tests check it is reaped).
+    var childPID: pid_t { child.pid }
 
     func write(_ bytes: [UInt8]) async throws {
         do {
@@ -147,6 +151,12 @@ final class ChildProcess: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toChild.read, 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild.write, 1)
+        #if os(Linux)
+        // Close every other descriptor in the child, not only the close-on-exec ones: a bridge
+        // that inherited another link's pipe or socket (created by another thread before it
+        // could be marked close-on-exec) would keep that link from ever seeing its end.
+        if let addCloseFrom = Self.addCloseFrom { _ = addCloseFrom(&actions, 3) }
+        #endif
 
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -177,14 +187,28 @@ final class ChildProcess: Sendable {
         return (child, fromChild.read, toChild.write)
     }
 
+    #if os(Linux)
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34+), looked up at run time because
+    /// Swift's Glibc module does not export GNU extensions; nil on an older glibc.
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+    #endif
+
     private static func makePipe() throws -> (read: CInt, write: CInt) {
         var fds: [CInt] = [0, 0]
-        guard pipe(&fds) == 0 else {
+        // Close-on-exec: other children must not inherit them (our own children also get
+        // every descriptor above 2 closed, see addCloseFrom).
+        let rc = pipe(&fds)
+        if rc == 0 {
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        }
+        guard rc == 0 else {
             throw QKDError(.execFailed, "cannot create a pipe: \(TransportErrorMapping.errnoText(errno))")
         }
-        // Close-on-exec: other children (and this one, past dup2) must not inherit them.
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         return (fds[0], fds[1])
     }
 
@@ -242,8 +266,4 @@ final class ChildProcess: Sendable {
         term.cancel()
         killTask.cancel()
     }
-}
-
-private func closeDescriptor(_ fd: CInt) {
-    _ = close(fd)
 }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import QKDCrypto
 
@@ -16,6 +21,7 @@ final class ByteStreamHandler: ChannelDuplexHandler {
     private let queue: ByteQueue
     private let describe: @Sendable () -> String
     private let onActive: (@Sendable () -> Void)?
+    private let hangUpIsEndOfStream: Bool
     private var paused = false
     private var readPending = false
     private var failure: QKDError?
@@ -25,9 +31,11 @@ final class ByteStreamHandler: ChannelDuplexHandler {
     ///   - queue: where inbound bytes go.
     ///   - describe: the peer description, for error messages.
     ///   - onActive: runs once the channel is active (the listener hands out the connection then).
-    init(queue: ByteQueue, describe: @escaping @Sendable () -> String, onActive: (@Sendable () -> Void)? = nil) {
+    ///   - hangUpIsEndOfStream: treat EIO (a tty hang-up) as the end of the stream.
+    init(queue: ByteQueue, describe: @escaping @Sendable () -> String, hangUpIsEndOfStream: Bool = false, onActive: (@Sendable () -> Void)? = nil) {
         self.queue = queue
         self.describe = describe
+        self.hangUpIsEndOfStream = hangUpIsEndOfStream
         self.onActive = onActive
     }
 
@@ -89,6 +97,11 @@ final class ByteStreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if hangUpIsEndOfStream, let io = error as? IOError, io.errnoCode == EIO {
+            queue.finish()
+            context.close(promise: nil)
+            return
+        }
         let mapped = TransportErrorMapping.linkError(error, peer: describe())
         if failure == nil { failure = mapped }
         queue.fail(mapped)

@@ -26,14 +26,21 @@ final class NIOByteTransport: ByteTransport {
     }
 
     /// Adds a ``ByteStreamHandler`` to a fresh channel and wraps it. Runs on the channel's loop.
-    static func install(on channel: any Channel, peerDescription: String, onActive: (@Sendable (NIOByteTransport) -> Void)? = nil) throws -> NIOByteTransport {
+    /// - Parameter hangUpIsEndOfStream: for ttys: a read failing with EIO means the other side
+    ///   hung up (a pty master sees this when the slave closes), the end of the stream.
+    static func install(
+        on channel: any Channel, peerDescription: String, hangUpIsEndOfStream: Bool = false,
+        onActive: (@Sendable (NIOByteTransport) -> Void)? = nil
+    ) throws -> NIOByteTransport {
         let queue = ByteQueue(capacity: readCapacity)
         let transport = NIOByteTransport(channel: channel, queue: queue, peerDescription: peerDescription)
         var activeCallback: (@Sendable () -> Void)?
         if let onActive {
             activeCallback = { onActive(transport) }
         }
-        let handler = ByteStreamHandler(queue: queue, describe: { peerDescription }, onActive: activeCallback)
+        let handler = ByteStreamHandler(
+            queue: queue, describe: { peerDescription }, hangUpIsEndOfStream: hangUpIsEndOfStream, onActive: activeCallback
+        )
         try channel.pipeline.syncOperations.addHandler(handler)
         return transport
     }

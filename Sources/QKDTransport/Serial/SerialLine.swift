@@ -37,6 +37,16 @@ enum SerialLine {
         guard tcgetattr(fd, &t) == 0 else {
             throw QKDError(.serialOpenFailed, "cannot read the settings of \(device): \(TransportErrorMapping.errnoText(errno))")
         }
+        try apply(settings, to: &t, device: device)
+        guard tcsetattr(fd, TCSANOW, &t) == 0 else {
+            throw QKDError(.serialOpenFailed, "cannot configure \(device): \(TransportErrorMapping.errnoText(errno))")
+        }
+    }
+
+    /// Raw mode plus the requested speed and framing, applied to a termios value (separate from
+    /// the device so tests can check framing a pseudo-terminal would ignore: Linux ptys force
+    /// CS8 and no parity).
+    static func apply(_ settings: SerialSettings, to t: inout termios, device: String) throws {
         // Raw: no line editing, no echo, no signals, no CR/LF translation, 8-bit clean.
         cfmakeraw(&t)
         t.c_cflag |= tcflag_t(CLOCAL | CREAD)
@@ -75,33 +85,32 @@ enum SerialLine {
         guard cfsetispeed(&t, speed) == 0, cfsetospeed(&t, speed) == 0 else {
             throw QKDError(.serialOpenFailed, "\(device) does not accept \(settings.baudRate) baud")
         }
-        guard tcsetattr(fd, TCSANOW, &t) == 0 else {
-            throw QKDError(.serialOpenFailed, "cannot configure \(device): \(TransportErrorMapping.errnoText(errno))")
-        }
     }
 
     /// Wraps an open tty (or pty master) fd; NIO owns (and closes) it afterwards.
+    ///
+    /// On failure the fd is not closed here: NIO may already have closed it, and closing a
+    /// number that another thread reused would be far worse than leaking one descriptor.
     static func wrap(fd: CInt, description: String) async throws -> NIOByteTransport {
         let bootstrap = NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        let channel: any Channel
         do {
-            channel = try await bootstrap.takingOwnershipOfDescriptor(inputOutput: fd).get()
+            return try await bootstrap.takingOwnershipOfDescriptor(inputOutput: fd) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOByteTransport.install(on: channel, peerDescription: description, hangUpIsEndOfStream: true)
+                }
+            }
         } catch {
-            close(fd)
             throw QKDError(.serialOpenFailed, "cannot drive \(description): \(error)")
         }
-        return try await channel.eventLoop.submit {
-            try NIOByteTransport.install(on: channel, peerDescription: description)
-        }.get()
     }
 
     #if os(Linux)
-    private static let crtscts: UInt32 = 0o20000000000  // CRTSCTS, <bits/termios-c_cflag.h>
+    static let crtscts: UInt32 = 0o20000000000  // CRTSCTS, <bits/termios-c_cflag.h>
     #else
-    private static let crtscts = UInt(CRTSCTS)
+    static let crtscts = UInt(CRTSCTS)
     #endif
 
-    private static func speedConstant(_ baud: Int) -> speed_t? {
+    static func speedConstant(_ baud: Int) -> speed_t? {
         #if os(Linux)
         let table: [Int: UInt32] = [
             1200: UInt32(B1200), 2400: UInt32(B2400), 4800: UInt32(B4800), 9600: UInt32(B9600),

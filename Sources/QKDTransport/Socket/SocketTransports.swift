@@ -19,10 +19,11 @@ enum SocketTransports {
         let bootstrap = applyTCPOptions(ClientBootstrap(group: group), options)
             .connectTimeout(options.connectTimeout.timeAmount)
         do {
-            let channel = try await bootstrap.connect(host: host, port: port).get()
-            return try await channel.eventLoop.submit {
-                try NIOByteTransport.install(on: channel, peerDescription: peer)
-            }.get()
+            // The handler goes in before the channel is registered: no inbound byte can reach
+            // the pipeline before it.
+            return try await bootstrap.connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOByteTransport.install(on: channel, peerDescription: peer) }
+            }
         } catch {
             throw TransportErrorMapping.connectError(error, peer: peer)
         }
@@ -87,10 +88,9 @@ enum SocketTransports {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(options.connectTimeout.timeAmount)
         do {
-            let channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
-            return try await channel.eventLoop.submit {
-                try NIOByteTransport.install(on: channel, peerDescription: peer)
-            }.get()
+            return try await bootstrap.connect(unixDomainSocketPath: path) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOByteTransport.install(on: channel, peerDescription: peer) }
+            }
         } catch {
             throw TransportErrorMapping.connectError(error, peer: peer)
         }
