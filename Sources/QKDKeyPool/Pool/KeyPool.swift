@@ -186,6 +186,30 @@ public final class KeyPool: Sendable {
         return ReservedPad(offset: offsetAndPad.0, pad: OneTimePad(UnsafeRawBufferPointer(scratch), offset: 0))
     }
 
+    /// Reserves the next outbound pad and lends its 16 bytes to `body` in place, for callers
+    /// that make tags from raw bytes (the session's ``SessionKeyStore`` boundary). Same
+    /// durability as ``reservePad(direction:count:)``: the pad is durably reserved before `body`
+    /// runs, and stays used whatever `body` does. The bytes live in a scratch buffer that is
+    /// wiped when `body` returns.
+    /// - Parameters:
+    ///   - direction: outbound (tags this node makes) or inbound.
+    ///   - body: receives the pad's stream offset and its 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/poolExhausted`` or a storage error (nothing is served then), or
+    ///   what `body` throws (the pad stays used).
+    public func withReservedPad<R>(direction: Direction,
+                                   _ body: (_ offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: MACSuite.padByteCount, alignment: 16)
+        defer { secureZero(scratch); scratch.deallocate() }
+        let offset = try withWindow(direction, byteCount: MACSuite.padByteCount) { window in
+            window.serve(byteCount: MACSuite.padByteCount) { offset, bytes in
+                scratch.copyMemory(from: bytes)
+                return offset
+            }
+        }
+        return try body(offset, UnsafeRawBufferPointer(scratch))
+    }
+
     /// Runs `serve` on the window once `byteCount` bytes are below the durable watermark,
     /// extending it by a chunk in one durable transaction if needed.
     private func withWindow<R>(_ direction: Direction, byteCount: Int,
@@ -264,6 +288,18 @@ public final class KeyPool: Sendable {
     ///   stale frame), ``QKDError/Code/poolExhausted`` if the stream does not reach it, or a
     ///   storage error.
     public func inboundPad(at offset: UInt64) throws -> OneTimePad {
+        try withInboundPad(at: offset) { OneTimePad($0, offset: 0) }
+    }
+
+    /// The inbound pad at `offset` lent in place to `body`, without consuming anything: the raw-byte
+    /// form of ``inboundPad(at:)`` (same checks, same errors). The scratch copy is wiped when
+    /// `body` returns.
+    /// - Parameters:
+    ///   - offset: the pad offset the frame names (a multiple of 16).
+    ///   - body: receives the 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: as ``inboundPad(at:)``, or what `body` throws.
+    public func withInboundPad<R: ~Copyable>(at offset: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let n = UInt64(MACSuite.padByteCount)
         let stream = role.stream(for: .inbound)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: MACSuite.padByteCount, alignment: 8)
@@ -290,7 +326,7 @@ public final class KeyPool: Sendable {
                 throw storageError(error, "reading inbound pad \(offset)")
             }
         }
-        return OneTimePad(UnsafeRawBufferPointer(scratch), offset: 0)
+        return try body(UnsafeRawBufferPointer(scratch))
     }
 
     /// Marks every inbound pad below `offset` used, after a tag checked with
@@ -317,6 +353,20 @@ public final class KeyPool: Sendable {
     /// - Returns: outbound and inbound byte offsets.
     public func watermarks() -> Watermarks {
         state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.durable, inbound: s.windows[.inbound]!.durable) }
+    }
+
+    /// The served offsets of this process: the next pad it would hand out in each direction
+    /// (memory only, at or below the durable ``watermarks()``). The session checks inbound
+    /// frames against these; after a restart they start at the durable watermarks.
+    /// - Returns: outbound and inbound served byte offsets.
+    public func servedWatermarks() -> Watermarks {
+        state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.served, inbound: s.windows[.inbound]!.served) }
+    }
+
+    /// The length of each stream (bytes ever appended), to tell whether the pool holds pads.
+    /// - Returns: outbound and inbound stream lengths in bytes.
+    public func streamLengths() -> Watermarks {
+        state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.length, inbound: s.windows[.inbound]!.length) }
     }
 
     /// Moves both watermarks forward to `target` (normally ``Watermarks/merged(withPeer:)``),
