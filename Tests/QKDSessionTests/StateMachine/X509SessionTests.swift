@@ -41,10 +41,10 @@ import Testing
 
     /// A PKI pair; both stores hold pool material (for the later switch and to prove PKI
     /// handshakes touch no pool pad).
-    static func pair(_ alice: Side, _ bob: Side, seed: UInt64 = 5) -> Pair {
+    static func pair(_ alice: Side, _ bob: Side, seed: UInt64 = 5, stores: (any SessionKeyStore, any SessionKeyStore)? = nil) -> Pair {
         let aliceConfig = SessionConfiguration(role: .alice, mode: .pki, linkID: Fixture.linkID, splitPolicy: Fixture.policy)
         let bobConfig = SessionConfiguration(role: .bob, acceptedModes: [.pool, .pskKDF, .pki], linkID: Fixture.linkID, splitPolicy: Fixture.policy)
-        let (a, b) = Fixture.stores(seed: seed)
+        let (a, b): (any SessionKeyStore, any SessionKeyStore) = stores ?? Fixture.stores(seed: seed)
         var pair = Pair(alice: aliceConfig, bob: bobConfig, aliceStore: a, bobStore: b, seed: seed)
         pair.alice = Session(configuration: aliceConfig, keyStore: a, random: DeterministicRandomSource(seed: seed), pki: alice.authenticator())
         pair.bob = Session(configuration: bobConfig, keyStore: b, random: DeterministicRandomSource(seed: seed &+ 0x5eed), pki: bob.authenticator())
