@@ -247,6 +247,37 @@ import Testing
         await Self.expectRefused(&pair, detail: "pki.missing-mldsa-signature")
     }
 
+    /// Single bit flips in each of the four handshake frames under real X.509 (a seeded sample
+    /// of 48 positions per frame; `TamperTests` flips every bit with the `StandInPKI` double):
+    /// never established, typed errors on both sides, nothing delivered, no pool pad used.
+    @Test(arguments: 0..<4)
+    func bitFlipsInRealPKIHandshakeFramesAreRejected(frame: Int) async throws {
+        var (alice, bob) = try Self.sides(try Self.testPKI())
+        alice.groups = [.x25519]
+        bob.groups = [.x25519]
+        var probe = Self.pair(alice, bob)
+        probe.adversary = RecordingWire()
+        probe.start()
+        await probe.settle()
+        let size = (probe.adversary as! RecordingWire).frames[frame].count
+        var random = DeterministicRandomSource(seed: UInt64(frame) + 100)
+        for _ in 0..<48 {
+            let bit = Int.random(in: 0..<(size * 8), using: &random)
+            var pair = Self.pair(alice, bob)
+            pair.adversary = FlipOneBit(frameIndex: frame, bit: bit)
+            pair.start()
+            await pair.settle()
+            if !pair.alice.isClosed { pair.onAlice { try $0.handleTimeout(now: .max) } }
+            if !pair.bob.isClosed { pair.onBob { try $0.handleTimeout(now: .max) } }
+            await pair.settle()
+            let open = pair.alice.isEstablished || pair.bob.isEstablished
+            #expect(!open, "frame \(frame) bit \(bit)")
+            #expect(pair.alice.error != nil && pair.bob.error != nil, "frame \(frame) bit \(bit)")
+            #expect(Pair.delivered(pair.aliceEvents).isEmpty && Pair.delivered(pair.bobEvents).isEmpty)
+            Self.expectNoPoolPadTouched(pair)
+        }
+    }
+
     // MARK: Downgrades
 
     /// The ClientHello is changed in flight (suite list reordered; the hybrid group stripped,
