@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 public import QKDKeyPool
 
 /// The durable ``SessionKeyStore``: a ``QKDKeyPool/KeyPool`` (SQLite, reserve-before-use) seen
@@ -98,9 +98,14 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         }
     }
 
-    /// Moves the watermarks forward to at least `target`, durably. When both targets are
-    /// already served this is a no-op; otherwise the pool advances to the larger of the target
-    /// and its durable watermark in each direction (the rest of a reserved chunk is burned).
+    /// Moves the served watermarks forward to `target` where they are below it, durably, and
+    /// **only** as far as the target: each direction is moved on its own. (Jumping a direction to
+    /// its durable chunk end instead would burn slots the peer was just told it may use: an
+    /// inbound jump makes the peer's next frames look like replays.)
+    ///
+    /// Inbound: ``QKDKeyPool/KeyPool/acceptInbound(through:)``. Outbound: the skipped pads are
+    /// reserved and discarded (reserve-before-use keeps them from ever being handed out again);
+    /// the ledger counts them as used.
     /// - Parameter target: the agreed starting points in slots.
     /// - Throws: ``QKDError/Code/sessionPoolDesync`` if a target lies beyond the stream (the
     ///   peer holds material this node lacks); a storage error.
@@ -111,13 +116,20 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         }
         let wantOut = target.outboundNext * Self.slotBytes
         let wantIn = target.inboundNext * Self.slotBytes
+        let lengths = pool.streamLengths()
+        guard wantOut <= lengths.outbound, wantIn <= lengths.inbound else {
+            throw QKDError(.sessionPoolDesync, "cannot advance to \(target): the pad streams hold \(lengths.outbound / Self.slotBytes) outbound and \(lengths.inbound / Self.slotBytes) inbound slots; the peer holds material this node lacks")
+        }
         let served = pool.servedWatermarks()
-        guard wantOut > served.outbound || wantIn > served.inbound else { return }
-        let durable = pool.watermarks()
-        do {
-            try pool.advance(to: Watermarks(outbound: max(wantOut, durable.outbound), inbound: max(wantIn, durable.inbound)))
-        } catch let error as QKDError where error.code == .watermarkBeyondStream {
-            throw QKDError(.sessionPoolDesync, "cannot advance to \(target): \(error.detail)")
+        if wantIn > served.inbound {
+            try pool.acceptInbound(through: wantIn)
+        }
+        var next = served.outbound
+        while wantOut > next {
+            // Bounded batches: the skip is at most maxResyncSkip slots (Spec/session.md 4.1).
+            let count = Int(min((wantOut - next) / Self.slotBytes, 4096))
+            let burned = try pool.reservePad(direction: .outbound, count: count)
+            next = burned.offset + UInt64(count) * Self.slotBytes
         }
     }
 }
