@@ -98,14 +98,12 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         }
     }
 
-    /// Moves the served watermarks forward to `target` where they are below it, durably, and
-    /// **only** as far as the target: each direction is moved on its own. (Jumping a direction to
-    /// its durable chunk end instead would burn slots the peer was just told it may use: an
-    /// inbound jump makes the peer's next frames look like replays.)
-    ///
-    /// Inbound: ``QKDKeyPool/KeyPool/acceptInbound(through:)``. Outbound: the skipped pads are
-    /// reserved and discarded (reserve-before-use keeps them from ever being handed out again);
-    /// the ledger counts them as used.
+    /// Records `target` as the pool's agreed (`synced`) watermarks, which the split of every
+    /// later distilled key reads (Spec/keypool.md sections 4 and 5), and moves the served
+    /// offsets forward to it where they are behind (never backward: pads consumed since the
+    /// agreement stay consumed). The session calls this once per handshake with the starts
+    /// both sides agreed on, so both pools record the same values
+    /// (``KeyPool/synchronise(to:)``).
     /// - Parameter target: the agreed starting points in slots.
     /// - Throws: ``QKDError/Code/sessionPoolDesync`` if a target lies beyond the stream (the
     ///   peer holds material this node lacks); a storage error.
@@ -114,22 +112,12 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         guard target.outboundNext <= limit, target.inboundNext <= limit else {
             throw QKDError(.sessionPoolDesync, "watermarks \(target) are beyond any pad stream")
         }
-        let wantOut = target.outboundNext * Self.slotBytes
-        let wantIn = target.inboundNext * Self.slotBytes
-        let lengths = pool.streamLengths()
-        guard wantOut <= lengths.outbound, wantIn <= lengths.inbound else {
-            throw QKDError(.sessionPoolDesync, "cannot advance to \(target): the pad streams hold \(lengths.outbound / Self.slotBytes) outbound and \(lengths.inbound / Self.slotBytes) inbound slots; the peer holds material this node lacks")
-        }
-        let served = pool.servedWatermarks()
-        if wantIn > served.inbound {
-            try pool.acceptInbound(through: wantIn)
-        }
-        var next = served.outbound
-        while wantOut > next {
-            // Bounded batches: the skip is at most maxResyncSkip slots (Spec/session.md 4.1).
-            let count = Int(min((wantOut - next) / Self.slotBytes, 4096))
-            let burned = try pool.reservePad(direction: .outbound, count: count)
-            next = burned.offset + UInt64(count) * Self.slotBytes
+        let goal = Watermarks(outbound: target.outboundNext * Self.slotBytes, inbound: target.inboundNext * Self.slotBytes)
+        do {
+            try pool.synchronise(to: goal)
+        } catch let error as QKDError where error.code == .watermarkBeyondStream {
+            throw QKDError(.sessionPoolDesync, "cannot advance to \(target): \(error.detail)")
         }
     }
+
 }
