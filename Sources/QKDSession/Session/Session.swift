@@ -1,11 +1,12 @@
 public import QKDCrypto
 public import QKDWire
 
-/// The sans-IO session state machine of Spec/session.md: a handshake (pool mode or psk-kdf),
+/// The sans-IO session state machine of Spec/session.md: a handshake (pool mode, psk-kdf or pki),
 /// then an authenticated channel with per-frame and per-round tags, rotation, bounded
 /// verification failures and typed alerts.
 ///
-/// Feed it with ``start(now:)`` (Alice), ``receive(_:now:)``, ``send(_:)``,
+/// Feed it with ``start(now:)`` (Alice), ``receive(_:now:)``, ``peerValidated(_:now:)`` (PKI
+/// mode, after ``SessionAction/validatePeer(_:)``), ``send(_:)``,
 /// ``beginRound(_:)`` / ``closeRound()``, ``poolReady()``, ``close()`` and
 /// ``handleTimeout(now:)``; then loop on ``nextAction()`` until nil. It never touches sockets,
 /// clocks or global randomness: `now` is a monotonic time in nanoseconds from any origin, and
@@ -228,7 +229,8 @@ public struct Session {
         }
     }
 
-    /// Feeds bytes received from the peer, in order, in chunks of any size.
+    /// Feeds bytes received from the peer, in order, in chunks of any size. While the session
+    /// waits for ``peerValidated(_:now:)`` the bytes are buffered and processed afterwards.
     /// - Parameters:
     ///   - bytes: the next bytes of the stream.
     ///   - now: the current time (ns).
