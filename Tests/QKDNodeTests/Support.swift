@@ -11,7 +11,7 @@ import Synchronization
 // MARK: - In-memory links
 
 /// One direction of an in-memory byte stream (test double of a transport).
-final class Pipe: Sendable {
+final class TestPipe: Sendable {
     private struct State {
         var chunks: [[UInt8]] = []
         var finished = false
@@ -76,11 +76,11 @@ final class Pipe: Sendable {
 /// One end of an in-memory link; `onWrite` sees every chunk written (for wire inspection).
 final class PipeEnd: ByteTransport {
     let peerDescription: String
-    let inbound: Pipe
-    let outbound: Pipe
+    let inbound: TestPipe
+    let outbound: TestPipe
     let onWrite: @Sendable ([UInt8]) -> Void
 
-    init(_ name: String, inbound: Pipe, outbound: Pipe, onWrite: @escaping @Sendable ([UInt8]) -> Void = { _ in }) {
+    init(_ name: String, inbound: TestPipe, outbound: TestPipe, onWrite: @escaping @Sendable ([UInt8]) -> Void = { _ in }) {
         peerDescription = name
         self.inbound = inbound
         self.outbound = outbound
@@ -122,7 +122,7 @@ final class Switchboard: Sendable {
     init(_ name: String) { self.name = name }
 
     func connect() async throws -> any ByteTransport {
-        let ab = Pipe(), ba = Pipe()
+        let ab = TestPipe(), ba = TestPipe()
         let index = aliceWrites.withLock { w in w.append([]); return w.count - 1 }
         bobWrites.withLock { $0.append([]) }
         let alice = PipeEnd("\(name) bob#\(index)", inbound: ba, outbound: ab) { [self] bytes in
