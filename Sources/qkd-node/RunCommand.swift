@@ -202,15 +202,19 @@ struct RunCommand: AsyncParsableCommand {
         output.summary(finished: finished, aborted: aborted, digest: keysDigest, error: nil)
     }
 
+    /// Pads per durable reservation for a running node: small, because the between-round
+    /// watermark sync burns a margin of three chunks (Spec/quantum-link.md section 5.4).
+    static let poolConfiguration = KeyPool.Configuration(chunkPads: 64, lowWaterBytes: 2048)
+
     /// Opens the pool in `state`, creating it from the PSK first if the directory holds none.
     static func openPool(state: String, role: Role, psk: String?) throws -> KeyPool {
         if FileManager.default.fileExists(atPath: (state as NSString).appendingPathComponent("pool.sqlite")) || psk == nil {
-            return try KeyPool.open(directory: state)
+            return try KeyPool.open(directory: state, configuration: poolConfiguration)
         }
         var bytes = try SecretFile.readPrivate(psk!)
         defer { secureZero(&bytes) }
         let file = try PSKFile(decoding: bytes)
-        let pool = try KeyPool.create(directory: state, role: role, linkID: file.id)
+        let pool = try KeyPool.create(directory: state, role: role, linkID: file.id, configuration: poolConfiguration)
         do {
             try pool.importPSK(file)
         } catch {

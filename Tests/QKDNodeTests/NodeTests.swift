@@ -98,6 +98,35 @@ import Testing
         }
     }
 
+    /// A small pool: the pads the rounds use are brought back into the agreed levels by the
+    /// between-round sync, so later rounds top the streams up, identically on both sides.
+    @Test func usedPadsAreRefilledAfterAWatermarkSync() async throws {
+        let dir = TempDir()
+        let (pa, pb, psk) = try makePools(dir, pskBytes: 4096, chunkPads: 4)
+        defer { pa.close(); pb.close() }
+        let initial = pa.streamLengths()
+        let classical = Switchboard("classical"), quantum = Switchboard("quantum")
+        let policy = RefillPolicy(padBytesPerRound: 128, roundsAhead: 4, reserveBytes: 512)
+        var ca = nodeConfiguration(.alice, rounds: 12), cb = nodeConfiguration(.bob, rounds: 12)
+        ca.refillPolicy = policy
+        cb.refillPolicy = policy
+        let alice = try QKDLinkNode(configuration: ca, pool: pa, links: links(.alice, classical, quantum))
+        let bob = try QKDLinkNode(configuration: cb, pool: pb, links: links(.bob, classical, quantum))
+        let (ea, eb) = try await runPair(alice: alice, bob: bob)
+        let fa = ea.compactMap { $0.finishedReport }.map(\.roundID), fb = eb.compactMap { $0.finishedReport }.map(\.roundID)
+        #expect(fa == fb && fa.count >= 10, "finished \(fa) / \(fb); aborted: \(ea.compactMap { $0.abortReason }) / \(eb.compactMap { $0.abortReason })")
+        let sa = try pa.status(), sb = try pb.status()
+        let syncedA = Dictionary(uniqueKeysWithValues: sa.streams.map { ($0.linkStream, $0.syncedWatermark) })
+        let syncedB = Dictionary(uniqueKeysWithValues: sb.streams.map { ($0.linkStream, $0.syncedWatermark) })
+        #expect(syncedA == syncedB, "both sides agree on the synced watermarks")
+        #expect(syncedA.values.allSatisfy { $0 > 0 }, "at least one sync happened")
+        let now = pa.streamLengths()
+        #expect(now.outbound > initial.outbound && now.inbound > initial.inbound, "later rounds topped both streams up (PSK \(psk.key.count) bytes)")
+        try Self.checkPoolsAgree(pa, pb)
+        let (ka, kb) = try await Self.fetchAll(alice, bob)
+        #expect(!ka.isEmpty && ka.map(hex) == kb.map(hex))
+    }
+
     @Test func anEavesdropperMakesEveryRoundAbort() async throws {
         let dir = TempDir()
         let (pa, pb, _) = try makePools(dir)

@@ -178,10 +178,10 @@ final class TempDir: @unchecked Sendable {
 }
 
 /// Two pools seeded from one PSK (pool mode: information-theoretic from the first frame).
-func makePools(_ dir: TempDir, pskBytes: Int = 16_384, seed: UInt64 = 7) throws -> (KeyPool, KeyPool, PSKFile) {
+func makePools(_ dir: TempDir, pskBytes: Int = 16_384, seed: UInt64 = 7, chunkPads: Int = 64) throws -> (KeyPool, KeyPool, PSKFile) {
     var random = DeterministicRandomSource(seed: seed)
     let psk = try PSKFile.generate(byteCount: pskBytes, using: &random)
-    let config = KeyPool.Configuration(chunkPads: 64, lowWaterBytes: 1024)
+    let config = KeyPool.Configuration(chunkPads: chunkPads, lowWaterBytes: 256)
     let alice = try KeyPool.create(directory: dir.sub("alice"), role: .alice, linkID: psk.id, configuration: config)
     let bob = try KeyPool.create(directory: dir.sub("bob"), role: .bob, linkID: psk.id, configuration: config)
     try alice.importPSK(psk)
@@ -196,6 +196,11 @@ func testSimulation(eve: Double = 0) -> LinkParameters {
 
 func nodeConfiguration(_ role: SessionRole, rounds: Int, eve: Double = 0, logger: Logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                        metrics: (any MetricsFactory)? = nil) -> NodeConfiguration {
+    var logger = logger
+    if ProcessInfo.processInfo.environment["QKD_TEST_LOG"] != nil {
+        logger = Logger(label: "test") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .info
+    }
     var c = NodeConfiguration(role: role, simulation: testSimulation(eve: eve), logger: logger)
     c.seed = 99
     c.rounds = role == .alice ? rounds : nil

@@ -23,9 +23,14 @@ public enum NodeMessage: Sendable, Equatable {
     /// Per-frame: this node absorbed the round's key into its pool, with the split it computed
     /// (bytes to the a2b and b2a pad streams, consumer keys): the peer checks it got the same.
     case absorbed(id: UInt64, a2bTopUp: UInt32, b2aTopUp: UInt32, consumerKeys: UInt32)
+    /// Per-frame, Alice only, between rounds: both sides move their pool watermarks to these
+    /// byte offsets of the a2b and b2a streams (`KeyPool.advance(to:)`), so the agreed levels
+    /// the split reads are the same on both sides and close to what is really left
+    /// (Spec/quantum-link.md section 5.4).
+    case sync(a2b: UInt64, b2a: UInt64)
 
     private enum Kind: UInt8 {
-        case roundStart = 1, postProcessing = 2, abandon = 3, hello = 16, roundRejected = 17, absorbed = 18
+        case roundStart = 1, postProcessing = 2, abandon = 3, hello = 16, roundRejected = 17, absorbed = 18, sync = 19
     }
 
     /// Appends the encoding: `u8 kind` then the fields, big-endian.
@@ -44,6 +49,8 @@ public enum NodeMessage: Sendable, Equatable {
             out.append(Kind.roundRejected.rawValue); appendBE(id, &out)
         case .absorbed(let id, let a2b, let b2a, let keys):
             out.append(Kind.absorbed.rawValue); appendBE(id, &out); appendBE(a2b, &out); appendBE(b2a, &out); appendBE(keys, &out)
+        case .sync(let a2b, let b2a):
+            out.append(Kind.sync.rawValue); appendBE(a2b, &out); appendBE(b2a, &out)
         }
     }
 
@@ -73,6 +80,7 @@ public enum NodeMessage: Sendable, Equatable {
         case .hello: self = .hello(lastAbsorbed: try r.u64())
         case .roundRejected: self = .roundRejected(id: try r.u64())
         case .absorbed: self = .absorbed(id: try r.u64(), a2bTopUp: try r.u32(), b2aTopUp: try r.u32(), consumerKeys: try r.u32())
+        case .sync: self = .sync(a2b: try r.u64(), b2a: try r.u64())
         }
         try r.finish()
     }

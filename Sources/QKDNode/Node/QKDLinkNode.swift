@@ -70,6 +70,7 @@ public actor QKDLinkNode {
     private var closing = false
     private var sessionEnded: SessionEnd?
     private var lastProgress = ContinuousClock.now
+    private var writeFailure: String?
 
     private enum SessionEnd {
         case graceful
@@ -274,7 +275,7 @@ public actor QKDLinkNode {
                     try processSessionActions()
                 case .classical(nil):
                     if case .graceful? = sessionEnded { return .finished }
-                    return .linkFailed("the peer closed the classical link")
+                    return .linkFailed(writeFailure ?? "the peer closed the classical link")
                 case .quantum(let bytes?):
                     lastProgress = .now
                     pulseParser.append(bytes)
@@ -288,7 +289,9 @@ public actor QKDLinkNode {
                     try startBobRoundIfReady()
                 case .quantum(nil):
                     if case .graceful? = sessionEnded { return .finished }
-                    return .linkFailed("the peer closed the quantum link")
+                    // The classical link may still carry the peer's graceful close: read on
+                    // for a moment (the tick ends the connection after 2 s).
+                    if writeFailure == nil { writeFailure = "the peer closed the quantum link"; lastProgress = .now }
                 case .failed(let reason):
                     if case .graceful? = sessionEnded { return .finished }
                     return .linkFailed(reason)
@@ -296,6 +299,9 @@ public actor QKDLinkNode {
                     if let s = session, !s.isClosed {
                         do { try session!.handleTimeout(now: now) } catch let error as QKDError { sessionEnded = .failed(error) }
                         try processSessionActions()
+                    }
+                    if let writeFailure, ContinuousClock.now - lastProgress > .seconds(2) {
+                        return .linkFailed(writeFailure)
                     }
                     if ContinuousClock.now - lastProgress > configuration.stallTimeout {
                         return .linkFailed("nothing received for \(configuration.stallTimeout); the link is considered broken")
@@ -362,24 +368,40 @@ public actor QKDLinkNode {
         poolReadySent = false
         closing = false
         sessionEnded = nil
+        writeFailure = nil
         sessionWasEstablished = false
         lastProgress = .now
     }
 
     /// Writes what the session and the quantum source produced; decides whether the
     /// connection is over.
+    ///
+    /// A failed write does not end the connection at once: the peer may have closed the link
+    /// after a graceful `close` this node has not read yet (Spec/session.md section 6.1), so the
+    /// node keeps reading until the link's end and only then calls it a failure.
     private func flush(_ classical: any ByteTransport, _ quantum: any ByteTransport) async throws -> Outcome? {
-        if !quantumOutgoing.isEmpty {
-            let bytes = quantumOutgoing
-            quantumOutgoing = []
-            try await quantum.write(bytes)
+        if writeFailure == nil {
+            do {
+                if !quantumOutgoing.isEmpty {
+                    let bytes = quantumOutgoing
+                    quantumOutgoing = []
+                    try await quantum.write(bytes)
+                }
+                if !outgoing.isEmpty {
+                    let bytes = outgoing
+                    outgoing = []
+                    metrics.bytesSent.increment(by: bytes.count)
+                    try await classical.write(bytes)
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                writeFailure = "\(error)"
+                lastProgress = .now
+            }
         }
-        if !outgoing.isEmpty {
-            let bytes = outgoing
-            outgoing = []
-            metrics.bytesSent.increment(by: bytes.count)
-            try await classical.write(bytes)
-        }
+        outgoing = []
+        quantumOutgoing = []
         switch sessionEnded {
         case nil: return nil
         case .graceful?: return .finished
@@ -516,6 +538,11 @@ public actor QKDLinkNode {
         case .roundRejected(let id):
             guard round == nil else { throw QKDError(.nodeProtocolViolation, "roundRejected inside a round") }
             try verdict(id, .failed("the peer's session rejected the round"))
+        case .sync(let a2b, let b2a):
+            guard round == nil, configuration.role == .bob, active == nil else {
+                throw QKDError(.nodeProtocolViolation, "a sync message outside Alice's quiet time between rounds")
+            }
+            try applySync(a2b: a2b, b2a: b2a)
         case .absorbed(let id, let a2b, let b2a, let keys):
             guard round == nil else { throw QKDError(.nodeProtocolViolation, "absorbed inside a round") }
             peerSplits[id] = (a2b, b2a, keys)
@@ -541,6 +568,7 @@ public actor QKDLinkNode {
             try processSessionActions()
             return
         }
+        try maybeSync()
         let id = max(lastStartedRound, lastAbsorbed, peerLastAbsorbed) + 1
         lastStartedRound = id
         let deliverable = configuration.deliveryPolicy == .any || s.securityLevel == .informationTheoretic
@@ -731,6 +759,45 @@ public actor QKDLinkNode {
         defer { session = s }
         try s.poolReady()
         logger.info("pool ready: switching to pool epochs")
+    }
+
+    /// Alice, between rounds (both sides idle, every frame Bob sent consumed): when the pads used
+    /// since the last agreement exceed a quarter of the policy's target level, moves both
+    /// sides' pool watermarks to the same offsets (Spec/quantum-link.md section 5.4). The split
+    /// of later rounds then sees the real levels and tops the streams up (Spec/keypool.md
+    /// section 4, "Keeping the agreed level current"). The margin covers chunks reserved ahead
+    /// on either side, so `advance(to:)` never has to move a watermark backward; the pads in
+    /// the margin are burned, never reused.
+    private func maybeSync() throws {
+        guard session?.securityLevel == .informationTheoretic else { return }
+        let status = try pool.status()
+        guard let out = status.streams.first(where: { $0.direction == .outbound }),
+              let inn = status.streams.first(where: { $0.direction == .inbound }) else { return }
+        let threshold = UInt64(max(configuration.refillPolicy.targetLevel / 4, 64))
+        guard out.servedOffset - out.syncedWatermark >= threshold || inn.servedOffset - inn.syncedWatermark >= threshold else { return }
+        let margin = UInt64(3 * pool.configuration.chunkPads * MACSuite.padByteCount + 4 * MACSuite.padByteCount)
+        func up16(_ v: UInt64) -> UInt64 { (v + 15) / 16 * 16 }
+        let targetOut = up16(out.durableWatermark) + margin, targetIn = up16(inn.durableWatermark) + margin
+        // Leave at least one round's pads above the new watermarks: the round's absorb is what
+        // tops the streams up again.
+        let reserve = UInt64(configuration.refillPolicy.padBytesPerRound)
+        guard targetOut + reserve <= out.length, targetIn + reserve <= inn.length else {
+            logger.warning("pad streams too low to resynchronise the agreed levels", metadata: ["outbound": "\(out.length - out.servedOffset)", "inbound": "\(inn.length - inn.servedOffset)"])
+            return
+        }
+        try send(.sync(a2b: targetOut, b2a: targetIn))
+        try pool.advance(to: Watermarks(outbound: targetOut, inbound: targetIn))
+        logger.info("pool watermarks synchronised", metadata: ["a2b": "\(targetOut)", "b2a": "\(targetIn)"])
+    }
+
+    /// Bob: applies Alice's sync.
+    private func applySync(a2b: UInt64, b2a: UInt64) throws {
+        do {
+            try pool.advance(to: Watermarks(outbound: b2a, inbound: a2b))
+        } catch let error as QKDError {
+            throw QKDError(.nodePoolDiverged, "cannot move the pool watermarks to Alice's a2b \(a2b), b2a \(b2a): \(error.detail)")
+        }
+        logger.info("pool watermarks synchronised", metadata: ["a2b": "\(a2b)", "b2a": "\(b2a)"])
     }
 
     /// Settles a round interrupted between the two authentications, and checks the pools
