@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .library(name: "QKDTransport", targets: ["QKDTransport"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .library(name: "QKDNode", targets: ["QKDNode"]),
@@ -79,13 +80,20 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // Byte transports (Spec/transport.md): in-memory pair, TCP/Unix (SwiftNIO), serial tty,
+        // exec'd bridge, dlopen'd C plugins. The only library module with sockets.
+        .target(
+            name: "QKDTransport",
+            dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
         // The embedding API: one link's transport, session, post-processing and pool, run
         // continuously (handshake, rounds, reconnect and resume), with events, swift-log and
         // swift-metrics.
         .target(
             name: "QKDNode",
             dependencies: [
-                "QKDCrypto", "QKDWire", "QKDSession", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation",
+                "QKDCrypto", "QKDWire", "QKDSession", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -94,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession", "QKDNode",
+                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession", "QKDNode", "QKDTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
@@ -139,9 +147,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "QKDTransportTests",
+            dependencies: ["QKDTransport", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "QKDNodeTests",
             dependencies: [
-                "QKDNode", "QKDSession", "QKDKeyPool", "QKDCrypto", "QKDSimulation", "QKDPostProcessing", "QKDTestSupport",
+                "QKDNode", "QKDSession", "QKDKeyPool", "QKDCrypto", "QKDSimulation", "QKDPostProcessing", "QKDTransport", "QKDTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

@@ -7,6 +7,7 @@ import QKDNode
 import QKDPostProcessing
 import QKDSession
 import QKDSimulation
+import QKDTransport
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import Foundation
 import QKDCrypto
 import QKDNode
+import QKDTransport
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -6,112 +6,37 @@ import QKDKeyPool
 import QKDNode
 import QKDSession
 import QKDSimulation
+import QKDTransport
 import Synchronization
 
 // MARK: - In-memory links
 
-/// One direction of an in-memory byte stream (test double of a transport).
-final class TestPipe: Sendable {
-    private struct State {
-        var chunks: [[UInt8]] = []
-        var finished = false
-        var broken = false
-        var waiter: CheckedContinuation<[UInt8]?, any Error>?
-    }
-    private let state = Mutex(State())
-
-    func push(_ bytes: [UInt8]) throws {
-        let waiter = try state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
-            if s.broken { throw QKDError(.nodeLinkLost, "test link broken") }
-            if s.finished { throw QKDError(.nodeLinkLost, "test link closed") }
-            if let w = s.waiter { s.waiter = nil; return w }
-            s.chunks.append(bytes)
-            return nil
-        }
-        waiter?.resume(returning: bytes)
-    }
-
-    func pop() async throws -> [UInt8]? {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
-                let result = state.withLock { s -> Result<[UInt8]?, any Error>? in
-                    if s.broken { return .failure(QKDError(.nodeLinkLost, "test link broken")) }
-                    if !s.chunks.isEmpty { return .success(s.chunks.removeFirst()) }
-                    if s.finished { return .success(nil) }
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    s.waiter = c
-                    return nil
-                }
-                if let result { c.resume(with: result) }
-            }
-        } onCancel: {
-            let w = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
-                defer { s.waiter = nil }
-                return s.waiter
-            }
-            w?.resume(throwing: CancellationError())
-        }
-    }
-
-    func finish() {
-        let w = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
-            s.finished = true
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        w?.resume(returning: nil)
-    }
-
-    func breakLink() {
-        let w = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
-            s.broken = true
-            s.chunks = []
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        w?.resume(throwing: QKDError(.nodeLinkLost, "test link broken"))
-    }
-}
-
-/// One end of an in-memory link; `onWrite` sees every chunk written (for wire inspection).
-final class PipeEnd: ByteTransport {
-    let peerDescription: String
-    let inbound: TestPipe
-    let outbound: TestPipe
+/// An `InMemoryTransport` end that records every chunk it writes (for wire inspection).
+final class RecordingTransport: ByteTransport {
+    let inner: InMemoryTransport
     let onWrite: @Sendable ([UInt8]) -> Void
+    var peerDescription: String { inner.peerDescription }
 
-    init(_ name: String, inbound: TestPipe, outbound: TestPipe, onWrite: @escaping @Sendable ([UInt8]) -> Void = { _ in }) {
-        peerDescription = name
-        self.inbound = inbound
-        self.outbound = outbound
+    init(_ inner: InMemoryTransport, onWrite: @escaping @Sendable ([UInt8]) -> Void) {
+        self.inner = inner
         self.onWrite = onWrite
     }
 
     func write(_ bytes: [UInt8]) async throws {
-        if bytes.isEmpty { return }
-        onWrite(bytes)
-        try outbound.push(bytes)
+        if !bytes.isEmpty { onWrite(bytes) }
+        try await inner.write(bytes)
     }
 
-    func read() async throws -> [UInt8]? { try await inbound.pop() }
-
-    func close() async {
-        outbound.finish()
-        inbound.finish()
-    }
-
-    func breakLink() {
-        inbound.breakLink()
-        outbound.breakLink()
-    }
+    func read() async throws -> [UInt8]? { try await inner.read() }
+    func close() async { await inner.close() }
 }
 
 /// Hands out connected pairs: Alice's connector makes one, Bob's acceptor takes the other end.
 final class Switchboard: Sendable {
     private struct State {
-        var waiting: [PipeEnd] = []
-        var acceptor: CheckedContinuation<PipeEnd, any Error>?
-        var connections: [PipeEnd] = []
+        var waiting: [RecordingTransport] = []
+        var acceptor: CheckedContinuation<RecordingTransport, any Error>?
+        var connections: [InMemoryTransport] = []
     }
     private let state = Mutex(State())
     let name: String
@@ -122,17 +47,17 @@ final class Switchboard: Sendable {
     init(_ name: String) { self.name = name }
 
     func connect() async throws -> any ByteTransport {
-        let ab = TestPipe(), ba = TestPipe()
+        let (a, b) = InMemoryTransport.pair(names: ("\(name) alice", "\(name) bob"))
         let index = aliceWrites.withLock { w in w.append([]); return w.count - 1 }
         bobWrites.withLock { $0.append([]) }
-        let alice = PipeEnd("\(name) bob#\(index)", inbound: ba, outbound: ab) { [self] bytes in
+        let alice = RecordingTransport(a) { [self] bytes in
             self.aliceWrites.withLock { $0[index].append(bytes) }
         }
-        let bob = PipeEnd("\(name) alice#\(index)", inbound: ab, outbound: ba) { [self] bytes in
+        let bob = RecordingTransport(b) { [self] bytes in
             self.bobWrites.withLock { $0[index].append(bytes) }
         }
-        let acceptor = state.withLock { s -> CheckedContinuation<PipeEnd, any Error>? in
-            s.connections.append(alice)
+        let acceptor = state.withLock { s -> CheckedContinuation<RecordingTransport, any Error>? in
+            s.connections.append(a)
             if let a = s.acceptor { s.acceptor = nil; return a }
             s.waiting.append(bob)
             return nil
@@ -142,8 +67,8 @@ final class Switchboard: Sendable {
     }
 
     func accept() async throws -> any ByteTransport {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<PipeEnd, any Error>) in
-            let ready = state.withLock { s -> PipeEnd? in
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<RecordingTransport, any Error>) in
+            let ready = state.withLock { s -> RecordingTransport? in
                 if !s.waiting.isEmpty { return s.waiting.removeFirst() }
                 s.acceptor = c
                 return nil

@@ -5,6 +5,7 @@ public import QKDKeyPool
 public import QKDPostProcessing
 public import QKDSession
 public import QKDSimulation
+public import QKDTransport
 
 /// Which consumer keys a node hands out (DESIGN.md, "Bootstrap handshake": a policy can refuse
 /// to deliver keys until the session is information-theoretic).

@@ -4,6 +4,7 @@ public import QKDKeyPool
 import QKDPostProcessing
 import QKDSession
 import QKDSimulation
+import QKDTransport
 import QKDWire
 
 /// One end of a QKD link, running continuously: it composes a transport (classical and

@@ -98,9 +98,12 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         }
     }
 
-    /// Moves the watermarks forward to at least `target`, durably. When both targets are
-    /// already served this is a no-op; otherwise the pool advances to the larger of the target
-    /// and its durable watermark in each direction (the rest of a reserved chunk is burned).
+    /// Records `target` as the pool's agreed (`synced`) watermarks, which the split of every
+    /// later distilled key reads (Spec/keypool.md sections 4 and 5), and moves the served
+    /// offsets forward to it where they are behind (never backward: pads consumed since the
+    /// agreement stay consumed). The session calls this once per handshake with the starts
+    /// both sides agreed on, so both pools record the same values
+    /// (``KeyPool/synchronise(to:)``).
     /// - Parameter target: the agreed starting points in slots.
     /// - Throws: ``QKDError/Code/sessionPoolDesync`` if a target lies beyond the stream (the
     ///   peer holds material this node lacks); a storage error.
@@ -109,15 +112,12 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
         guard target.outboundNext <= limit, target.inboundNext <= limit else {
             throw QKDError(.sessionPoolDesync, "watermarks \(target) are beyond any pad stream")
         }
-        let wantOut = target.outboundNext * Self.slotBytes
-        let wantIn = target.inboundNext * Self.slotBytes
-        let served = pool.servedWatermarks()
-        guard wantOut > served.outbound || wantIn > served.inbound else { return }
-        let durable = pool.watermarks()
+        let goal = Watermarks(outbound: target.outboundNext * Self.slotBytes, inbound: target.inboundNext * Self.slotBytes)
         do {
-            try pool.advance(to: Watermarks(outbound: max(wantOut, durable.outbound), inbound: max(wantIn, durable.inbound)))
+            try pool.synchronise(to: goal)
         } catch let error as QKDError where error.code == .watermarkBeyondStream {
             throw QKDError(.sessionPoolDesync, "cannot advance to \(target): \(error.detail)")
         }
     }
+
 }

@@ -98,4 +98,79 @@ import Testing
         #expect(throws: QKDError(.sessionPoolExhausted)) { try a.takeOutbound { s, _ in s } }
         #expect(throws: QKDError(.sessionPoolExhausted)) { try b.inboundPad(at: b.pool.streamLengths().inbound / 16) { _ in } }
     }
+
+    // MARK: - Sessions over two real pools
+
+    /// Shuttles transmitted bytes between two sessions until both are quiet; returns the
+    /// payloads each side had delivered.
+    static func settle(_ alice: inout Session, _ bob: inout Session) throws -> (alice: [[UInt8]], bob: [[UInt8]]) {
+        var delivered: ([[UInt8]], [[UInt8]]) = ([], [])
+        var moved = true
+        while moved {
+            moved = false
+            while let action = alice.nextAction() {
+                if case .transmit(let bytes) = action { try bob.receive(bytes, now: 0); moved = true }
+                if case .deliver(let payload, _) = action { delivered.0.append(payload) }
+            }
+            while let action = bob.nextAction() {
+                if case .transmit(let bytes) = action { try alice.receive(bytes, now: 0); moved = true }
+                if case .deliver(let payload, _) = action { delivered.1.append(payload) }
+            }
+        }
+        return delivered
+    }
+
+    static func sessions(_ a: PoolKeyStore, _ b: PoolKeyStore, seed: UInt64) throws -> (Session, Session) {
+        let link = [UInt8](repeating: 0x42, count: 16)
+        var alice = Session(configuration: SessionConfiguration(role: .alice, mode: .pool, linkID: link, splitPolicy: [1, 0, 32]),
+                            keyStore: a, random: DeterministicRandomSource(seed: seed))
+        var bob = Session(configuration: SessionConfiguration(role: .bob, linkID: link, splitPolicy: [1, 0, 32]),
+                          keyStore: b, random: DeterministicRandomSource(seed: seed + 1))
+        try alice.start(now: 0)
+        _ = try settle(&alice, &bob)
+        #expect(alice.isEstablished && bob.isEstablished)
+        return (alice, bob)
+    }
+
+    static func consumerKeys(_ pool: KeyPool) throws -> [[UInt8]] {
+        try pool.deliverConsumerKeys(count: 4).map { $0.bytes.withUnsafeBytes { Array($0) } }
+    }
+
+    /// The split of a distilled key reads the pool's agreed watermarks; the session's
+    /// handshake must leave both pools with the same ones even when one side has a partly
+    /// used reservation chunk and the other restarted. Otherwise the two sides would file the
+    /// same distilled key into different streams and consumer keys.
+    @Test func handshakesOverRealPoolsKeepTheSplitIdenticalAcrossRestarts() throws {
+        let dir = Dir()
+        var (a, b) = try Self.pair(dir, pskBytes: 4096)  // levels below the top-up target: the split reads them
+        // Alice used a few pads in an earlier process run; Bob restarted after reserving.
+        for _ in 0..<3 { _ = try a.takeOutbound { s, _ in s } }
+        _ = try b.takeOutbound { s, _ in s }
+        b.pool.close()
+        b = PoolKeyStore(pool: try KeyPool.open(directory: dir.sub("bob"), configuration: Self.config))
+
+        let policy = RefillPolicy(padBytesPerRound: 1024, roundsAhead: 4, reserveBytes: 4096, consumerKeyBytes: 32)
+        for round in 1...3 as ClosedRange<UInt64> {
+            var (alice, bob) = try Self.sessions(a, b, seed: round * 10)
+            for i in 0..<5 { try alice.send([UInt8(i), 1, 2, 3]); try bob.send([UInt8(i), 9]) }
+            let delivered = try Self.settle(&alice, &bob)
+            #expect(delivered.alice.count == 5 && delivered.bob.count == 5)
+            #expect(a.pool.watermarks() != Watermarks(outbound: 0, inbound: 0))
+            // One distilled key, absorbed on both sides.
+            var random = DeterministicRandomSource(seed: round)
+            let key = SecretBytes(randomCount: 8192, using: &random)
+            let sa = try a.pool.absorbDistilledKey(roundID: round, bytes: key, policy: policy)
+            let sb = try b.pool.absorbDistilledKey(roundID: round, bytes: key, policy: policy)
+            #expect(sa.outboundTopUp == sb.inboundTopUp && sa.inboundTopUp == sb.outboundTopUp)
+            #expect(sa.consumerKeyIDs == sb.consumerKeyIDs)
+            #expect(try Self.consumerKeys(a.pool) == (try Self.consumerKeys(b.pool)))
+            // A restart of Alice between rounds.
+            if round == 2 {
+                a.pool.close()
+                a = PoolKeyStore(pool: try KeyPool.open(directory: dir.sub("alice"), configuration: Self.config))
+            }
+        }
+        #expect(try PoolVerifier.verify(directory: dir.sub("alice")).isEmpty)
+        #expect(try PoolVerifier.verify(directory: dir.sub("bob")).isEmpty)
+    }
 }
