@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "QKDTransport", targets: ["QKDTransport"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
+        .library(name: "QKDNode", targets: ["QKDNode"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
     ],
     dependencies: [
@@ -31,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // libsodium, found with pkg-config. Only QKDCrypto imports it (`internal import CSodium`).
@@ -92,10 +95,23 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The embedding API: one link's transport, session, post-processing and pool, run
+        // continuously (handshake, rounds, reconnect and resume), with events, swift-log and
+        // swift-metrics.
+        .target(
+            name: "QKDNode",
+            dependencies: [
+                "QKDCrypto", "QKDWire", "QKDSession", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession",
+                "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession", "QKDNode", "QKDTransport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
             ],
@@ -141,6 +157,15 @@ let package = Package(
         .testTarget(
             name: "QKDTransportTests",
             dependencies: ["QKDTransport", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDNodeTests",
+            dependencies: [
+                "QKDNode", "QKDSession", "QKDKeyPool", "QKDCrypto", "QKDSimulation", "QKDPostProcessing", "QKDTransport", "QKDTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,0 +1,399 @@
+import ArgumentParser
+import Foundation
+import Logging
+import QKDCrypto
+import QKDKeyPool
+import QKDNode
+import QKDPostProcessing
+import QKDSession
+import QKDSimulation
+import QKDTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Options of the simulated quantum link, shared by `run` and `demo`.
+struct SimulationOptions: ParsableArguments {
+    @Option(name: .long, help: "Optical misalignment: the QBER of the simulated detections (0...0.5).")
+    var qber: Double = 0.02
+
+    @Option(name: .customLong("loss-db"), help: "Channel loss in dB (0.2 dB per km of fibre).")
+    var lossDB: Double = 0
+
+    @Option(name: .long, help: "Fraction of pulses an intercept-resend eavesdropper measures (0...1; 1 gives a QBER near 25%).")
+    var eve: Double = 0
+
+    @Option(name: .long, help: "Pulses (slots) per round.")
+    var pulses: Int = 100_000
+
+    @Option(name: .long, help: "Seed of the simulated devices (default: random).")
+    var seed: UInt64?
+
+    func validate() throws {
+        guard (0...0.5).contains(qber) else { throw ValidationError("--qber must be in 0...0.5, got \(qber)") }
+        guard lossDB >= 0, lossDB <= 60 else { throw ValidationError("--loss-db must be in 0...60, got \(lossDB)") }
+        guard (0...1).contains(eve) else { throw ValidationError("--eve must be in 0...1, got \(eve)") }
+        guard (1_000...4_000_000).contains(pulses) else { throw ValidationError("--pulses must be in 1000...4000000, got \(pulses)") }
+    }
+
+    var parameters: LinkParameters {
+        LinkParameters(pulsesPerRound: pulses, probabilityZ: 0.75, channelLossDB: lossDB, misalignment: qber, interceptFraction: eve)
+    }
+
+    /// The same options as arguments, for a child process.
+    var arguments: [String] {
+        var out = ["--qber", "\(qber)", "--loss-db", "\(lossDB)", "--eve", "\(eve)", "--pulses", "\(pulses)"]
+        if let seed { out += ["--seed", "\(seed)"] }
+        return out
+    }
+}
+
+/// `qkd-node run`: one node of a link, until its rounds are done (Alice) or Alice closes (Bob).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run one node of a QKD link (classical channel over TCP, simulated quantum channel).",
+        discussion: """
+        Bob usually listens and Alice connects. Without --quantum, the simulated quantum link shares \
+        the classical address (each connection names its link first). With --json, every event is one \
+        JSON object per line on stdout; a listening node first prints {"event":"listening","port":N}.
+        """
+    )
+
+    @Option(name: .long, help: "alice (drives the rounds) or bob.")
+    var role: String
+
+    @Option(name: .long, help: "Listen on HOST:PORT (port 0: an ephemeral port, printed on stdout).")
+    var listen: String?
+
+    @Option(name: .long, help: "Connect to HOST:PORT (retried with backoff).")
+    var connect: String?
+
+    @Option(name: .long, help: "The node's state directory (created from --psk if it holds no pool yet).")
+    var state: String
+
+    @Option(name: .long, help: "The PSK file shared with the peer (from 'qkd-node psk generate').")
+    var psk: String?
+
+    @Option(name: .long, help: "PKI mode: this node's certificate chain (PEM).")
+    var cert: String?
+
+    @Option(name: .long, help: "PKI mode: this node's private key (PEM).")
+    var key: String?
+
+    @Option(name: .long, help: "PKI mode: the trust anchors (PEM).")
+    var ca: String?
+
+    @Option(name: .customLong("peer-name"), help: "PKI mode: the name the peer's certificate must carry.")
+    var peerName: String?
+
+    @Option(name: .long, help: "Alice: rounds to run before closing the link (default: until interrupted).")
+    var rounds: Int?
+
+    @Option(name: .long, help: "A separate HOST:PORT for the simulated quantum link (listen or connect, like the classical one).")
+    var quantum: String?
+
+    @OptionGroup var simulation: SimulationOptions
+
+    @Flag(name: .long, help: "Print one JSON object per event on stdout.")
+    var json = false
+
+    @Flag(name: .long, help: "At the end, deliver every available consumer key and print their count and BLAKE2b-256 digest (never the keys).")
+    var digest = false
+
+    @Flag(name: .long, help: "Log the node's progress on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        guard role == "alice" || role == "bob" else { throw ValidationError("--role must be 'alice' or 'bob', got '\(role)'") }
+        guard (listen == nil) != (connect == nil) else { throw ValidationError("give exactly one of --listen HOST:PORT or --connect HOST:PORT") }
+        let pki = [cert, key, ca].contains { $0 != nil }
+        guard psk != nil || pki else { throw ValidationError("give --psk FILE, or --cert, --key and --ca for PKI mode") }
+        if let rounds { guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") } }
+    }
+
+    func run() async throws {
+        do {
+            try await runNode()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("qkd-node: error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private func runNode() async throws {
+        if cert != nil || key != nil || ca != nil {
+            throw CLIError("PKI mode (--cert/--key/--ca) needs the session's X.509 authenticator, which is not merged into this build yet; use --psk FILE")
+        }
+        let sessionRole: SessionRole = role == "alice" ? .alice : .bob
+        let pool = try Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, psk: psk)
+        defer { pool.close() }
+        let output = EventPrinter(json: json, role: role)
+
+        // Links: a listener routes each accepted connection by its link tag; a connector tags its two.
+        let links: NodeLinks
+        var listeners: [TransportListener] = []
+        if let listen {
+            let classical = try await Self.endpoint(listen, option: "--listen").listen()
+            listeners.append(classical)
+            let router = LinkRouter()
+            router.serve(classical)
+            if let quantum {
+                let q = try await Self.endpoint(quantum, option: "--quantum").listen()
+                listeners.append(q)
+                router.serve(q)
+                output.listening(endpoint: classical.endpoint, quantum: q.endpoint)
+            } else {
+                output.listening(endpoint: classical.endpoint, quantum: nil)
+            }
+            links = NodeLinks(classical: { try await router.next(.classical) }, quantum: { try await router.next(.quantum) })
+        } else {
+            let classical = try Self.endpoint(connect!, option: "--connect")
+            let quantumAddress = try quantum.map { try Self.endpoint($0, option: "--quantum") } ?? classical
+            links = NodeLinks(classical: { try await LinkRouter.connect(classical, .classical) },
+                              quantum: { try await LinkRouter.connect(quantumAddress, .quantum) })
+        }
+        defer { Task { [listeners] in for l in listeners { await l.close() } } }
+
+        var logger = Logger(label: "qkd.node")
+        logger.logLevel = verbose ? .info : .error
+        var configuration = NodeConfiguration(role: sessionRole, simulation: simulation.parameters, logger: logger)
+        configuration.seed = simulation.seed.map { $0 &+ (sessionRole == .alice ? 0 : 1) }
+        configuration.rounds = rounds
+        configuration.maxReconnectAttempts = 3
+        let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
+
+        let task = Task { try await node.run() }
+        let signals = SignalCancellation(task: task)
+        defer { signals.stop() }
+        var finished = 0, aborted = 0
+        for await event in node.events {
+            switch event {
+            case .roundFinished: finished += 1
+            case .roundAborted: aborted += 1
+            default: break
+            }
+            output.print(event)
+        }
+        do {
+            try await task.value
+        } catch {
+            output.summary(finished: finished, aborted: aborted, digest: nil, error: "\(error)")
+            FileHandle.standardError.write(Data("qkd-node: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        var keysDigest: (count: Int, hex: String)?
+        if digest {
+            let keys = try await node.fetchKeys(count: Int.max / 2)
+            var parts: [[UInt8]] = []
+            for k in keys {
+                parts.append(withUnsafeBytes(of: k.id.uuid) { Array($0) })
+                var bytes = k.bytes.withUnsafeBytes { Array($0) }
+                parts.append(bytes)
+                secureZero(&bytes)
+            }
+            keysDigest = (keys.count, Hex.encode(GenericHash.hash(parts)))
+            for i in parts.indices { secureZero(&parts[i]) }
+        }
+        output.summary(finished: finished, aborted: aborted, digest: keysDigest, error: nil)
+    }
+
+    /// `HOST:PORT` means TCP; any other transport is written as an endpoint (`unix:/path`, ...,
+    /// Spec/transport.md section 2).
+    static func endpoint(_ text: String, option: String) throws -> TransportEndpoint {
+        let known = ["tcp:", "unix:", "serial:", "exec:", "plugin:"]
+        do {
+            return try TransportEndpoint(parsing: known.contains { text.hasPrefix($0) } ? text : "tcp:" + text)
+        } catch let error as QKDError {
+            throw CLIError("\(option): \(error.detail)")
+        }
+    }
+
+    /// Pads per durable reservation for a running node: small, because the between-round
+    /// watermark sync burns a margin of three chunks (Spec/quantum-link.md section 5.4).
+    static let poolConfiguration = KeyPool.Configuration(chunkPads: 64, lowWaterBytes: 2048)
+
+    /// Opens the pool in `state`, creating it from the PSK first if the directory holds none.
+    static func openPool(state: String, role: Role, psk: String?) throws -> KeyPool {
+        if FileManager.default.fileExists(atPath: (state as NSString).appendingPathComponent("pool.sqlite")) || psk == nil {
+            return try KeyPool.open(directory: state, configuration: poolConfiguration)
+        }
+        var bytes = try SecretFile.readPrivate(psk!)
+        defer { secureZero(&bytes) }
+        let file = try PSKFile(decoding: bytes)
+        let pool = try KeyPool.create(directory: state, role: role, linkID: file.id, configuration: poolConfiguration)
+        do {
+            try pool.importPSK(file)
+        } catch {
+            pool.close()
+            throw error
+        }
+        return pool
+    }
+}
+
+/// Which link a TCP connection carries: the connector's first four bytes say.
+enum LinkKind: String, Sendable {
+    case classical = "QKDC"
+    case quantum = "QKDQ"
+}
+
+/// Routes accepted connections to the classical or the quantum link by their 4-byte tag.
+final class LinkRouter: Sendable {
+    private let classical = AsyncStream<any ByteTransport>.makeStream()
+    private let quantum = AsyncStream<any ByteTransport>.makeStream()
+
+    func serve(_ listener: TransportListener) {
+        let sinks = (classical.continuation, quantum.continuation)
+        Task.detached {
+            while true {
+                guard let connection = try? await listener.accept() else { return }
+                Task.detached {
+                    var head: [UInt8] = []
+                    while head.count < 4 {
+                        guard let chunk = try? await connection.read() else { await connection.close(); return }
+                        head += chunk
+                    }
+                    let tag = String(decoding: head[0..<4], as: UTF8.self)
+                    let wrapped = PrefixedTransport(connection, leftover: Array(head[4...]))
+                    switch LinkKind(rawValue: tag) {
+                    case .classical?: sinks.0.yield(wrapped)
+                    case .quantum?: sinks.1.yield(wrapped)
+                    case nil: await connection.close()
+                    }
+                }
+            }
+        }
+    }
+
+    func next(_ kind: LinkKind) async throws -> any ByteTransport {
+        // One caller per kind at a time (the node asks once per connection attempt).
+        var iterator = (kind == .classical ? classical.stream : quantum.stream).makeAsyncIterator()
+        guard let connection = await iterator.next() else { throw CancellationError() }
+        return connection
+    }
+
+    static func connect(_ endpoint: TransportEndpoint, _ kind: LinkKind) async throws -> any ByteTransport {
+        // About 10 s of attempts per connection; the node retries a lost link three times.
+        let options = TransportOptions(retry: RetryPolicy(maxAttempts: 12, initialDelay: .milliseconds(100), maxDelay: .seconds(1)),
+                                       connectTimeout: .seconds(5))
+        let connection = try await endpoint.connect(options: options)
+        try await connection.write(Array(kind.rawValue.utf8))
+        return connection
+    }
+}
+
+/// A transport whose first read returns bytes already taken from it.
+final class PrefixedTransport: ByteTransport {
+    private let inner: any ByteTransport
+    private let leftover: Mutex<[UInt8]?>
+    var peerDescription: String { inner.peerDescription }
+
+    init(_ inner: any ByteTransport, leftover: [UInt8]) {
+        self.inner = inner
+        self.leftover = Mutex(leftover.isEmpty ? nil : leftover)
+    }
+
+    func write(_ bytes: [UInt8]) async throws { try await inner.write(bytes) }
+
+    func read() async throws -> [UInt8]? {
+        if let first = leftover.withLock({ l -> [UInt8]? in defer { l = nil }; return l }) { return first }
+        return try await inner.read()
+    }
+
+    func close() async { await inner.close() }
+}
+
+/// SIGINT and SIGTERM cancel the node's task: it closes the session gracefully.
+final class SignalCancellation {
+    private let sources: [any DispatchSourceSignal]
+
+    init(task: Task<Void, any Error>) {
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { task.cancel() }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    func stop() { for s in sources { s.cancel() } }
+}
+
+/// Prints node events as text lines or JSON lines (never key bytes).
+struct EventPrinter {
+    let json: Bool
+    let role: String
+
+    private func emit(_ object: [String: Any]) {
+        var o = object
+        o["role"] = role
+        let data = try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+
+    private func line(_ text: String) {
+        FileHandle.standardOutput.write(Data("\(role): \(text)\n".utf8))
+    }
+
+    func listening(endpoint: TransportEndpoint, quantum: TransportEndpoint?) {
+        if json {
+            var o: [String: Any] = ["event": "listening", "endpoint": endpoint.description]
+            if case .tcp(_, let port) = endpoint.kind { o["port"] = port }
+            if let quantum { o["quantum_endpoint"] = quantum.description }
+            emit(o)
+        } else {
+            line("listening on \(endpoint)" + (quantum.map { ", quantum link on \($0)" } ?? ""))
+        }
+    }
+
+    func print(_ event: NodeEvent) {
+        switch event {
+        case .connected(let peer):
+            json ? emit(["event": "connected", "peer": peer]) : line("connected to \(peer)")
+        case .established(let level):
+            json ? emit(["event": "established", "security": "\(level)"]) : line("session established (\(level))")
+        case .securityLevelChanged(let level):
+            json ? emit(["event": "security", "security": "\(level)"]) : line("security level now \(level)")
+        case .roundFinished(let r):
+            let s = r.summary
+            if json {
+                emit(["event": "round", "round": r.roundID, "qber": s.qberEstimate, "f": s.efficiency ?? NSNull(),
+                      "final_bits": s.finalBits, "pad_bits": r.padBitsUsed, "security": "\(r.securityLevel)",
+                      "pool_out": r.poolLevels.outbound, "pool_in": r.poolLevels.inbound, "consumer_keys": r.consumerKeys,
+                      "detections": s.detections, "sifted_bits": s.siftedKeyBits])
+            } else {
+                line("round \(r.roundID): QBER \(String(format: "%.2f%%", 100 * s.qberEstimate)), f \(s.efficiency.map { String(format: "%.3f", $0) } ?? "-"), final \(s.finalBits) bits, pads \(r.padBitsUsed) bits, \(r.securityLevel), pool out \(r.poolLevels.outbound) B / in \(r.poolLevels.inbound) B")
+            }
+        case .roundAborted(let id, let reason):
+            json ? emit(["event": "aborted", "round": id, "reason": reason]) : line("round \(id) aborted: \(reason)")
+        case .poolStarving(let direction, let remaining):
+            json ? emit(["event": "starving", "direction": "\(direction)", "remaining": remaining]) : line("\(direction) pad stream low: \(remaining) bytes left")
+        case .keyAvailable(let count):
+            if json { emit(["event": "keys", "count": count]) }
+        case .disconnected(let reason):
+            json ? emit(["event": "disconnected", "reason": reason]) : line("link lost (\(reason)); reconnecting")
+        case .closed(let reason):
+            json ? emit(["event": "closed", "reason": reason ?? NSNull()]) : line(reason.map { "stopped: \($0)" } ?? "link closed")
+        }
+    }
+
+    func summary(finished: Int, aborted: Int, digest: (count: Int, hex: String)?, error: String?) {
+        if json {
+            var o: [String: Any] = ["event": "summary", "rounds_finished": finished, "rounds_aborted": aborted]
+            if let digest { o["consumer_keys"] = digest.count; o["keys_digest"] = digest.hex }
+            if let error { o["error"] = error }
+            emit(o)
+        } else {
+            line("\(finished) rounds finished, \(aborted) aborted" + (digest.map { "; \($0.count) consumer keys, BLAKE2b-256 \($0.hex)" } ?? ""))
+        }
+    }
+}
