@@ -167,13 +167,18 @@ struct BenchAmplifyCommand: ParsableCommand {
             let l = n / 2
             let x = BitVector(words: (0..<((n + 63) / 64)).map { _ in random.next() }, count: n)
             let seed = MultiplyAddShiftHash.drawSeed(inputBits: n, outputBits: l, random: &random)
-            var best1 = Double.infinity, best2 = Double.infinity, best2cpu = Double.infinity, bestBare = Double.infinity
+            var best1 = Double.infinity, best2 = Double.infinity, best2cpu = Double.infinity, best2crit = Double.infinity
+            var bestBare = Double.infinity
             for _ in 0..<runs {
                 let (_, t1) = timed { MultiplyAddShiftHash.hash(x, multiplier: seed.multiplier, addend: seed.addend, outputBits: l, threads: 1) }
                 best1 = min(best1, t1)
-                let (_, t2, c2) = wallAndProcessTimed { MultiplyAddShiftHash.hash(x, multiplier: seed.multiplier, addend: seed.addend, outputBits: l, threads: 2) }
+                let ((_, t2, c2), main) = timed {
+                    wallAndProcessTimed { MultiplyAddShiftHash.hash(x, multiplier: seed.multiplier, addend: seed.addend, outputBits: l, threads: 2) }
+                }
                 best2 = min(best2, t2)
                 best2cpu = min(best2cpu, c2)
+                // Critical path with two free cores: the longer of the two threads' CPU times.
+                best2crit = min(best2crit, max(main, c2 - main))
                 let (_, tb) = timed { MultiplyAddShiftHash.bareProduct(seed.multiplier, x) }
                 bestBare = min(bestBare, tb)
             }
@@ -181,9 +186,9 @@ struct BenchAmplifyCommand: ParsableCommand {
             rows.append(.init(metric: "multiply-add-shift \(tag), 1 thread", value: Double(n) / best1 / 1e6, unit: "Mbit/s input",
                               baseline: Double(n) / bestBare / 1e6,
                               note: "thread CPU time, best of \(runs); baseline: bare GMP mpn_mul of the same (n+l-1) x n bits"))
-            rows.append(.init(metric: "multiply-add-shift \(tag), 2 threads", value: Double(n) / best2 / 1e6, unit: "Mbit/s input (wall)",
+            rows.append(.init(metric: "multiply-add-shift \(tag), 2 threads", value: Double(n) / best2crit / 1e6, unit: "Mbit/s input",
                               baseline: Double(n) / bestBare / 1e6,
-                              note: "wall clock on a shared machine, best of \(runs); process CPU \(fmt(Double(n) / best2cpu / 1e6)) Mbit per CPU-second"))
+                              note: "critical path = max of the two threads' CPU times, best of \(runs); wall \(fmt(Double(n) / best2 / 1e6)) Mbit/s on the shared machine; \(fmt(Double(n) / best2cpu / 1e6)) Mbit per CPU-second"))
         }
         printPostProcessingBench(workload: "amplify", rows: rows, json: options.json)
     }
