@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .library(name: "QKDTransport", targets: ["QKDTransport"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
@@ -62,7 +63,7 @@ let package = Package(
         .target(
             name: "QKDSession",
             dependencies: [
-                "QKDCrypto", "QKDWire",
+                "QKDCrypto", "QKDWire", "QKDKeyPool",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
@@ -80,6 +81,13 @@ let package = Package(
         ),
         .target(
             name: "QKDSimulation",
+            dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
+        // Byte transports (Spec/transport.md): in-memory pair, TCP/Unix (SwiftNIO), serial tty,
+        // exec'd bridge, dlopen'd C plugins. The only library module with sockets.
+        .target(
+            name: "QKDTransport",
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
@@ -116,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDSessionTests",
-            dependencies: ["QKDSession", "QKDWire", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDSession", "QKDKeyPool", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -127,6 +135,11 @@ let package = Package(
         .testTarget(
             name: "QKDFuzzRegressionTests",
             dependencies: ["QKDFuzzChecks", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDTransportTests",
+            dependencies: ["QKDTransport", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
