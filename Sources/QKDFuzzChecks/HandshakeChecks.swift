@@ -41,6 +41,10 @@ enum HandshakeCheck {
         var events: [String] = []
         var transmitted: [[UInt8]] = []
         var error: QKDError.Code?
+        /// Per-frame payloads delivered (each checked against the honest peer's).
+        var delivered = 0
+        /// Whether the session reported `established`.
+        var established = false
     }
 
     static func run(_ bytes: [UInt8], role: Role) throws(FuzzInvariantViolation) -> FuzzCheck.Outcome {
@@ -177,6 +181,8 @@ enum HandshakeCheck {
             thrown = thrown ?? error
         }
         watch.result.error = thrown?.code
+        watch.result.delivered = watch.delivered
+        watch.result.established = watch.established == 1
 
         // Observers against actions.
         if session.isClosed {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import QKDFuzzChecks
+@testable import QKDFuzzChecks
+import QKDSession
+import QKDCrypto
 import QKDTestSupport
 
 /// Replays every pinned fuzz input (`Fuzz/FailCases/<Target>/`) and every seed
@@ -90,5 +92,69 @@ import QKDTestSupport
             return
         }
         #expect(error.code.identifier == "crypto.weak-hash-key")
+    }
+}
+
+/// The session targets check something: honest seeds reach the established channel and deliver
+/// the honest payloads, and tampering ends as a typed rejection with no key consumed (the
+/// checks inside ``FuzzCheck/run(_:)`` assert the slot accounting on every input).
+@Suite struct SessionFuzzTargetTests {
+    static let modes: [HandshakeMode] = [.pool, .pskKDF, .pki]
+
+    @Test(arguments: modes)
+    func honestResponderSeedEstablishesAndDelivers(_ mode: HandshakeMode) throws {
+        let stream = try #require(SessionFixture.responderRuns[mode]).aliceFrames.joined()
+        let (result, outcome) = try HandshakeCheck.feed(Array(stream), role: .responder, variation: 0, chunkSeed: 1, clock: 0)
+        #expect(outcome == .accepted)
+        #expect(result.established && result.delivered == SessionFixture.honestPayloads.count)
+    }
+
+    @Test(arguments: modes)
+    func honestInitiatorSeedEstablishesAndDelivers(_ mode: HandshakeMode) throws {
+        let variation: UInt8 = mode == .pool ? 0 : mode == .pskKDF ? 1 : 2
+        let stream = try #require(SessionFixture.initiatorRuns[mode]).bobFrames.joined()
+        let (result, outcome) = try HandshakeCheck.feed(Array(stream), role: .initiator, variation: variation, chunkSeed: 7, clock: 0)
+        #expect(outcome == .accepted)
+        #expect(result.established && result.delivered == SessionFixture.honestPayloads.count)
+    }
+
+    /// One flipped bit in Alice's Finished tag: Bob refuses with a typed error, delivers
+    /// nothing, and (checked inside) consumes no inbound slot and hands out none.
+    @Test(arguments: modes)
+    func tamperedFinishedIsRejectedWithoutKeyCost(_ mode: HandshakeMode) throws {
+        let frames = try #require(SessionFixture.responderRuns[mode]).aliceFrames
+        var finished = frames[1]
+        finished[finished.count - 1] ^= 0x01
+        let stream = frames[0] + finished + frames[2...].joined()
+        let (result, outcome) = try HandshakeCheck.feed(stream, role: .responder, variation: 0, chunkSeed: 0, clock: 0)
+        #expect(outcome == .rejected(QKDError(.sessionAuthenticationFailed)))
+        #expect(!result.established && result.delivered == 0)
+    }
+
+    /// A ClientHello naming another link is refused before any key is touched; a hello that
+    /// never finishes times out past the 10 s deadline and not before.
+    @Test func rejectedHelloAndTimeout() throws {
+        var hello = try #require(SessionFixture.responderRuns[.pool]).aliceFrames[0]
+        let linkOffset = try #require(hello.firstRange(of: SessionFixture.linkID)).lowerBound
+        hello[linkOffset] ^= 0xff
+        let (_, refused) = try HandshakeCheck.feed(hello, role: .responder, variation: 0, chunkSeed: 0, clock: 0)
+        #expect(refused == .rejected(QKDError(.sessionUnknownLink)))
+        let genuine = try #require(SessionFixture.responderRuns[.pool]).aliceFrames[0]
+        let (_, waiting) = try HandshakeCheck.feed(genuine, role: .responder, variation: 0, chunkSeed: 0, clock: 99)
+        #expect(waiting == .accepted)
+        let (_, late) = try HandshakeCheck.feed(genuine, role: .responder, variation: 0, chunkSeed: 0, clock: 100)
+        #expect(late == .rejected(QKDError(.sessionTimeout)))
+    }
+
+    /// The pair: a dropped frame in the established channel is reported (the probe after it
+    /// is dropped as a gap), so the run ends rejected, not silently "fine".
+    @Test func droppedFrameIsReportedNotSilent() throws {
+        let settle: [UInt8] = [15, 0]
+        let program: [UInt8] = [0, 0, 7, 40] + settle + [10, 0, 3, 1, 2, 3, 2, 0] + settle
+        let outcome = try FuzzCheck.sessionPair.run(program)
+        guard case .rejected = outcome else {
+            Issue.record("a dropped frame went unnoticed: \(outcome)")
+            return
+        }
     }
 }
