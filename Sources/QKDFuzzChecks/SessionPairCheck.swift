@@ -280,7 +280,12 @@ enum SessionPairCheck {
                     throw FuzzInvariantViolation("side \(side) consumed inbound slots the peer never handed out: a forged tag verified")
                 }
             }
-            for side in 0..<2 { try SessionProbe.checkPoisoned(&sessions[side], "side \(side) at the end") }
+            for side in 0..<2 {
+                guard sessions[side].isClosed == (records[side].closedActions == 1) else {
+                    throw FuzzInvariantViolation("side \(side): isClosed disagrees with the closed actions")
+                }
+                try SessionProbe.checkPoisoned(&sessions[side], "side \(side) at the end")
+            }
             if probes[0] && probes[1] && records[0].delivered == records[1].sent.count && records[1].delivered == records[0].sent.count {
                 return .accepted
             }
