@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "QKDSession",
             dependencies: [
-                "QKDCrypto", "QKDWire",
+                "QKDCrypto", "QKDWire", "QKDKeyPool",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
@@ -109,7 +109,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDSessionTests",
-            dependencies: ["QKDSession", "QKDWire", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDSession", "QKDKeyPool", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

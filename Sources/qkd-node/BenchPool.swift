@@ -31,14 +31,7 @@ struct BenchPool: ParsableCommand {
 
     private func selected(_ name: String) -> Bool { only.map { $0.split(separator: ",").contains(Substring(name)) } ?? true }
 
-    struct Result: Encodable {
-        let metric: String
-        let value: Double
-        let unit: String
-        let baseline: Double?
-        let ratio: Double?
-        let note: String?
-    }
+    typealias Result = BenchResult
 
     func run() throws {
         try CLIError.report {
@@ -170,19 +163,6 @@ struct BenchPool: ParsableCommand {
     }
 
     private func emit(_ results: [Result]) throws {
-        if json {
-            struct Report: Encodable { let workload: String; let results: [Result] }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(Report(workload: "pool", results: results)), as: UTF8.self))
-            return
-        }
-        print("workload: pool")
-        for r in results {
-            let ratio = r.ratio.map { String(format: "%.1fx", $0) } ?? "-"
-            let base = r.baseline.map { String(format: "%.0f", $0) } ?? "-"
-            print("\(r.metric.padding(toLength: 46, withPad: " ", startingAt: 0)) \(String(format: "%12.1f", r.value)) \(r.unit.padding(toLength: 15, withPad: " ", startingAt: 0)) baseline \(base) (\(ratio))")
-            if let note = r.note { print("    \(note)") }
-        }
+        print(json ? BenchSupport.renderJSON(workload: "pool", results) : BenchSupport.renderTable(workload: "pool", results))
     }
 }

@@ -86,4 +86,18 @@ enum BenchSupport {
         }
         return "{\"workload\": \(jsonString(workload)), \"results\": [" + rows.joined(separator: ", ") + "]}"
     }
+
+    /// The human-readable table: metric, ours, baseline, ratio, unit; notes indented below
+    /// their row, then `footer` if given.
+    static func renderTable(workload: String, _ results: [BenchResult], footer: String? = nil) -> String {
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+        var lines = ["workload: \(workload)", pad("metric", 50) + pad("ours", 14) + pad("baseline", 14) + pad("ratio", 8) + "unit"]
+        for r in results {
+            lines.append(pad(r.metric, 50) + pad(number(r.value), 14) + pad(r.baseline.map { number($0) } ?? "-", 14)
+                         + pad(r.ratio.map { number($0) } ?? "-", 8) + r.unit)
+            if let note = r.note { lines.append("    " + note) }
+        }
+        if let footer { lines.append(""); lines.append(footer) }
+        return lines.joined(separator: "\n")
+    }
 }

@@ -186,6 +186,30 @@ public final class KeyPool: Sendable {
         return ReservedPad(offset: offsetAndPad.0, pad: OneTimePad(UnsafeRawBufferPointer(scratch), offset: 0))
     }
 
+    /// Reserves the next outbound pad and lends its 16 bytes to `body` in place, for callers
+    /// that make tags from raw bytes (the session's ``SessionKeyStore`` boundary). Same
+    /// durability as ``reservePad(direction:count:)``: the pad is durably reserved before `body`
+    /// runs, and stays used whatever `body` does. The bytes live in a scratch buffer that is
+    /// wiped when `body` returns.
+    /// - Parameters:
+    ///   - direction: outbound (tags this node makes) or inbound.
+    ///   - body: receives the pad's stream offset and its 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``QKDError/Code/poolExhausted`` or a storage error (nothing is served then), or
+    ///   what `body` throws (the pad stays used).
+    public func withReservedPad<R>(direction: Direction,
+                                   _ body: (_ offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: MACSuite.padByteCount, alignment: 16)
+        defer { secureZero(scratch); scratch.deallocate() }
+        let offset = try withWindow(direction, byteCount: MACSuite.padByteCount) { window in
+            window.serve(byteCount: MACSuite.padByteCount) { offset, bytes in
+                scratch.copyMemory(from: bytes)
+                return offset
+            }
+        }
+        return try body(offset, UnsafeRawBufferPointer(scratch))
+    }
+
     /// Runs `serve` on the window once `byteCount` bytes are below the durable watermark,
     /// extending it by a chunk in one durable transaction if needed.
     private func withWindow<R>(_ direction: Direction, byteCount: Int,
@@ -264,6 +288,18 @@ public final class KeyPool: Sendable {
     ///   stale frame), ``QKDError/Code/poolExhausted`` if the stream does not reach it, or a
     ///   storage error.
     public func inboundPad(at offset: UInt64) throws -> OneTimePad {
+        try withInboundPad(at: offset) { OneTimePad($0, offset: 0) }
+    }
+
+    /// The inbound pad at `offset` lent in place to `body`, without consuming anything: the raw-byte
+    /// form of ``inboundPad(at:)`` (same checks, same errors). The scratch copy is wiped when
+    /// `body` returns.
+    /// - Parameters:
+    ///   - offset: the pad offset the frame names (a multiple of 16).
+    ///   - body: receives the 16 bytes; the pointer must not escape.
+    /// - Returns: what `body` returns.
+    /// - Throws: as ``inboundPad(at:)``, or what `body` throws.
+    public func withInboundPad<R: ~Copyable>(at offset: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let n = UInt64(MACSuite.padByteCount)
         let stream = role.stream(for: .inbound)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: MACSuite.padByteCount, alignment: 8)
@@ -290,7 +326,7 @@ public final class KeyPool: Sendable {
                 throw storageError(error, "reading inbound pad \(offset)")
             }
         }
-        return OneTimePad(UnsafeRawBufferPointer(scratch), offset: 0)
+        return try body(UnsafeRawBufferPointer(scratch))
     }
 
     /// Marks every inbound pad below `offset` used, after a tag checked with
@@ -319,26 +355,57 @@ public final class KeyPool: Sendable {
         state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.durable, inbound: s.windows[.inbound]!.durable) }
     }
 
+    /// The served offsets of this process: the next pad it would hand out in each direction
+    /// (memory only, at or below the durable ``watermarks()``). The session checks inbound
+    /// frames against these; after a restart they start at the durable watermarks.
+    /// - Returns: outbound and inbound served byte offsets.
+    public func servedWatermarks() -> Watermarks {
+        state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.served, inbound: s.windows[.inbound]!.served) }
+    }
+
+    /// The length of each stream (bytes ever appended), to tell whether the pool holds pads.
+    /// - Returns: outbound and inbound stream lengths in bytes.
+    public func streamLengths() -> Watermarks {
+        state.withLock { s in Watermarks(outbound: s.windows[.outbound]!.length, inbound: s.windows[.inbound]!.length) }
+    }
+
     /// Moves both watermarks forward to `target` (normally ``Watermarks/merged(withPeer:)``),
-    /// durably, and records them as the agreed watermarks the split uses. Pads skipped are
-    /// ledgered as `pad-skipped`. The served offsets jump to the targets.
-    /// - Parameter target: the new watermarks; each >= the current durable watermark, <= the
-    ///   stream length, and a multiple of 16.
+    /// durably, and records `target` as the agreed watermarks the split uses: exactly
+    /// ``synchronise(to:)``, but refusing a target below what this process has served.
+    /// - Parameter target: the new watermarks; each >= the current served offset, <= the stream
+    ///   length, and a multiple of 16.
     /// - Throws: ``QKDError/Code/watermarkBackward`` or ``QKDError/Code/watermarkBeyondStream``
     ///   (nothing moves), or a storage error.
     public func advance(to target: Watermarks) throws {
+        let served = servedWatermarks()
+        for d in Direction.allCases where target[d] < served[d] {
+            throw QKDError(.watermarkBackward, "refusing to move the \(d) watermark backward from \(served[d]) to \(target[d]): that would reuse pads. Nothing moved; the peer's state is stale or hostile")
+        }
+        try synchronise(to: target)
+    }
+
+    /// Records the watermarks both sides agreed on (`synced`, which the split of every later
+    /// distilled key reads, Spec/keypool.md sections 4-5: both sides must record the same
+    /// values) and moves this process's served offsets forward to them where they are behind.
+    /// An agreed value may lie below the served offset: pads this process consumed after the
+    /// agreement (the session's handshake consumes the peer's Finished before it records) stay
+    /// consumed. A target inside this process's reserved chunk serves on from the chunk,
+    /// wiping the pads it passes; one beyond the durable watermark moves it, durably, and the
+    /// gap is ledgered as `pad-skipped`.
+    /// An agreed value below the one recorded before leaves it as it is (agreed values only
+    /// move forward).
+    /// - Parameter agreed: per direction, <= the stream length and a multiple of 16.
+    /// - Throws: ``QKDError/Code/watermarkBeyondStream`` (nothing moves), or a storage error.
+    public func synchronise(to agreed: Watermarks) throws {
         try state.withLock { state throws in
             guard !state.closed else { throw QKDError(.storageFailure, "the key pool was closed") }
             for d in Direction.allCases {
                 let w = state.windows[d]!
-                guard target[d] >= w.durable else {
-                    throw QKDError(.watermarkBackward, "refusing to move the \(d) watermark backward from \(w.durable) to \(target[d]): that would reuse pads. Nothing moved; the peer's state is stale or hostile")
+                guard agreed[d] <= w.length else {
+                    throw QKDError(.watermarkBeyondStream, "the \(d) watermark \(agreed[d]) is past the end of the stream (\(w.length) bytes): the peer holds material this node lacks. Nothing moved; resynchronise the pools (absorb the same rounds on both sides)")
                 }
-                guard target[d] <= w.length else {
-                    throw QKDError(.watermarkBeyondStream, "the \(d) watermark \(target[d]) is past the end of the stream (\(w.length) bytes): the peer holds material this node lacks. Nothing moved; resynchronise the pools (absorb the same rounds on both sides)")
-                }
-                guard target[d] % UInt64(MACSuite.padByteCount) == 0 else {
-                    throw QKDError(.watermarkBeyondStream, "the \(d) watermark \(target[d]) is not a multiple of 16. Nothing moved")
+                guard agreed[d] % UInt64(MACSuite.padByteCount) == 0 else {
+                    throw QKDError(.watermarkBeyondStream, "the \(d) watermark \(agreed[d]) is not a multiple of 16. Nothing moved")
                 }
             }
             do {
@@ -346,19 +413,24 @@ public final class KeyPool: Sendable {
                     for d in Direction.allCases {
                         let stream = role.stream(for: d)
                         let row = try PoolSchema.streamRow(db, stream)
+                        // Agreed values only move forward. In the session's flow a new agreement
+                        // is never below the last (it is the max of both sides' served offsets,
+                        // each at or above its agreed value), so both sides record the same value.
+                        let newSynced = max(row.synced, agreed[d])
+                        let newWatermark = max(row.watermark, newSynced)
                         try db.execute(sql: "UPDATE stream SET watermark = ?, synced = ? WHERE name = ?",
-                                       arguments: [Int64(target[d]), Int64(target[d]), stream.rawValue])
-                        try PoolSchema.ledger(db, .padSkipped, stream: stream, bytes: Int(target[d] - row.watermark))
-                        try PoolSchema.dropSegments(db, stream: stream, below: target[d])
+                                       arguments: [Int64(newWatermark), Int64(newSynced), stream.rawValue])
+                        try PoolSchema.ledger(db, .padSkipped, stream: stream, bytes: Int(newWatermark - row.watermark))
+                        try PoolSchema.dropSegments(db, stream: stream, below: newWatermark)
                     }
                 }
             } catch {
                 throw storageError(error, "advancing the watermarks")
             }
-            for d in Direction.allCases {
-                state.windows[d]!.jump(to: target[d])
-                Self.noteLevel(&state, d, lowWater: configuration.lowWaterBytes)
+            for d in Direction.allCases where agreed[d] > state.windows[d]!.served {
+                state.windows[d]!.advance(to: agreed[d])
             }
+            for d in Direction.allCases { Self.noteLevel(&state, d, lowWater: configuration.lowWaterBytes) }
         }
     }
 

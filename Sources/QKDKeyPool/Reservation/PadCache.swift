@@ -120,11 +120,19 @@ struct ReservationWindow {
         return result
     }
 
-    /// A forward resynchronisation to `target` (>= durable): drops the cache.
-    mutating func jump(to target: UInt64) {
-        precondition(target >= durable && target <= length)
+    /// A forward resynchronisation to `target` (>= served). Inside the reserved chunk the
+    /// pads passed over are wiped and serving goes on from the cache; beyond it the cache is
+    /// dropped and `durable` jumps to `target`.
+    mutating func advance(to target: UInt64) {
+        precondition(target >= served && target <= length)
+        if target < durable, let cache {
+            cache.wipe(at: served, count: Int(target - served))
+            served = target
+            return
+        }
+        if let cache, served < durable { cache.wipe(at: served, count: Int(durable - served)) }
         cache = nil
-        durable = target
+        durable = max(durable, target)
         served = target
     }
 }

@@ -815,8 +815,10 @@ public struct Session {
         let padSlot: UInt64
         let padMaterial: PadBytes
         switch s.keys {
-        case .pool(let outboundStart, _):
-            try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: keyStore.watermarks.inboundNext))
+        case .pool(let outboundStart, let inboundStart):
+            // Both sides advance to the same agreed starts: the durable pool records them as the
+            // agreed watermarks its split reads (Spec/keypool.md sections 4-5).
+            try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: inboundStart))
             let (keySlot, keyBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
             actions.append(.padUsed(direction: outboundDirection, slot: keySlot))
             let (pad, padBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
