@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "QKDKeyPool", targets: ["QKDKeyPool"]),
         .library(name: "QKDPostProcessing", targets: ["QKDPostProcessing"]),
         .library(name: "QKDSimulation", targets: ["QKDSimulation"]),
+        .library(name: "QKDTransport", targets: ["QKDTransport"]),
         // The fuzz targets' per-input logic, shared by Fuzz/ and the regression tests.
         .library(name: "QKDFuzzChecks", targets: ["QKDFuzzChecks"]),
         .executable(name: "qkd-node", targets: ["qkd-node"]),
@@ -76,6 +77,13 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // Byte transports (Spec/transport.md): in-memory pair, TCP/Unix (SwiftNIO), serial tty,
+        // exec'd bridge, dlopen'd C plugins. The only library module with sockets.
+        .target(
+            name: "QKDTransport",
+            dependencies: ["QKDCrypto"],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "qkd-node",
             dependencies: [
@@ -120,6 +128,11 @@ let package = Package(
         .testTarget(
             name: "QKDFuzzRegressionTests",
             dependencies: ["QKDFuzzChecks", "QKDSession", "QKDCrypto", "QKDTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "QKDTransportTests",
+            dependencies: ["QKDTransport", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
