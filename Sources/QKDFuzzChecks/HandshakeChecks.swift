@@ -37,7 +37,7 @@ import QKDSession
 enum HandshakeCheck {
     enum Role { case responder, initiator }
 
-    struct Result: Equatable {
+    struct Result: Equatable, Sendable {
         var events: [String] = []
         var transmitted: [[UInt8]] = []
         var error: QKDError.Code?
@@ -97,6 +97,7 @@ enum HandshakeCheck {
         var sentServerHello = false
 
         mutating func drain(_ session: inout Session) throws(FuzzInvariantViolation) {
+            var validations: [PeerValidationRequest] = []
             while let action = session.nextAction() {
                 guard closed == 0 else { throw FuzzInvariantViolation("action \(action) after the session closed") }
                 switch action {
@@ -131,10 +132,19 @@ enum HandshakeCheck {
                     if direction == outbound { outboundUsed.append(slot) } else { inboundUsed.append(slot) }
                 case .closed:
                     closed += 1
+                case .validatePeer(let request):
+                    validations.append(request)
+                    result.events.append("validatePeer(\(request.certificateChain))")
+                    continue
                 case .securityLevelChanged, .roundFailed, .alertSent, .alertReceived, .frameDropped:
                     break
                 }
                 result.events.append("\(action)")
+            }
+            // Answer each PKI validation pause at once, as a driver that awaits would.
+            for request in validations where !session.isClosed {
+                _ = try SessionProbe.call(&session, "peerValidated") { try $0.peerValidated(SessionProbe.validate(request), now: 0) }
+                try drain(&session)
             }
         }
     }
@@ -236,7 +246,7 @@ enum HandshakeCheck {
     /// The honest peer's frames of each mode, as seeds.
     static func seeds(role: Role) -> [(name: String, bytes: [UInt8])] {
         var seeds: [(name: String, bytes: [UInt8])] = []
-        let modes: [(HandshakeMode, UInt8, String)] = [(.pool, 0, "pool"), (.pskKDF, 1, "psk-kdf"), (.pki, 2, "pki")]
+        let modes: [(HandshakeMode, UInt8, String)] = [(.pool, 0, "pool"), (.pskKDF, 1, "psk-kdf")]
         for (mode, variation, name) in modes {
             let run = role == .responder ? SessionFixture.responderRuns[mode]! : SessionFixture.initiatorRuns[mode]!
             let frames = role == .responder ? run.aliceFrames : run.bobFrames
