@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         // libsodium, found with pkg-config. Only QKDCrypto imports it (`internal import CSodium`).
@@ -77,11 +78,18 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // The C ABI of hardware transport plugins (include/qkd_transport_plugin.h), loaded with
+        // dlopen by QKDTransport. Only QKDTransport imports it.
+        .target(name: "CQKDTransportPlugin"),
         // Byte transports (Spec/transport.md): in-memory pair, TCP/Unix (SwiftNIO), serial tty,
         // exec'd bridge, dlopen'd C plugins. The only library module with sockets.
         .target(
             name: "QKDTransport",
-            dependencies: ["QKDCrypto"],
+            dependencies: [
+                "QKDCrypto", "CQKDTransportPlugin",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
