@@ -158,7 +158,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDFuzzRegressionTests",
-            dependencies: ["QKDFuzzChecks", "QKDTestSupport"],
+            dependencies: ["QKDFuzzChecks", "QKDSession", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
