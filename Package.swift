@@ -121,6 +121,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline
+                .product(name: "Metrics", package: "swift-metrics"),  // bench pipeline --tcp reads the node's pad counter
             ],
             swiftSettings: strictSettings
         ),

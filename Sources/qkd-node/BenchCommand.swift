@@ -14,6 +14,7 @@ struct BenchCommand: ParsableCommand {
             BenchReconcileCommand.self,
             BenchAmplifyCommand.self,
             BenchPipelineCommand.self,
+            BenchPipelinePeerCommand.self,  // hidden: a node of `bench pipeline --tcp`
             BenchHandshakeCommand.self,
         ]
     )

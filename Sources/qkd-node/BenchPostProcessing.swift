@@ -283,10 +283,12 @@ private func uncompressedSift(_ a: AliceRecord, _ b: BobRecord) -> Int {
 struct BenchPipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Both roles over an in-memory pipe, sifting through amplification, in Mbit/s of sifted key; baseline: original Cascade.")
+        abstract: "Both roles over an in-memory pipe, sifting through amplification, in Mbit/s of sifted key; baseline: original Cascade. With --tcp: two processes over loopback TCP (BenchPipelineTCP.swift).")
     @OptionGroup var options: PostProcessingBenchOptions
+    @OptionGroup var tcpOptions: PipelineTCPOptions
 
     func run() throws {
+        if tcpOptions.tcp { return try BenchPipelineTCP(options: options, tcp: tcpOptions).run() }
         let q = options.qber ?? 0.03
         let sifted = options.bits ?? (1 << 20)
         let runs = max(1, options.runs ?? 3)

@@ -98,6 +98,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    // Authentication granularity (issue 6).
+    @Option(name: .long, help: "How round frames are authenticated: 'round' (one tag per direction per round) or 'frame' (a tag on every frame). Both nodes must use the same.")
+    var granularity: AuthenticationGranularity = .perRound
+
     @Flag(name: .long, help: "Print one JSON object per event on stdout.")
     var json = false
 
@@ -166,6 +170,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.seed = simulation.seed.map { $0 &+ (sessionRole == .alice ? 0 : 1) }
         configuration.rounds = rounds
         configuration.maxReconnectAttempts = 3
+        configuration.granularity = granularity
         let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
 
         let task = Task { try await node.run() }

@@ -13,6 +13,10 @@ public enum NodeMessage: Sendable, Equatable {
     /// Round frame: the sender's post-processing failed locally (a malformed or inconsistent
     /// message); the receiver ends the round without a key.
     case abandon(id: UInt64)
+    /// Per-frame granularity only (Spec/quantum-link.md section 5.5): the sender's
+    /// post-processing of round `id` is done (key or abort) and it sent its last round frame;
+    /// the per-frame counterpart of the session's closing tag.
+    case roundClosed(id: UInt64)
     /// Per-frame, once per session after the handshake: the last round this node absorbed
     /// into its pool (0 for none), so both sides settle a round that was interrupted between
     /// the two authentications.
@@ -30,7 +34,7 @@ public enum NodeMessage: Sendable, Equatable {
     case sync(a2b: UInt64, b2a: UInt64)
 
     private enum Kind: UInt8 {
-        case roundStart = 1, postProcessing = 2, abandon = 3, hello = 16, roundRejected = 17, absorbed = 18, sync = 19
+        case roundStart = 1, postProcessing = 2, abandon = 3, roundClosed = 4, hello = 16, roundRejected = 17, absorbed = 18, sync = 19
     }
 
     /// Appends the encoding: `u8 kind` then the fields, big-endian.
@@ -43,6 +47,8 @@ public enum NodeMessage: Sendable, Equatable {
             out.append(Kind.postProcessing.rawValue); out.append(contentsOf: bytes)
         case .abandon(let id):
             out.append(Kind.abandon.rawValue); appendBE(id, &out)
+        case .roundClosed(let id):
+            out.append(Kind.roundClosed.rawValue); appendBE(id, &out)
         case .hello(let last):
             out.append(Kind.hello.rawValue); appendBE(last, &out)
         case .roundRejected(let id):
@@ -77,6 +83,7 @@ public enum NodeMessage: Sendable, Equatable {
         case .postProcessing:
             self = .postProcessing(Array(try r.bytes(r.remaining)))
         case .abandon: self = .abandon(id: try r.u64())
+        case .roundClosed: self = .roundClosed(id: try r.u64())
         case .hello: self = .hello(lastAbsorbed: try r.u64())
         case .roundRejected: self = .roundRejected(id: try r.u64())
         case .absorbed: self = .absorbed(id: try r.u64(), a2bTopUp: try r.u32(), b2aTopUp: try r.u32(), consumerKeys: try r.u32())

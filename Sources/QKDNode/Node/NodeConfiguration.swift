@@ -18,6 +18,19 @@ public enum DeliveryPolicy: Sendable, Hashable {
     case any
 }
 
+/// How a node authenticates the frames of a post-processing round (DESIGN.md, "The wire";
+/// Spec/session.md section 6; Spec/quantum-link.md section 5.5). Both nodes must use the same:
+/// the choice is bound into the handshake transcript, so a mismatch fails the handshake.
+public enum AuthenticationGranularity: String, Sendable, Hashable, CaseIterable {
+    /// Every round frame carries its own pad-encrypted tag; a per-frame `roundClosed` closes
+    /// each direction of the round. Costs one pad per frame.
+    case perFrame = "frame"
+    /// The frames of a round feed one running universal hash per direction, closed by one
+    /// pad-encrypted tag and confirmed by one per-frame `roundVerified`: two pads per direction
+    /// per round, whatever the number of frames.
+    case perRound = "round"
+}
+
 /// How a node obtains its links, once per connection attempt. Alice's closures connect (with
 /// the transport's retry and backoff); Bob's accept the next connection of a listener.
 public struct NodeLinks: Sendable {
@@ -61,6 +74,8 @@ public struct NodeConfiguration: Sendable {
     public var rounds: Int?
     /// Which keys may be delivered.
     public var deliveryPolicy: DeliveryPolicy
+    /// How round frames are authenticated (default per round); both nodes must agree.
+    public var granularity: AuthenticationGranularity
     /// Consecutive failed connection attempts before ``QKDLinkNode/run()`` gives up.
     public var maxReconnectAttempts: Int
     /// Wait between reconnection attempts.
@@ -88,6 +103,7 @@ public struct NodeConfiguration: Sendable {
         self.seed = nil
         self.rounds = nil
         self.deliveryPolicy = .informationTheoreticOnly
+        self.granularity = .perRound
         self.maxReconnectAttempts = 20
         self.reconnectDelay = .milliseconds(200)
         self.stallTimeout = .seconds(30)

@@ -113,6 +113,8 @@ public actor QKDLinkNode {
         var outcome: RoundOutcome?
         var verdict: Verdict?
         let padSlotsAtStart: Int
+        /// Per-frame granularity: the peer's `roundClosed` arrived.
+        var peerClosed = false
     }
 
     /// A round whose key both machines produced but whose authentication had not finished on
@@ -239,6 +241,8 @@ public actor QKDLinkNode {
     }
 
     private var sessionWasEstablished = false
+    /// Per-frame granularity: a round to settle once the queued session actions are processed.
+    private var deferredVerdict: UInt64?
 
     // MARK: - One connection
 
@@ -288,6 +292,7 @@ public actor QKDLinkNode {
                         pulses[frame.roundID] = frame
                     }
                     try startBobRoundIfReady()
+                    try processSessionActions()  // Bob's first round frames go out now, not at the next tick.
                 case .quantum(nil):
                     if case .graceful? = sessionEnded { return .finished }
                     // The classical link may still carry the peer's graceful close: read on
@@ -353,8 +358,11 @@ public actor QKDLinkNode {
 
     private func startConnection() {
         var sessionConfiguration = SessionConfiguration(role: configuration.role, linkID: withUnsafeBytes(of: pool.linkID.uuid) { Array($0) },
-                                                        splitPolicy: Self.encode(configuration.refillPolicy),
+                                                        splitPolicy: Self.encode(configuration.refillPolicy, granularity: configuration.granularity),
                                                         preSharedKeys: configuration.preSharedKeys)
+        // Per-round needs per-frame too (hello, absorbed, sync, confirmations); per-frame offers
+        // only per-frame, so a session can never open a round the peer cannot verify.
+        sessionConfiguration.granularities = perFrameRounds ? [.perFrame] : .all
         if configuration.role == .alice {
             sessionConfiguration.mode = keyStore.holdsPoolMaterial || configuration.preSharedKeys.isEmpty ? .pool : .pskKDF
         }
@@ -364,6 +372,7 @@ public actor QKDLinkNode {
         pulseParser = PulseFrameParser()
         pulses = [:]
         active = nil
+        deferredVerdict = nil
         helloReceived = false
         awaitingPeerAbsorb = nil
         poolReadySent = false
@@ -440,6 +449,17 @@ public actor QKDLinkNode {
     // MARK: - Session actions
 
     private func processSessionActions() throws {
+        while true {
+            try processQueuedSessionActions()
+            // Per-frame granularity: a round this node's own roundClosed completed settles only
+            // now, after that frame's padUsed (Spec/quantum-link.md section 5.5).
+            guard let id = deferredVerdict else { return }
+            deferredVerdict = nil
+            try verdict(id, .authenticated)
+        }
+    }
+
+    private func processQueuedSessionActions() throws {
         while let action = session?.nextAction() {
             switch action {
             case .transmit(let bytes):
@@ -492,7 +512,8 @@ public actor QKDLinkNode {
         try s.send(message.encoded)
     }
 
-    private func handle(payload: [UInt8], round: UInt64?) throws {
+    private func handle(payload: [UInt8], round sessionRound: UInt64?) throws {
+        var round = sessionRound
         let message: NodeMessage
         do {
             message = try NodeMessage(decoding: payload)
@@ -500,6 +521,15 @@ public actor QKDLinkNode {
             guard let round, active?.id == round else { throw error }  // Per-frame payloads are authenticated.
             try abandon("a round frame did not decode: \(error)")
             return
+        }
+        if perFrameRounds, round == nil {
+            // Per-frame granularity: round messages arrive as per-frame payloads; they belong to
+            // the round they name (or, for post-processing messages, the active one).
+            switch message {
+            case .roundStart(let id, _, _), .abandon(let id): round = id
+            case .postProcessing: round = active?.id
+            case .roundClosed, .hello, .roundRejected, .sync, .absorbed: break
+            }
         }
         switch message {
         case .roundStart(let id, let slotCount, let deliverable):
@@ -537,6 +567,14 @@ public actor QKDLinkNode {
             a.outcome = .aborted("the peer abandoned the round", nil)
             active = a
             try closeOwnRound()
+        case .roundClosed(let id):
+            guard perFrameRounds, round == nil else {
+                throw QKDError(.nodeProtocolViolation, "roundClosed is a per-frame message of per-frame granularity")
+            }
+            guard var a = active, a.id == id else { return }
+            a.peerClosed = true
+            active = a
+            if a.ownClosed { deferredVerdict = id }  // After the queued padUsed of our own roundClosed.
         case .hello(let peerLast):
             guard round == nil else { throw QKDError(.nodeProtocolViolation, "hello inside a round") }
             try handleHello(peerLast)
@@ -591,9 +629,15 @@ public actor QKDLinkNode {
         active = round
         logger.debug("round started", metadata: ["round": "\(id)", "pulses": "\(pulses)", "photons": "\(frame.slots.count)"])
         var session = self.session!
-        defer { self.session = session }
-        try session.beginRound(id)
-        try session.send(NodeMessage.roundStart(id: id, slotCount: UInt32(pulses), deliverable: deliverable).encoded)
+        do {
+            if !perFrameRounds { try session.beginRound(id) }
+            try session.send(NodeMessage.roundStart(id: id, slotCount: UInt32(pulses), deliverable: deliverable).encoded)
+        } catch {
+            self.session = session
+            throw error
+        }
+        self.session = session
+        try processSessionActions()  // The round's first frames go out with the pulses, not at the next tick.
     }
 
     /// Bob: runs the detector on the round's pulses and opens his side of the round.
@@ -606,7 +650,7 @@ public actor QKDLinkNode {
         let arrivals = Arrivals(roundSlotCount: Int(frame.slotCount), photonSlots: frame.slots.map { UInt64($0) }, photonBases: frame.bases, photonBits: frame.bits)
         let record = bobDevice.detect(arrivals)
         a.begun = true
-        try session!.beginRound(a.id)
+        if !perFrameRounds { try session!.beginRound(a.id) }
         guard record.slots.count <= PostProcessingLimits.maxDetections else {
             active = a
             try abandon("round \(a.id) has \(record.slots.count) detections, more than one round takes")
@@ -653,7 +697,7 @@ public actor QKDLinkNode {
         if !a.begun, session?.isEstablished == true, session?.isClosed == false {
             // Bob refusing a round before his machine started: he still opens and closes his
             // side, so the abandon reaches Alice authenticated and both sides settle the round.
-            try session!.beginRound(a.id)
+            if !perFrameRounds { try session!.beginRound(a.id) }
             a.begun = true
         }
         active = a
@@ -675,7 +719,19 @@ public actor QKDLinkNode {
         if !a.ownClosed {
             a.ownClosed = true
             active = a
-            try session!.closeRound()
+            if perFrameRounds {
+                // Spec/quantum-link.md section 5.5: every round frame was verified on arrival;
+                // the round is authenticated once both sides said they are done.
+                try send(.roundClosed(id: a.id))
+                if a.peerClosed {
+                    // Settled once the session's actions so far (this frame's padUsed among
+                    // them) are processed, so the round's report counts every pad it used.
+                    deferredVerdict = a.id
+                    return
+                }
+            } else {
+                try session!.closeRound()
+            }
         }
         try settle()
     }
@@ -804,7 +860,20 @@ public actor QKDLinkNode {
     /// Bob: applies Alice's sync.
     private func applySync(a2b: UInt64, b2a: UInt64) throws {
         do {
-            try pool.advance(to: Watermarks(outbound: b2a, inbound: a2b))
+            if perFrameRounds {
+                // Spec/quantum-link.md section 5.5: Alice's next round frames carry per-frame tags
+                // at or above her new a2b watermark, and this node's session may have verified
+                // them (consuming those pads) before the node handles the sync, so the inbound
+                // offset may already be above the target. Agreeing on it never reuses a pad
+                // (`synchronise` never moves a served offset back); only the outbound offset,
+                // which no frame of Alice's can move, must not be above hers.
+                guard b2a >= pool.servedWatermarks().outbound else {
+                    throw QKDError(.nodePoolDiverged, "Alice's b2a watermark \(b2a) is below the pads this node already used (\(pool.servedWatermarks().outbound))")
+                }
+                try pool.synchronise(to: Watermarks(outbound: b2a, inbound: a2b))
+            } else {
+                try pool.advance(to: Watermarks(outbound: b2a, inbound: a2b))
+            }
         } catch let error as QKDError {
             throw QKDError(.nodePoolDiverged, "cannot move the pool watermarks to Alice's a2b \(a2b), b2a \(b2a): \(error.detail)")
         }
@@ -842,7 +911,21 @@ public actor QKDLinkNode {
         eventSink.yield(event)
     }
 
+    /// Whether round frames carry per-frame tags (Spec/quantum-link.md section 5.5).
+    private var perFrameRounds: Bool { configuration.granularity == .perFrame }
+
     /// The split policy's canonical bytes, compared by the handshake (both sides must agree).
+    /// Per-frame granularity appends a marker: the session's offer only says which granularities
+    /// a node supports, and a node that drives rounds per round must not meet one that cannot
+    /// verify them; with the marker in the (authenticated) comparison, the mismatch is a
+    /// `session.policy-mismatch` at the handshake. Per-round bytes are unchanged.
+    static func encode(_ policy: RefillPolicy, granularity: AuthenticationGranularity) -> [UInt8] {
+        var out = encode(policy)
+        if granularity == .perFrame { out.append(contentsOf: Array(" rounds per-frame".utf8)) }
+        return out
+    }
+
+    /// The split policy's canonical bytes.
     static func encode(_ policy: RefillPolicy) -> [UInt8] {
         var out = Array("QKDChannel split policy v1".utf8)
         appendBE(UInt32(policy.padBytesPerRound), &out)
