@@ -16,8 +16,10 @@ import QKDWire
 /// quantum link, `beginRound`, `roundStart`), both sides run their post-processing machine over
 /// round frames, each closes its direction of the round when its machine is done, and the key
 /// is absorbed into the pool only after the session's `roundAuthenticated` (Spec/session.md
-/// section 6). A computational session (psk-kdf) switches to pool epochs (`poolReady`) once both
-/// sides have absorbed a round.
+/// section 6). A computational session (psk-kdf, or pki with ``NodeConfiguration/pki``) switches
+/// to pool epochs (`poolReady`) once both sides have absorbed a round. In PKI mode the session
+/// pauses for the peer's chain validation; the node runs it in its own task and feeds the
+/// result back in input order (Spec/quantum-link.md section 6).
 ///
 /// On a link failure the node reconnects through ``NodeLinks`` and resumes from the pool: the
 /// new session's handshake starts above every pad either side used (Spec/session.md section 4),
@@ -178,8 +180,9 @@ public actor QKDLinkNode {
     /// Runs the link until Alice's configured rounds are done (and Bob sees her close), the
     /// task is cancelled, or a fatal error. Call once.
     /// - Throws: ``QKDError/Code/nodeLinkLost`` after too many failed connection attempts;
-    ///   ``QKDError/Code/nodePoolDiverged``, ``QKDError/Code/sessionPoolExhausted`` or a storage
-    ///   error (fatal: reconnecting would not help). Cancellation is a clean stop, not an error.
+    ///   ``QKDError/Code/nodePoolDiverged``, ``QKDError/Code/sessionPoolExhausted``,
+    ///   ``QKDError/Code/sessionBadCertificate`` (a PKI chain or signature refused by either side)
+    ///   or a storage error (fatal: reconnecting would not help). Cancellation is a clean stop, not an error.
     public func run() async throws {
         precondition(!running, "QKDLinkNode.run() called twice")
         running = true
