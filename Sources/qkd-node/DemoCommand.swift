@@ -151,7 +151,10 @@ struct DemoCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         guard keysA > 0 || keysB > 0 else {
-            FileHandle.standardError.write(Data("qkd-node demo: error: \(finished) rounds finished but no consumer key was left after refilling the pad streams; run more rounds or more --pulses\n".utf8))
+            let why = mode == "pki"
+                ? "the rounds on the computational PKI bootstrap only fill the empty pad streams (their keys are withheld); run more rounds (at least 2 with 100000 pulses) or more --pulses"
+                : "no consumer key was left after refilling the pad streams; run more rounds or more --pulses"
+            FileHandle.standardError.write(Data("qkd-node demo: error: \(finished) rounds finished but \(why)\n".utf8))
             throw ExitCode(1)
         }
         guard let digestA, digestA == digestB, keysA == keysB else {

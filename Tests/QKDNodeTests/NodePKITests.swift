@@ -12,9 +12,10 @@ import Testing
     static let notBefore = Date(timeIntervalSince1970: 1_790_000_000)  // 2026-09
 
     /// A CA with certificates for alice.example and bob.example, valid for 30 days.
-    static func testPKI(seed: UInt64 = 11) throws -> TestPKI {
+    static func testPKI(seed: UInt64 = 11, withMLDSA: Bool = false) throws -> TestPKI {
         var random = DeterministicRandomSource(seed: seed)
-        return try TestPKI.make(nodeNames: ["alice.example", "bob.example"], notBefore: notBefore, validity: 30 * 86_400, using: &random)
+        return try TestPKI.make(nodeNames: ["alice.example", "bob.example"], notBefore: notBefore, validity: 30 * 86_400,
+                                withMLDSA: withMLDSA, using: &random)
     }
 
     /// Empty pools (no pads: the PKI bootstrap fills them) with the PKI link id.
@@ -55,12 +56,15 @@ import Testing
         return (await ea, await eb, errorA, errorB)
     }
 
-    @Test(arguments: [NodeKeyAgreement.x25519, .hybrid])
-    func pkiBootstrapStartsComputationalAndSwitchesToInformationTheoretic(kex: NodeKeyAgreement) async throws {
+    /// X25519 with Ed25519 signatures; the hybrid key agreement with ML-DSA-65 signatures too
+    /// (both certificates bind an ML-DSA-65 key, so both signatures are required).
+    @Test(arguments: [(NodeKeyAgreement.x25519, false), (.hybrid, true)])
+    func pkiBootstrapStartsComputationalAndSwitchesToInformationTheoretic(kex: NodeKeyAgreement, mlDSA: Bool) async throws {
         let dir = TempDir()
         let (pa, pb) = try Self.emptyPools(dir)
         defer { pa.close(); pb.close() }
-        let (ca, cb) = try Self.configurations(try Self.testPKI(), rounds: 3, kex: kex)
+        let (ca, cb) = try Self.configurations(try Self.testPKI(withMLDSA: mlDSA), rounds: 3, kex: kex)
+        #expect((ca.pki?.identity.mlDSAKey != nil) == mlDSA)
         let classical = Switchboard("classical"), quantum = Switchboard("quantum")
         let alice = try QKDLinkNode(configuration: ca, pool: pa, links: links(.alice, classical, quantum))
         let bob = try QKDLinkNode(configuration: cb, pool: pb, links: links(.bob, classical, quantum))
