@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
@@ -80,11 +81,18 @@ let package = Package(
             dependencies: ["QKDCrypto"],
             swiftSettings: strictSettings
         ),
+        // The C ABI of hardware transport plugins (include/qkd_transport_plugin.h), loaded with
+        // dlopen by QKDTransport. Only QKDTransport imports it.
+        .target(name: "CQKDTransportPlugin"),
         // Byte transports (Spec/transport.md): in-memory pair, TCP/Unix (SwiftNIO), serial tty,
         // exec'd bridge, dlopen'd C plugins. The only library module with sockets.
         .target(
             name: "QKDTransport",
-            dependencies: ["QKDCrypto"],
+            dependencies: [
+                "QKDCrypto", "CQKDTransportPlugin",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         // The embedding API: one link's transport, session, post-processing and pool, run

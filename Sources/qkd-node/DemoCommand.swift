@@ -115,7 +115,11 @@ struct DemoCommand: AsyncParsableCommand {
             throw CLIError("a node failed (alice exit \(aliceStatus), bob exit \(bobStatus)): \(reason.isEmpty ? "no message" : reason)")
         }
         guard finished > 0 else {
-            FileHandle.standardError.write(Data("qkd-node demo: error: all \(aborted) rounds aborted: the QBER was above the threshold on every round (an eavesdropper on the quantum channel?); no key was produced\n".utf8))
+            let reasons = Set(aliceSummary?["abort_reasons"] as? [String] ?? [])
+            let why = reasons.contains { $0.contains("QBER") }
+                ? "the QBER was above the threshold (an eavesdropper on the quantum channel?)"
+                : reasons.sorted().first.map { Self.stripAborted($0) } ?? "no round produced a key"
+            FileHandle.standardError.write(Data("qkd-node demo: error: all \(aborted) rounds aborted: \(why); no key was produced\n".utf8))
             throw ExitCode(1)
         }
         guard keysA > 0 || keysB > 0 else {
@@ -155,7 +159,7 @@ struct DemoCommand: AsyncParsableCommand {
                               event["pool_out"] as? Int ?? 0, event["pool_in"] as? Int ?? 0)
             say(text)
         case "aborted":
-            say("round \(event["round"] as? Int ?? 0)  aborted: \(event["reason"] as? String ?? "?")")
+            say("round \(event["round"] as? Int ?? 0)  aborted: \(Self.stripAborted(event["reason"] as? String ?? "?"))")
         case "disconnected":
             say("link lost: \(event["reason"] as? String ?? "?"); reconnecting")
         default:
@@ -166,11 +170,19 @@ struct DemoCommand: AsyncParsableCommand {
     /// Reads a child's JSON lines until it exits; returns its summary.
     private static func collect(_ child: Child, echo: (([String: Any]) -> Void)?) async -> [String: Any]? {
         var summary: [String: Any]?
+        var reasons: [String] = []
         while let event = await child.nextJSON() {
             if event["event"] as? String == "summary" { summary = event }
+            if event["event"] as? String == "aborted", let reason = event["reason"] as? String { reasons.append(reason) }
             echo?(event)
         }
+        summary?["abort_reasons"] = reasons
         return summary
+    }
+
+    /// Post-processing reasons start with "aborted: " or "peer aborted: "; the line says it already.
+    static func stripAborted(_ reason: String) -> String {
+        reason.hasPrefix("aborted: ") ? String(reason.dropFirst("aborted: ".count)) : reason
     }
 
     static func ownBinary() throws -> String {

@@ -137,35 +137,35 @@ struct RunCommand: AsyncParsableCommand {
 
         // Links: a listener routes each accepted connection by its link tag; a connector tags its two.
         let links: NodeLinks
-        var listeners: [SocketListener] = []
+        var listeners: [TransportListener] = []
         if let listen {
-            let classical = try SocketListener(HostPort(parsing: listen, option: "--listen"))
+            let classical = try await Self.endpoint(listen, option: "--listen").listen()
             listeners.append(classical)
             let router = LinkRouter()
             router.serve(classical)
             if let quantum {
-                let q = try SocketListener(HostPort(parsing: quantum, option: "--quantum"))
+                let q = try await Self.endpoint(quantum, option: "--quantum").listen()
                 listeners.append(q)
                 router.serve(q)
-                output.listening(port: classical.port, quantumPort: q.port)
+                output.listening(endpoint: classical.endpoint, quantum: q.endpoint)
             } else {
-                output.listening(port: classical.port, quantumPort: nil)
+                output.listening(endpoint: classical.endpoint, quantum: nil)
             }
             links = NodeLinks(classical: { try await router.next(.classical) }, quantum: { try await router.next(.quantum) })
         } else {
-            let classical = try HostPort(parsing: connect!, option: "--connect")
-            let quantumAddress = try quantum.map { try HostPort(parsing: $0, option: "--quantum") } ?? classical
+            let classical = try Self.endpoint(connect!, option: "--connect")
+            let quantumAddress = try quantum.map { try Self.endpoint($0, option: "--quantum") } ?? classical
             links = NodeLinks(classical: { try await LinkRouter.connect(classical, .classical) },
                               quantum: { try await LinkRouter.connect(quantumAddress, .quantum) })
         }
-        defer { for l in listeners { l.close() } }
+        defer { Task { [listeners] in for l in listeners { await l.close() } } }
 
         var logger = Logger(label: "qkd.node")
         logger.logLevel = verbose ? .info : .error
         var configuration = NodeConfiguration(role: sessionRole, simulation: simulation.parameters, logger: logger)
         configuration.seed = simulation.seed.map { $0 &+ (sessionRole == .alice ? 0 : 1) }
         configuration.rounds = rounds
-        configuration.maxReconnectAttempts = 5
+        configuration.maxReconnectAttempts = 3
         let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
 
         let task = Task { try await node.run() }
@@ -203,6 +203,17 @@ struct RunCommand: AsyncParsableCommand {
         output.summary(finished: finished, aborted: aborted, digest: keysDigest, error: nil)
     }
 
+    /// `HOST:PORT` means TCP; any other transport is written as an endpoint (`unix:/path`, ...,
+    /// Spec/transport.md section 2).
+    static func endpoint(_ text: String, option: String) throws -> TransportEndpoint {
+        let known = ["tcp:", "unix:", "serial:", "exec:", "plugin:"]
+        do {
+            return try TransportEndpoint(parsing: known.contains { text.hasPrefix($0) } ? text : "tcp:" + text)
+        } catch let error as QKDError {
+            throw CLIError("\(option): \(error.detail)")
+        }
+    }
+
     /// Pads per durable reservation for a running node: small, because the between-round
     /// watermark sync burns a margin of three chunks (Spec/quantum-link.md section 5.4).
     static let poolConfiguration = KeyPool.Configuration(chunkPads: 64, lowWaterBytes: 2048)
@@ -237,7 +248,7 @@ final class LinkRouter: Sendable {
     private let classical = AsyncStream<any ByteTransport>.makeStream()
     private let quantum = AsyncStream<any ByteTransport>.makeStream()
 
-    func serve(_ listener: SocketListener) {
+    func serve(_ listener: TransportListener) {
         let sinks = (classical.continuation, quantum.continuation)
         Task.detached {
             while true {
@@ -267,8 +278,11 @@ final class LinkRouter: Sendable {
         return connection
     }
 
-    static func connect(_ address: HostPort, _ kind: LinkKind) async throws -> any ByteTransport {
-        let connection = try await connectTCP(address)
+    static func connect(_ endpoint: TransportEndpoint, _ kind: LinkKind) async throws -> any ByteTransport {
+        // About 10 s of attempts per connection; the node retries a lost link three times.
+        let options = TransportOptions(retry: RetryPolicy(maxAttempts: 12, initialDelay: .milliseconds(100), maxDelay: .seconds(1)),
+                                       connectTimeout: .seconds(5))
+        let connection = try await endpoint.connect(options: options)
         try await connection.write(Array(kind.rawValue.utf8))
         return connection
     }
@@ -330,13 +344,14 @@ struct EventPrinter {
         FileHandle.standardOutput.write(Data("\(role): \(text)\n".utf8))
     }
 
-    func listening(port: Int, quantumPort: Int?) {
+    func listening(endpoint: TransportEndpoint, quantum: TransportEndpoint?) {
         if json {
-            var o: [String: Any] = ["event": "listening", "port": port]
-            if let quantumPort { o["quantum_port"] = quantumPort }
+            var o: [String: Any] = ["event": "listening", "endpoint": endpoint.description]
+            if case .tcp(_, let port) = endpoint.kind { o["port"] = port }
+            if let quantum { o["quantum_endpoint"] = quantum.description }
             emit(o)
         } else {
-            line("listening on port \(port)" + (quantumPort.map { ", quantum link on port \($0)" } ?? ""))
+            line("listening on \(endpoint)" + (quantum.map { ", quantum link on \($0)" } ?? ""))
         }
     }
 

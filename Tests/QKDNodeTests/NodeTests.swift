@@ -127,6 +127,50 @@ import Testing
         #expect(!ka.isEmpty && ka.map(hex) == kb.map(hex))
     }
 
+    /// A short PSK through HKDF (psk-kdf, computational): the first round's consumer keys are
+    /// withheld by the default policy, its pad top-ups seed the pools, both sides switch to pool
+    /// epochs (`poolReady`), and later rounds deliver identical keys.
+    @Test func pskKDFBootstrapSwitchesToInformationTheoreticAndWithholdsEarlyKeys() async throws {
+        let dir = TempDir()
+        let linkID = UUID()
+        let config = KeyPool.Configuration(chunkPads: 16, lowWaterBytes: 0)
+        let pa = try KeyPool.create(directory: dir.sub("alice"), role: .alice, linkID: linkID, configuration: config)
+        let pb = try KeyPool.create(directory: dir.sub("bob"), role: .bob, linkID: linkID, configuration: config)
+        defer { pa.close(); pb.close() }
+        var random = DeterministicRandomSource(seed: 5)
+        let psk = PreSharedKey(id: random.bytes(count: 16), secret: SecretBytes(randomCount: 32, using: &random))
+        let classical = Switchboard("classical"), quantum = Switchboard("quantum")
+        var ca = nodeConfiguration(.alice, rounds: 3), cb = nodeConfiguration(.bob, rounds: 3)
+        ca.preSharedKeys = [psk]
+        cb.preSharedKeys = [psk]
+        // A small target level, so the first round's key tops up both streams (the split fills
+        // a2b before b2a, Spec/keypool.md section 4).
+        let policy = RefillPolicy(padBytesPerRound: 64, roundsAhead: 2, reserveBytes: 256)
+        ca.refillPolicy = policy
+        cb.refillPolicy = policy
+        let alice = try QKDLinkNode(configuration: ca, pool: pa, links: links(.alice, classical, quantum))
+        let bob = try QKDLinkNode(configuration: cb, pool: pb, links: links(.bob, classical, quantum))
+        let (ea, eb) = try await runPair(alice: alice, bob: bob)
+        if case .established(.computational)? = ea.first(where: { if case .established = $0 { true } else { false } }) {} else {
+            Issue.record("the psk-kdf session starts computational")
+        }
+        #expect(ea.contains { if case .securityLevelChanged(.informationTheoretic) = $0 { true } else { false } })
+        #expect(eb.contains { if case .securityLevelChanged(.informationTheoretic) = $0 { true } else { false } })
+        let ra = ea.compactMap { $0.finishedReport }, rb = eb.compactMap { $0.finishedReport }
+        #expect(ra.count == 3 && rb.count == 3)
+        #expect(ra.first?.deliverable == false && ra.first?.consumerKeys == 0, "the computational round's keys are withheld")
+        // Round 2 may start before Bob's Rotate reached Alice (then it is withheld too); once
+        // Alice's session is information-theoretic, rounds deliver.
+        #expect(ra.last?.deliverable == true && (ra.last?.consumerKeys ?? 0) > 0)
+        #expect(ra.allSatisfy { $0.deliverable == ($0.securityLevel == .informationTheoretic) || $0.deliverable == false })
+        let withheld = Set(ra.filter { !$0.deliverable }.map(\.roundID))
+        #expect(ra.map(\.deliverable) == rb.map(\.deliverable))
+        let (ka, kb) = try await Self.fetchAll(alice, bob)
+        #expect(!ka.isEmpty && ka.map(hex) == kb.map(hex))
+        #expect(ka.allSatisfy { !withheld.contains($0.roundID) }, "no key of a computational round is delivered")
+        try Self.checkPoolsAgree(pa, pb)
+    }
+
     @Test func anEavesdropperMakesEveryRoundAbort() async throws {
         let dir = TempDir()
         let (pa, pb, _) = try makePools(dir)

@@ -1,3 +1,4 @@
+import Foundation
 import QKDCrypto
 import QKDTransport
 import Testing
@@ -96,4 +97,17 @@ func expectTransportError(_ code: QKDError.Code, _ body: () async throws -> Void
     } catch {
         Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
     }
+}
+
+/// A fresh private temporary directory (short path: Unix socket paths are limited to 107 bytes).
+func makeTempDirectory() throws -> String {
+    var template = Array("/tmp/qkdt-XXXXXX".utf8CString)
+    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    guard made != nil else { throw QKDError(.connectFailed, "mkdtemp failed") }
+    return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Removes a temporary directory tree.
+func removeTree(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
 }

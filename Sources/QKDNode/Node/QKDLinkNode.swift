@@ -522,7 +522,7 @@ public actor QKDLinkNode {
                 active = nil
             }
             lastStartedRound = max(lastStartedRound, id)
-            var ok = deliverable
+            var ok = true
             if deliverable, configuration.deliveryPolicy == .informationTheoreticOnly, session?.securityLevel != .informationTheoretic {
                 ok = false
             }
@@ -664,6 +664,12 @@ public actor QKDLinkNode {
         guard var a = active else { return }
         logger.warning("round abandoned", metadata: ["round": "\(a.id)", "reason": "\(reason)"])
         if a.outcome == nil { a.outcome = .aborted(reason, nil) }
+        if !a.begun, session?.isEstablished == true, session?.isClosed == false {
+            // Bob refusing a round before his machine started: he still opens and closes his
+            // side, so the abandon reaches Alice authenticated and both sides settle the round.
+            try session!.beginRound(a.id)
+            a.begun = true
+        }
         active = a
         if a.begun && !a.ownClosed {
             try session!.send(NodeMessage.abandon(id: a.id).encoded)

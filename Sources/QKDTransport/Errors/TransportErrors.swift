@@ -16,6 +16,8 @@ extension QKDError.Code {
     public static let connectionRefused = QKDError.Code("transport.connection-refused")
     /// The host name did not resolve, or the network or host is unreachable (after every retry).
     public static let hostUnreachable = QKDError.Code("transport.host-unreachable")
+    /// The connection attempt timed out (after every retry).
+    public static let connectTimedOut = QKDError.Code("transport.connect-timeout")
     /// Another process already listens on the address.
     public static let addressInUse = QKDError.Code("transport.address-in-use")
     /// Any other failure to connect or to listen (permission denied, address not available, ...).
