@@ -11,6 +11,13 @@
  * the bytes received with the pad of the stated slot (Wegman-Carter; forgery probability is
  * treated as 0 here and bounded in Spec/crypto.md).
  *
+ * Modes: pool (the Finished tags alone authenticate) or pki, chosen by the initiator. In pki
+ * mode each side pauses for the external, asynchronous validation of the peer's certificate
+ * (Spec/handshake.md section 6: the session emits validatePeer and waits for peerValidated;
+ * frames that arrive meanwhile stay in the channel). The attacker may substitute its own
+ * certificate (cert = 0) in the ServerHello or in the initiator's Finished, and then, being the
+ * peer of that key agreement, can also make tags that verify for that side (a man in the middle).
+ *
  * Pads: each side's outbound pad stream has slots 0..NSLOTS-1. A sender reserves slots durably
  * in chunks of CHUNK before it uses them (Spec/keypool.md "Reserve before use"); a crash loses
  * the in-memory cursor but never the durable watermark. Ghost arrays record every slot whose tag
@@ -20,7 +27,8 @@
 /* Mutants, for checking that the model can fail (Spec/check-model.sh runs each and expects a
    violation): BUG_NO_TRANSCRIPT_CHECK (Finished does not cover the negotiation),
    BUG_VOLATILE_WATERMARK (a crash restarts from an in-memory, not durable, pad cursor),
-   BUG_NO_REPLAY_CHECK (a receiver accepts any authentic slot, not only fresh ones). */
+   BUG_NO_REPLAY_CHECK (a receiver accepts any authentic slot, not only fresh ones),
+   BUG_IGNORE_VALIDATION (a pki session goes on whatever the chain validation answered). */
 #ifdef BUG_NO_TRANSCRIPT_CHECK
 #define TRANSCRIPT_OK(t, mine) (1)
 #else
@@ -37,18 +45,38 @@
 #define FRESH(slot, next) ((slot) >= (next))
 #endif
 
+#ifdef BUG_IGNORE_VALIDATION
+#define VALID(v) (1)
+#else
+#define VALID(v) ((v) == 1)
+#endif
+
 #define NSLOTS 6
 #define CHUNK 2
 #define MAXCRASH 1
 #define MAXATTACK 3
 
 mtype = { HELLO, REPLY, FIN, DATA };
+mtype = { POOL, PKI };
+mtype mode = POOL;
 
-/* frame: type, pad slot (or offer for HELLO / choice for REPLY), transcript value, tag ok */
-chan I2X = [1] of { mtype, byte, byte, bit };
-chan X2R = [1] of { mtype, byte, byte, bit };
-chan R2X = [1] of { mtype, byte, byte, bit };
-chan X2I = [1] of { mtype, byte, byte, bit };
+/* frame: type, pad slot (or offer for HELLO / choice for REPLY), transcript value, tag ok,
+   certificate (pki: 1 = the honest peer's, 0 = the attacker's; carried by REPLY and the
+   initiator's FIN) */
+chan I2X = [1] of { mtype, byte, byte, bit, bit };
+chan X2R = [1] of { mtype, byte, byte, bit, bit };
+chan R2X = [1] of { mtype, byte, byte, bit, bit };
+chan X2I = [1] of { mtype, byte, byte, bit, bit };
+
+/* The validation pause: request (the certificate) and answer (valid or not), one per side. The
+   validator answers "valid" exactly for the honest peer's certificate, or never answers (the
+   handshake deadline then closes the session). */
+chan VreqI = [1] of { bit };
+chan VresI = [1] of { bit };
+chan VreqR = [1] of { bit };
+chan VresR = [1] of { bit };
+bit substitutedI = 0;   /* the attacker replaced the certificate the initiator receives */
+bit substitutedR = 0;
 
 /* Ghosts: which pad slots ever left each side, and which the receiver accepted. */
 bit usedI[NSLOTS];
@@ -93,14 +121,28 @@ inline reserveR() {
 }
 
 proctype Initiator() {
-    byte t; byte slot; byte choice; bit ok; mtype m;
-    I2X ! HELLO, (STRONG | WEAK), 0, 1;
+    byte t; byte slot; byte choice; bit ok; bit cert; bit valid; mtype m;
+    I2X ! HELLO, (STRONG | WEAK), 0, 1, 0;
     if
-    :: X2I ? m, choice, t, ok
+    :: X2I ? m, choice, t, ok, cert
     :: timeout -> goto abort   /* handleTimeout(now:) closes a stalled handshake */
     fi;
     if
     :: m != REPLY -> goto abort
+    :: else -> skip
+    fi;
+    if
+    :: mode == PKI ->
+        /* Pause: validatePeer(chain); nothing is sent or consumed until peerValidated. */
+        VreqI ! cert;
+        if
+        :: VresI ? valid
+        :: timeout -> goto abort
+        fi;
+        if
+        :: !VALID(valid) -> goto abort   /* session.bad-certificate, alert, nothing consumed */
+        :: else -> skip
+        fi
     :: else -> skip
     fi;
     transcriptI = transcript(STRONG | WEAK, choice);
@@ -110,16 +152,19 @@ proctype Initiator() {
     :: cursorI < durableI ->
         slot = cursorI; cursorI++;
         assert(!usedI[slot]); usedI[slot] = 1;
-        I2X ! FIN, slot, transcriptI, 1
+        I2X ! FIN, slot, transcriptI, 1, 1
     :: else -> goto abort   /* pool exhausted: typed error, nothing sent */
     fi;
     if
-    :: X2I ? m, slot, t, ok
+    :: X2I ? m, slot, t, ok, cert
     :: timeout -> goto abort
     fi;
     if
     :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptI) && slot < NSLOTS && FRESH(slot, nextI) ->
-        assert(!acceptedByI[slot]); acceptedByI[slot] = 1; nextI = slot + 1;
+        /* Only pads the peer handed out are consumed (no MITM got this far). */
+        assert(!acceptedByI[slot]); assert(usedR[slot]); acceptedByI[slot] = 1; nextI = slot + 1;
+        /* Established only with the authentic peer. */
+        assert(mode == POOL || !substitutedI);
         atomic { suiteI = choice; establishedI = 1 }
     :: else -> goto abort   /* bad tag, transcript mismatch (downgrade) or replay: alert */
     fi;
@@ -131,7 +176,7 @@ proctype Initiator() {
        :: cursorI < durableI ->
            slot = cursorI; cursorI++;
            assert(!usedI[slot]); usedI[slot] = 1;
-           I2X ! DATA, slot, transcriptI, 1
+           I2X ! DATA, slot, transcriptI, 1, 0
        :: else -> break
        fi
     :: break
@@ -141,9 +186,9 @@ abort:
 }
 
 proctype Responder() {
-    byte offer; byte t; byte slot; bit ok; mtype m;
+    byte offer; byte t; byte slot; bit ok; bit cert; bit valid; mtype m;
     if
-    :: X2R ? m, offer, t, ok
+    :: X2R ? m, offer, t, ok, cert
     :: timeout -> goto abort
     fi;
     if
@@ -151,14 +196,30 @@ proctype Responder() {
     :: else -> skip
     fi;
     transcriptR = transcript(offer, choose(offer));
-    R2X ! REPLY, choose(offer), 0, 1;
+    R2X ! REPLY, choose(offer), 0, 1, 1;
     if
-    :: X2R ? m, slot, t, ok
+    :: X2R ? m, slot, t, ok, cert
     :: timeout -> goto abort
     fi;
     if
+    :: m == FIN && mode == PKI ->
+        /* Pause on the initiator's Finished: validate its chain before its tag is checked and
+           before anything is consumed (Spec/handshake.md section 6). */
+        VreqR ! cert;
+        if
+        :: VresR ? valid
+        :: timeout -> goto abort
+        fi;
+        if
+        :: !VALID(valid) -> goto abort
+        :: else -> skip
+        fi
+    :: else -> skip
+    fi;
+    if
     :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptR) && slot < NSLOTS && FRESH(slot, nextR) ->
-        assert(!acceptedByR[slot]); acceptedByR[slot] = 1; nextR = slot + 1
+        assert(!acceptedByR[slot]); assert(usedI[slot]); acceptedByR[slot] = 1; nextR = slot + 1;
+        assert(mode == POOL || !substitutedR)
     :: else -> goto abort
     fi;
     reserveR();
@@ -166,16 +227,16 @@ proctype Responder() {
     :: cursorR < durableR ->
         slot = cursorR; cursorR++;
         assert(!usedR[slot]); usedR[slot] = 1;
-        R2X ! FIN, slot, transcriptR, 1;
+        R2X ! FIN, slot, transcriptR, 1, 0;
         atomic { suiteR = choose(offer); establishedR = 1 }
     :: else -> goto abort
     fi;
     /* Receive data: accept only authentic frames with fresh slots, in order. */
     do
-    :: X2R ? m, slot, t, ok ->
+    :: X2R ? m, slot, t, ok, cert ->
         if
         :: m == DATA && ok && TRANSCRIPT_OK(t, transcriptR) && slot < NSLOTS && FRESH(slot, nextR) ->
-            assert(!acceptedByR[slot]); acceptedByR[slot] = 1; nextR = slot + 1
+            assert(!acceptedByR[slot]); assert(usedI[slot]); acceptedByR[slot] = 1; nextR = slot + 1
         :: else -> skip   /* dropped and counted; the bound closes the session (not modelled) */
         fi
     :: timeout -> break
@@ -185,35 +246,64 @@ abort:
 }
 
 /* The attacker relays each direction and may drop, duplicate, replay the last frame seen,
-   downgrade the offer, or inject a frame whose tag it had to guess (ok = 0). */
+   downgrade the offer, or inject a frame whose tag it had to guess (ok = 0). In pki mode it may
+   substitute its own certificate; it is then the peer of that side's key agreement and makes
+   Finished tags that verify there (ok = 1, transcript as that side computed it). */
 proctype Attacker() {
-    mtype m; byte a; byte t; bit ok;
+    mtype m; byte a; byte t; bit ok; bit c;
     mtype lm = DATA; byte la = 0; byte lt = 0; bit have = 0;
 end:
     do
-    :: I2X ? m, a, t, ok ->
+    :: I2X ? m, a, t, ok, c ->
         if
-        :: end6: X2R ! m, a, t, ok
+        :: end6: X2R ! m, a, t, ok, c
         :: full(X2R) -> skip   /* the responder stopped reading: the frame is lost */
         :: attacks < MAXATTACK -> attacks++                       /* drop */
-        :: attacks < MAXATTACK && m == HELLO -> attacks++; end1: X2R ! m, WEAK, t, ok   /* downgrade */
-        :: attacks < MAXATTACK -> attacks++; end2: X2R ! m, a, t, ok; lm = m; la = a; lt = t; have = 1  /* keep for replay */
+        :: attacks < MAXATTACK && m == HELLO -> attacks++; end1: X2R ! m, WEAK, t, ok, c   /* downgrade */
+        :: attacks < MAXATTACK -> attacks++; end2: X2R ! m, a, t, ok, c; lm = m; la = a; lt = t; have = 1  /* keep for replay */
+        :: attacks < MAXATTACK && m == FIN && mode == PKI ->        /* impersonate the initiator */
+            attacks++; substitutedR = 1; end8: X2R ! FIN, a, transcriptR, 1, 0
         fi
-    :: have && attacks < MAXATTACK -> attacks++; end3: X2R ! lm, la, lt, 1; have = 0      /* replay */
-    :: attacks < MAXATTACK -> attacks++; end4: X2R ! DATA, 0, transcriptR, 0               /* forged tag */
-    :: R2X ? m, a, t, ok ->
+    :: have && attacks < MAXATTACK -> attacks++; end3: X2R ! lm, la, lt, 1, 0; have = 0      /* replay */
+    :: attacks < MAXATTACK -> attacks++; end4: X2R ! DATA, 0, transcriptR, 0, 0               /* forged tag */
+    :: R2X ? m, a, t, ok, c ->
         if
-        :: end7: X2I ! m, a, t, ok
+        :: end7: X2I ! m, a, t, ok, c
         :: full(X2I) -> skip
         :: attacks < MAXATTACK -> attacks++
-        :: attacks < MAXATTACK && m == REPLY -> attacks++; end5: X2I ! m, WEAK, t, ok   /* downgrade the choice */
+        :: attacks < MAXATTACK && m == REPLY -> attacks++; end5: X2I ! m, WEAK, t, ok, c   /* downgrade the choice */
+        :: attacks < MAXATTACK && m == REPLY && mode == PKI ->     /* impersonate the responder */
+            attacks++; substitutedI = 1; end9: X2I ! m, a, t, ok, 0
         fi
+    :: substitutedI && attacks < MAXATTACK && nfull(X2I) ->          /* the MITM's Finished */
+        attacks++; end10: X2I ! FIN, 0, transcriptI, 1, 0
     :: timeout -> break
     od
 }
 
+/* The driver's asynchronous chain validation: valid exactly for the honest peer's certificate,
+   or no answer at all. */
+proctype Validator(chan req; chan res) {
+    bit c;
+end:
+    do
+    :: req ? c ->
+        if
+        :: res ! c
+        :: skip
+        fi
+    od
+}
+
 init {
-    atomic { run Initiator(); run Responder(); run Attacker() }
+    atomic {
+        if
+        :: mode = POOL
+        :: mode = PKI
+        fi;
+        run Validator(VreqI, VresI); run Validator(VreqR, VresR);
+        run Initiator(); run Responder(); run Attacker()
+    }
 }
 
 /* Agreement and no downgrade: checked whenever both are established (monitor process). */

@@ -7,6 +7,6 @@ struct QKDNodeCommand: AsyncParsableCommand {
         commandName: "qkd-node",
         abstract: "The classical side of a QKD link: authenticated channel, key pool, BB84 post-processing.",
         subcommands: [DemoCommand.self, RunCommand.self, SelftestCommand.self, BenchCommand.self, PoolCommand.self, KeysCommand.self, PSKCommand.self,
-                      FaultProxyCommand.self]
+                      FaultProxyCommand.self, SessionTortureCommand.self]
     )
 }

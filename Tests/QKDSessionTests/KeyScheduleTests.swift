@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import QKDTestSupport
 import QKDCrypto
+import QKDWire
 @testable import QKDSession
 
 /// The bootstrap streams and psk-kdf (Spec/session.md 5.1, 5.3) and the BLAKE2b transcript hash
@@ -55,22 +56,23 @@ import QKDCrypto
     func vector(_ c: Case) throws {
         switch c.kind {
         case "stream":
+            // Through the session's own key schedule (Session/KeySchedule.swift): slots 1, 3,
+            // 1029 and the hash key are KDFTests'; here the 12-slot window and random access.
             let rawDirection = try #require(c.direction)
-            let direction = try #require(HandshakeDirection(rawValue: rawDirection))
-            let stream = try BootstrapStream(secret: SecretBytes(copying: try #require(c.secret).bytes), direction: direction)
+            let direction = try #require(Direction(rawValue: rawDirection))
+            let streams = try BootstrapStreams(secret: SecretBytes(copying: try #require(c.secret).bytes), outbound: direction)
             for suite in MACSuite.allCases {
-                #expect(try sameKey(stream.hashKey(suite: suite), try #require(c.hash_key).bytes, suite: suite))
+                let key = try BootstrapStreams.slot(0, of: streams.outbound).hashKey(suite: suite)
+                #expect(try sameKey(key, try #require(c.hash_key).bytes, suite: suite))
             }
-            #expect(try samePad(stream.pad(slot: 1), try #require(c.pad_slot_1).bytes))
-            #expect(try samePad(stream.pad(slot: 3), try #require(c.pad_slot_3).bytes))
-            #expect(try samePad(stream.pad(slot: 1029), try #require(c.pad_slot_1029).bytes))
-            let bulk = stream.padBytes(slots: 1..<13)
-            #expect(bulk.withUnsafeBytes { KeyDerivation.sha256($0) } == c.pads_1_to_12_sha256?.bytes)
-            // Random access agrees with the bulk window.
-            #expect(bulk.slice(32..<48) == stream.padBytes(slots: 3..<4))
+            #expect(try samePad(BootstrapStreams.slot(1029, of: streams.outbound).pad(), try #require(c.pad_slot_1029).bytes))
+            var window: [UInt8] = []
+            for slot in 1..<13 as Range<UInt64> { window += try BootstrapStreams.slot(slot, of: streams.outbound).bytes }
+            #expect(KeyDerivation.sha256(window) == c.pads_1_to_12_sha256?.bytes)
+            #expect(try streams.outbound.bytes(at: 16, count: 12 * 16).withUnsafeBytes { Array($0) } == window)
         case "psk-kdf":
-            let secret = PSKKeyDerivation.secret(
-                psk: SecretBytes(copying: try #require(c.psk).bytes), nonceA: try #require(c.nonce_a).bytes,
+            let secret = try bootstrapSecret(
+                ikm: SecretBytes(copying: try #require(c.psk).bytes), label: KeyScheduleLabel.pskKDF, nonceA: try #require(c.nonce_a).bytes,
                 nonceB: try #require(c.nonce_b).bytes, transcriptHash: try #require(c.transcript_hash).bytes)
             #expect(secret == SecretBytes(copying: try #require(c.secret).bytes))
         case "blake2b-256":
@@ -88,15 +90,15 @@ import QKDCrypto
 
     @Test func directionsAndSecretsSeparateStreams() throws {
         let secret = SecretBytes(copying: [UInt8](repeating: 1, count: 32))
-        let a0 = try BootstrapStream(secret: secret, direction: .initiatorToResponder)
-        let a1 = try BootstrapStream(secret: secret, direction: .responderToInitiator)
-        let b0 = try BootstrapStream(secret: SecretBytes(copying: [UInt8](repeating: 2, count: 32)), direction: .initiatorToResponder)
-        #expect(a0.padBytes(slots: 1..<5) != a1.padBytes(slots: 1..<5))
-        #expect(a0.padBytes(slots: 1..<5) != b0.padBytes(slots: 1..<5))
-        #expect(a0.padBytes(slots: 1..<5) == (try BootstrapStream(secret: secret, direction: .initiatorToResponder)).padBytes(slots: 1..<5))
-        #expect(throws: QKDError(.invalidKeyLength)) { _ = try BootstrapStream(secret: SecretBytes(copying: [UInt8](repeating: 1, count: 16)), direction: .initiatorToResponder) }
-        // The last slot is reachable; the keystream refuses to run past its end.
-        #expect(a0.padBytes(slots: BootstrapStream.maximumSlot..<(BootstrapStream.maximumSlot + 1)).count == 16)
+        let a = try BootstrapStreams(secret: secret, outbound: .aliceToBob)
+        let b = try BootstrapStreams(secret: secret, outbound: .bobToAlice)
+        let other = try BootstrapStreams(secret: SecretBytes(copying: [UInt8](repeating: 2, count: 32)), outbound: .aliceToBob)
+        func slots(_ s: ChaCha20KeyStream) throws -> [UInt8] { try (1..<5 as Range<UInt64>).flatMap { try BootstrapStreams.slot($0, of: s).bytes } }
+        #expect(try slots(a.outbound) != slots(a.inbound))
+        #expect(try slots(a.outbound) == slots(b.inbound) && slots(a.inbound) == slots(b.outbound))
+        #expect(try slots(a.outbound) != slots(other.outbound))
+        #expect(throws: QKDError(.invalidKeyLength)) { _ = try BootstrapStreams(secret: SecretBytes(copying: [UInt8](repeating: 1, count: 16)), outbound: .aliceToBob) }
+        // The keystream refuses to run past its end.
         #expect(throws: QKDError(.kdfOutputTooLong)) {
             _ = try KeyDerivation.chacha20KeyStream(key: secret, byteOffset: KeyDerivation.chacha20StreamByteCount - 8, count: 16)
         }
@@ -123,10 +125,11 @@ import QKDCrypto
             transcriptHash: transcript.current)
         transcript.append(response.x25519Share + (response.mlkemCiphertext ?? []))
         let thKeys = transcript.current
-        for direction in HandshakeDirection.allCases {
-            let alice = try BootstrapStream(secret: aliceSecret, direction: direction)
-            let bob = try BootstrapStream(secret: response.sharedSecret, direction: direction)
-            #expect(alice.padBytes(slots: 1..<9) == bob.padBytes(slots: 1..<9))
+        let aliceStreams = try BootstrapStreams(secret: aliceSecret, outbound: .aliceToBob)
+        let bobStreams = try BootstrapStreams(secret: response.sharedSecret, outbound: .bobToAlice)
+        for slot in 0..<9 as Range<UInt64> {
+            #expect(try BootstrapStreams.slot(slot, of: aliceStreams.outbound).bytes == BootstrapStreams.slot(slot, of: bobStreams.inbound).bytes)
+            #expect(try BootstrapStreams.slot(slot, of: aliceStreams.inbound).bytes == BootstrapStreams.slot(slot, of: bobStreams.outbound).bytes)
         }
 
         let sig = try TranscriptSignature.sign(identity: bob, role: .responder, transcriptHash: thKeys, hybrid: true)

@@ -487,6 +487,10 @@ public actor QKDLinkNode {
             case .frameDropped(let error):
                 metrics.authenticationFailures.increment()
                 logger.warning("frame dropped", metadata: ["error": "\(error)"])
+            case .validatePeer:
+                // PKI mode is not wired into the node yet (no authenticator is passed to the
+                // session, so a pki handshake is refused before it gets here).
+                throw QKDError(.nodeConfiguration, "the session asked for a PKI peer validation, which this node does not support yet; use a PSK")
             case .closed(let error):
                 if let error {
                     if case .failed? = sessionEnded {} else { sessionEnded = .failed(error) }

@@ -1,4 +1,4 @@
-public import QKDCrypto
+import QKDCrypto
 public import QKDKeyPool
 
 /// The durable ``SessionKeyStore``: a ``QKDKeyPool/KeyPool`` (SQLite, reserve-before-use) seen

@@ -1,11 +1,12 @@
 public import QKDCrypto
 public import QKDWire
 
-/// The sans-IO session state machine of Spec/session.md: a handshake (pool mode or psk-kdf),
+/// The sans-IO session state machine of Spec/session.md: a handshake (pool mode, psk-kdf or pki),
 /// then an authenticated channel with per-frame and per-round tags, rotation, bounded
 /// verification failures and typed alerts.
 ///
-/// Feed it with ``start(now:)`` (Alice), ``receive(_:now:)``, ``send(_:)``,
+/// Feed it with ``start(now:)`` (Alice), ``receive(_:now:)``, ``peerValidated(_:now:)`` (PKI
+/// mode, after ``SessionAction/validatePeer(_:)``), ``send(_:)``,
 /// ``beginRound(_:)`` / ``closeRound()``, ``poolReady()``, ``close()`` and
 /// ``handleTimeout(now:)``; then loop on ``nextAction()`` until nil. It never touches sockets,
 /// clocks or global randomness: `now` is a monotonic time in nanoseconds from any origin, and
@@ -73,6 +74,22 @@ public struct Session {
         }
     }
 
+    /// PKI mode: the peer's certificate chain is being validated outside the session
+    /// (``SessionAction/validatePeer(_:)``); received bytes wait in the decoder until
+    /// ``Session/peerValidated(_:now:)`` (Spec/handshake.md section 6).
+    private struct AwaitingPeerValidationState {
+        var certificateChain: [[UInt8]]
+        var pending: PendingValidation
+    }
+
+    /// What to resume once the peer's chain is validated.
+    private enum PendingValidation {
+        /// Alice: Bob's ServerHello, checked up to its signature.
+        case serverHello(AwaitingServerHelloState, ServerHello, Frame, Negotiated, PKIServerResponse)
+        /// Bob: Alice's Finished, checked up to its signature and tag.
+        case finished(AwaitingFinishedState, Frame, PKIIdentityProof)
+    }
+
     private struct ClosedState {
         /// Nil after a graceful close.
         var error: QKDError?
@@ -82,6 +99,7 @@ public struct Session {
         case idle(IdleState)
         case awaitingServerHello(AwaitingServerHelloState)
         case awaitingFinished(AwaitingFinishedState)
+        case awaitingPeerValidation(AwaitingPeerValidationState)
         case established(EstablishedState)
         case closed(ClosedState)
     }
@@ -152,6 +170,11 @@ public struct Session {
     public var sessionID: SessionID? {
         switch state {
         case .awaitingFinished(let s): s.negotiated.sessionID
+        case .awaitingPeerValidation(let s):
+            switch s.pending {
+            case .serverHello(_, _, _, let negotiated, _): negotiated.sessionID
+            case .finished(let f, _, _): f.negotiated.sessionID
+            }
         case .established(let s): s.negotiated.sessionID
         case .idle, .awaitingServerHello, .closed: nil
         }
@@ -166,9 +189,16 @@ public struct Session {
     /// When ``handleTimeout(now:)`` should next be called, if ever.
     public var nextDeadline: UInt64? {
         switch state {
-        case .idle, .awaitingServerHello, .awaitingFinished: handshakeDeadline
+        case .idle, .awaitingServerHello, .awaitingFinished, .awaitingPeerValidation: handshakeDeadline
         case .established, .closed: nil
         }
+    }
+
+    /// Whether the session waits for ``peerValidated(_:now:)`` (PKI mode, after it emitted
+    /// ``SessionAction/validatePeer(_:)``). Bytes received meanwhile are buffered, not processed.
+    public var isAwaitingPeerValidation: Bool {
+        if case .awaitingPeerValidation = state { return true }
+        return false
     }
 
     /// The next action, or nil when there is nothing to do.
@@ -199,7 +229,8 @@ public struct Session {
         }
     }
 
-    /// Feeds bytes received from the peer, in order, in chunks of any size.
+    /// Feeds bytes received from the peer, in order, in chunks of any size. While the session
+    /// waits for ``peerValidated(_:now:)`` the bytes are buffered and processed afterwards.
     /// - Parameters:
     ///   - bytes: the next bytes of the stream.
     ///   - now: the current time (ns).
@@ -211,7 +242,13 @@ public struct Session {
             handshakeDeadline = now &+ configuration.handshakeTimeout
         }
         decoder.append(bytes)
-        while !isClosed {
+        try processBuffered()
+    }
+
+    /// Processes the frames waiting in the decoder until it needs more bytes, the session
+    /// closes, or it pauses for a peer validation.
+    private mutating func processBuffered() throws {
+        while !isClosed && !isAwaitingPeerValidation {
             let frame: Frame?
             do {
                 frame = try decoder.nextFrame()
@@ -230,6 +267,70 @@ public struct Session {
             }
         }
         if case .closed(let s) = state, let error = s.error { throw error }
+    }
+
+    /// Resumes a PKI handshake paused at ``SessionAction/validatePeer(_:)`` with the outcome of
+    /// ``PeerValidationRequest/run()`` (Spec/handshake.md section 6): on success the session
+    /// checks the peer's transcript signatures (synchronously) and goes on (Alice sends her
+    /// Finished; Bob checks Alice's Finished tag, sends his and is established); on failure it
+    /// closes with `session.bad-certificate` and alert `bad-certificate`. Then it processes any
+    /// bytes that arrived meanwhile.
+    /// - Parameters:
+    ///   - result: the validation result for the request the session emitted.
+    ///   - now: the current time (ns).
+    /// - Throws: ``QKDError/Code/sessionBadCertificate`` and every handshake error (fatal:
+    ///   the session is poisoned); the poisoning error if already closed.
+    public mutating func peerValidated(_ result: PeerValidationResult, now: UInt64) throws {
+        try checkOpen()
+        guard case .awaitingPeerValidation(let paused) = state else {
+            preconditionFailure("peerValidated(_:now:) without a pending validatePeer request")
+        }
+        precondition(result.certificateChain == paused.certificateChain, "peerValidated(_:now:) got the result of another request")
+        do {
+            switch paused.pending {
+            case .serverHello(let s, let hello, let frame, let negotiated, let response):
+                state = .awaitingServerHello(s)
+                let peer = try validatedPeer(result)
+                try completeServerHello(hello, frame: frame, s, negotiated: negotiated, response: response, peer: peer)
+            case .finished(let s, let frame, let proof):
+                state = .awaitingFinished(s)
+                let peer = try validatedPeer(result)
+                try verifyPeerSignature(proof, transcriptHash: Session.hellosHash(s), peer: peer)
+                try completeFinished(frame, s)
+            }
+        } catch let failure as PeerClosed {
+            let error = close(with: failure.error)
+            if failure.error != nil { throw error }
+            return
+        } catch let error as QKDError {
+            throw fatal(error, alert: handshakeFailureAlert(for: error))
+        }
+        try processBuffered()
+    }
+
+    /// The validated peer, or the validation failure as `session.bad-certificate`.
+    private func validatedPeer(_ result: PeerValidationResult) throws -> any Sendable {
+        switch result.outcome {
+        case .success(let peer): return peer
+        case .failure(let error): throw Session.badCertificate(error)
+        }
+    }
+
+    /// Any PKI refusal is `session.bad-certificate` (alert `bad-certificate`); the detail keeps
+    /// the precise code (`pki.expired`, `pki.bad-transcript-signature`, ...).
+    private static func badCertificate(_ error: QKDError) -> QKDError {
+        error.code == .sessionBadCertificate || error.code == .sessionInternalError
+            ? error : QKDError(.sessionBadCertificate, "\(error.code): \(error.detail)")
+    }
+
+    /// Checks the peer's transcript signatures through the hook.
+    private func verifyPeerSignature(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peer: any Sendable) throws {
+        guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
+        do {
+            try pki.verify(proof, transcriptHash: transcriptHash, peerRole: outboundDirection.reversed, peer: peer)
+        } catch let error as QKDError {
+            throw Session.badCertificate(error)
+        }
     }
 
     /// Sends a payload: a per-frame tagged data frame, or, inside a round, a frame of the
@@ -354,7 +455,7 @@ public struct Session {
             } catch let error as QKDError {
                 throw fatal(error)
             }
-        case .idle, .awaitingServerHello, .awaitingFinished:
+        case .idle, .awaitingServerHello, .awaitingFinished, .awaitingPeerValidation:
             sendUnauthenticatedAlert(.closeNotify, "the node closed the session during the handshake")
         }
         state = .closed(ClosedState(error: nil))
@@ -408,7 +509,7 @@ public struct Session {
                 if case .bootstrap(let b) = s.keys { streams = b }
                 sentAuthenticated = (try? sendTagged(type: .alert, payload: payload, keys: &keys, bootstrap: &streams)) != nil
             }
-        case .idle, .awaitingServerHello, .closed:
+        case .idle, .awaitingServerHello, .awaitingPeerValidation, .closed:
             break
         }
         if sentAuthenticated { actions.append(.alertSent(code)) }
@@ -626,6 +727,8 @@ public struct Session {
         case .awaitingFinished(let s):
             try checkHandshakeAlert(frame)
             try acceptFinished(frame, s)
+        case .awaitingPeerValidation:
+            throw QKDError(.sessionInternalError, "a frame was processed while the peer validation is pending")
         case .established(var s):
             defer { if case .established = state { state = .established(s) } }
             try processChannel(frame, &s)
@@ -783,7 +886,7 @@ public struct Session {
         }
         let negotiated = Negotiated(mode: offer.mode, suite: hello.suite, granularities: hello.granularities,
                                     sessionID: Session.sessionID(offer.nonce, hello))
-        var keys: HandshakeKeySource
+        let keys: HandshakeKeySource
         switch (offer.body, hello.body) {
         case (.pool(let local), .pool(let peer)):
             let starts = try agreeStarts(local: local, peer: peer)
@@ -793,15 +896,36 @@ public struct Session {
                                                            clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
                                                            nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
         case (.pki, .pki(let response)):
+            // Pause: the chain is validated outside (asynchronously); peerValidated resumes in
+            // completeServerHello (Spec/handshake.md section 6).
             guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
-            try pki.verify(response.proof, transcriptHash: KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame) + hello.signedPrefix),
-                           peerRole: outboundDirection.reversed)
-            keys = .bootstrap(try Session.bootstrapStreams(ikm: try pki.finishKeyAgreement(with: response, clientHelloHash: KeyDerivation.blake2b256(authenticatedBytes(of: s.clientHelloFrame))), label: KeyScheduleLabel.pki,
-                                                           clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
-                                                           nonceA: offer.nonce, nonceB: hello.nonce, outbound: outboundDirection))
+            let request = pki.validationRequest(for: response.proof, peerRole: outboundDirection.reversed)
+            state = .awaitingPeerValidation(AwaitingPeerValidationState(
+                certificateChain: request.certificateChain, pending: .serverHello(s, hello, frame, negotiated, response)))
+            actions.append(.validatePeer(request))
+            return
         default:
             throw QKDError(.sessionUnexpectedMessage, "the ServerHello's body does not match the mode")
         }
+        try sendFinishedAfterServerHello(frame: frame, s, negotiated: negotiated, keys: keys)
+    }
+
+    /// Alice, PKI mode, once Bob's chain is validated: his signature over `BLAKE2b-256(ClientHello
+    /// frame || ServerHello up to its chain)`, then the key agreement, then her Finished.
+    private mutating func completeServerHello(_ hello: ServerHello, frame: Frame, _ s: AwaitingServerHelloState, negotiated: Negotiated,
+                                              response: PKIServerResponse, peer: any Sendable) throws {
+        guard let pki else { throw QKDError(.sessionInternalError, "pki mode without a PKIAuthenticator") }
+        let clientHelloBytes = authenticatedBytes(of: s.clientHelloFrame)
+        try verifyPeerSignature(response.proof, transcriptHash: KeyDerivation.blake2b256(clientHelloBytes + hello.signedPrefix), peer: peer)
+        let secret = try pki.finishKeyAgreement(with: response, clientHelloHash: KeyDerivation.blake2b256(clientHelloBytes))
+        let keys = HandshakeKeySource.bootstrap(try Session.bootstrapStreams(
+            ikm: secret, label: KeyScheduleLabel.pki, clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
+            nonceA: s.clientHello.nonce, nonceB: hello.nonce, outbound: outboundDirection))
+        try sendFinishedAfterServerHello(frame: frame, s, negotiated: negotiated, keys: keys)
+    }
+
+    private mutating func sendFinishedAfterServerHello(frame: Frame, _ s: AwaitingServerHelloState, negotiated: Negotiated,
+                                                       keys: HandshakeKeySource) throws {
         var next = AwaitingFinishedState(negotiated: negotiated, clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame, keys: keys, outbound: nil)
         next.outbound = try sendFinished(&next)
         state = .awaitingFinished(next)
@@ -857,25 +981,14 @@ public struct Session {
 
     /// Verifies the peer's Finished against the transcript as this node saw it; only then
     /// consumes the peer's slots. Bob then sends his Finished; both become established.
-    private mutating func acceptFinished(_ frame: Frame, _ current: AwaitingFinishedState) throws {
-        var s = current
+    private mutating func acceptFinished(_ frame: Frame, _ s: AwaitingFinishedState) throws {
         guard frame.header.type == .handshake else {
             throw QKDError(.sessionUnexpectedMessage, "a \(frame.header.type) frame arrived instead of Finished")
         }
         guard frame.header.sequenceNumber == 1 else {
             throw QKDError(.sessionUnexpectedMessage, "Finished must have sequence number 1, got \(frame.header.sequenceNumber)")
         }
-        let epoch = s.negotiated.mode.handshakeEpoch
-        let expectedSlot: UInt64
-        let keySlot: UInt64
-        switch s.keys {
-        case .pool(_, let inboundStart):
-            keySlot = inboundStart
-            expectedSlot = inboundStart + 1
-        case .bootstrap(let streams):
-            keySlot = 0
-            expectedSlot = streams.inboundNext
-        }
+        let (epoch, _, expectedSlot) = Session.finishedSlots(s)
         guard case .roundClose(epoch, expectedSlot) = frame.header.keyReference else {
             throw QKDError(.sessionAuthenticationFailed, "the peer's Finished names \(frame.header.keyReference), expected round-close(epoch \(epoch), slot \(expectedSlot)): the hellos were changed in flight or the pools disagree")
         }
@@ -884,10 +997,34 @@ public struct Session {
             guard let proof = finished.clientProof, let pki else {
                 throw QKDError(.sessionBadCertificate, "Alice's PKI Finished carries no certificate chain")
             }
-            try pki.verify(proof, transcriptHash: Session.hellosHash(s), peerRole: outboundDirection.reversed)
+            // Pause for the chain validation; peerValidated checks the signature and resumes
+            // in completeFinished (Spec/handshake.md section 6). Nothing is consumed yet.
+            let request = pki.validationRequest(for: proof, peerRole: outboundDirection.reversed)
+            state = .awaitingPeerValidation(AwaitingPeerValidationState(certificateChain: request.certificateChain,
+                                                                        pending: .finished(s, frame, proof)))
+            actions.append(.validatePeer(request))
+            return
         } else if finished.clientProof != nil {
             throw QKDError(.sessionMalformedHandshake, "only Alice's Finished in pki mode carries a certificate chain")
         }
+        try completeFinished(frame, s)
+    }
+
+    /// The handshake epoch, the peer's key slot and the peer's Finished pad slot.
+    private static func finishedSlots(_ s: AwaitingFinishedState) -> (epoch: UInt32, keySlot: UInt64, padSlot: UInt64) {
+        switch s.keys {
+        case .pool(_, let inboundStart):
+            (s.negotiated.mode.handshakeEpoch, inboundStart, inboundStart + 1)
+        case .bootstrap(let streams):
+            (s.negotiated.mode.handshakeEpoch, 0, streams.inboundNext)
+        }
+    }
+
+    /// Verifies the peer's Finished tag (its header already checked); only then consumes the
+    /// peer's slots. Bob then sends his Finished; both become established.
+    private mutating func completeFinished(_ frame: Frame, _ current: AwaitingFinishedState) throws {
+        var s = current
+        let (epoch, keySlot, expectedSlot) = Session.finishedSlots(s)
         let source: KeySource = s.negotiated.mode == .pool ? .pool : .bootstrap
         var streams: BootstrapStreams?
         if case .bootstrap(let b) = s.keys { streams = b }

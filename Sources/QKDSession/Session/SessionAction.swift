@@ -27,6 +27,11 @@ public enum SessionAction: Sendable {
     case alertReceived(AlertCode, authenticated: Bool)
     /// A received frame was dropped and counted (bad tag, replay, gap, bad epoch).
     case frameDropped(QKDError)
+    /// PKI mode: validate the peer's certificate chain (asynchronously, outside the session), then
+    /// call ``Session/peerValidated(_:now:)`` with ``PeerValidationRequest/run()``'s result.
+    /// The handshake pauses until then (Spec/handshake.md section 6); the handshake deadline
+    /// still runs.
+    case validatePeer(PeerValidationRequest)
     /// The session is closed: nil for a graceful close, else the error.
     case closed(QKDError?)
 }

@@ -75,12 +75,24 @@ struct RandomAdversary: Adversary {
 }
 
 /// Two sessions in memory with a wire between them, in the style of rustls `do_handshake` and
-/// quinn's `Pair`: ``step()`` moves one chunk each way, ``drive()`` until quiet.
+/// quinn's `Pair`: ``step()`` moves one chunk each way, ``drive()`` until quiet. The key stores
+/// are any ``SessionKeyStore`` (in-memory, or two real ``PoolKeyStore``s); PKI validation
+/// requests (``SessionAction/validatePeer(_:)``) are collected and answered by ``settle()``,
+/// which awaits them as a real driver would.
 struct Pair {
     var alice: Session
     var bob: Session
-    let aliceStore: InMemoryKeyStore
-    let bobStore: InMemoryKeyStore
+    let aliceKeys: any SessionKeyStore
+    let bobKeys: any SessionKeyStore
+    /// The in-memory stores (most tests inspect what they handed out).
+    var aliceStore: InMemoryKeyStore { aliceKeys as! InMemoryKeyStore }
+    var bobStore: InMemoryKeyStore { bobKeys as! InMemoryKeyStore }
+    /// Validation requests not answered yet (Alice's, Bob's).
+    var aliceValidations: [PeerValidationRequest] = []
+    var bobValidations: [PeerValidationRequest] = []
+    /// Answer validation requests only after this many further ``step()``s (0: as soon as
+    /// ``settle()`` sees them), to let bytes pile up while a session is paused.
+    var validationDelay = 0
     var adversary: any Adversary = HonestWire()
     /// Deliver one byte at a time.
     var drip = false
@@ -94,9 +106,9 @@ struct Pair {
     /// Frames transmitted so far, both directions, in order.
     var frameCount = 0
 
-    init(alice: SessionConfiguration, bob: SessionConfiguration, aliceStore: InMemoryKeyStore, bobStore: InMemoryKeyStore, seed: UInt64) {
-        self.aliceStore = aliceStore
-        self.bobStore = bobStore
+    init(alice: SessionConfiguration, bob: SessionConfiguration, aliceStore: any SessionKeyStore, bobStore: any SessionKeyStore, seed: UInt64) {
+        self.aliceKeys = aliceStore
+        self.bobKeys = bobStore
         self.alice = Session(configuration: alice, keyStore: aliceStore, random: DeterministicRandomSource(seed: seed))
         self.bob = Session(configuration: bob, keyStore: bobStore, random: DeterministicRandomSource(seed: seed &+ 0x5eed))
     }
@@ -107,7 +119,8 @@ struct Pair {
     }
 
     private static func drain(_ session: inout Session, _ events: inout [SessionAction], direction: Direction,
-                              adversary: inout any Adversary, frameCount: inout Int, wire: inout [[UInt8]]) -> Bool {
+                              adversary: inout any Adversary, frameCount: inout Int, wire: inout [[UInt8]],
+                              validations: inout [PeerValidationRequest]) -> Bool {
         var progress = false
         while let action = session.nextAction() {
             progress = true
@@ -116,6 +129,7 @@ struct Pair {
                 wire.append(contentsOf: adversary.intercept(bytes, direction: direction, index: frameCount))
                 frameCount += 1
             }
+            if case .validatePeer(let request) = action { validations.append(request) }
         }
         return progress
     }
@@ -136,8 +150,10 @@ struct Pair {
     /// - Returns: whether anything happened.
     @discardableResult
     mutating func step() -> Bool {
-        var progress = Pair.drain(&alice, &aliceEvents, direction: .aliceToBob, adversary: &adversary, frameCount: &frameCount, wire: &toBob)
-        progress = Pair.drain(&bob, &bobEvents, direction: .bobToAlice, adversary: &adversary, frameCount: &frameCount, wire: &toAlice) || progress
+        var progress = Pair.drain(&alice, &aliceEvents, direction: .aliceToBob, adversary: &adversary, frameCount: &frameCount, wire: &toBob,
+                                  validations: &aliceValidations)
+        progress = Pair.drain(&bob, &bobEvents, direction: .bobToAlice, adversary: &adversary, frameCount: &frameCount, wire: &toAlice,
+                              validations: &bobValidations) || progress
         progress = Pair.deliver(&toBob, to: &bob, errors: &bobErrors, drip: drip, now: now) || progress
         progress = Pair.deliver(&toAlice, to: &alice, errors: &aliceErrors, drip: drip, now: now) || progress
         return progress
@@ -149,6 +165,32 @@ struct Pair {
         while step() {
             steps += 1
             precondition(steps < maxSteps, "the pair did not settle")
+        }
+    }
+
+    /// Drives until quiet, answering every peer validation request (running it as the real
+    /// driver does: `await request.run()`, then `peerValidated`), until nothing moves.
+    mutating func settle(maxRounds: Int = 1000) async {
+        var rounds = 0
+        while true {
+            if validationDelay > 0 {
+                for _ in 0..<validationDelay { step() }
+            }
+            drive()
+            guard !aliceValidations.isEmpty || !bobValidations.isEmpty else { return }
+            let t = now
+            for request in aliceValidations {
+                let result = await request.run()
+                onAlice { try $0.peerValidated(result, now: t) }
+            }
+            aliceValidations.removeAll()
+            for request in bobValidations {
+                let result = await request.run()
+                onBob { try $0.peerValidated(result, now: t) }
+            }
+            bobValidations.removeAll()
+            rounds += 1
+            precondition(rounds < maxRounds, "the pair did not settle")
         }
     }
 

@@ -37,11 +37,18 @@ final class StandInPKI: PKIAuthenticator {
         PKIIdentityProof(certificateChain: [name], ed25519Signature: Self.signature(name, transcriptHash, role), mldsa65Signature: [])
     }
 
-    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction) throws {
-        guard proof.certificateChain.first == expectedPeer else {
-            throw QKDError(.sessionBadCertificate, "the peer's certificate does not name the configured peer")
+    func validationRequest(for proof: PKIIdentityProof, peerRole: Direction) -> PeerValidationRequest {
+        let expected = expectedPeer
+        return PeerValidationRequest(certificateChain: proof.certificateChain, peerRole: peerRole) { chain in
+            guard chain.first == expected else {
+                throw QKDError(.sessionBadCertificate, "the peer's certificate does not name the configured peer")
+            }
+            return expected
         }
-        guard proof.ed25519Signature == Self.signature(expectedPeer, transcriptHash, peerRole) else {
+    }
+
+    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction, peer: any Sendable) throws {
+        guard let name = peer as? [UInt8], proof.ed25519Signature == Self.signature(name, transcriptHash, peerRole) else {
             throw QKDError(.sessionBadCertificate, "the peer's transcript signature does not verify")
         }
     }
@@ -55,7 +62,7 @@ extension Fixture {
     static func pkiPair(seed: UInt64 = 1, aliceExpects: String = "bob", bobExpects: String = "alice") -> Pair {
         let alice = SessionConfiguration(role: .alice, mode: .pki, linkID: linkID, splitPolicy: policy)
         let bob = SessionConfiguration(role: .bob, acceptedModes: [.pool, .pskKDF, .pki], linkID: linkID, splitPolicy: policy)
-        var pair = Pair(alice: alice, bob: bob, aliceStore: .empty(), bobStore: .empty(), seed: seed)
+        var pair = Pair(alice: alice, bob: bob, aliceStore: InMemoryKeyStore.empty(), bobStore: InMemoryKeyStore.empty(), seed: seed)
         pair.alice = Session(configuration: alice, keyStore: pair.aliceStore, random: DeterministicRandomSource(seed: seed),
                              pki: StandInPKI(name: "alice", expectedPeer: aliceExpects))
         pair.bob = Session(configuration: bob, keyStore: pair.bobStore, random: DeterministicRandomSource(seed: seed &+ 0x5eed),
@@ -64,40 +71,40 @@ extension Fixture {
     }
 }
 
-@Suite struct PKITests {
-    @Test func pkiModeCompletesThroughTheHook() {
+@Suite struct StandInPKITests {
+    @Test func pkiModeCompletesThroughTheHook() async {
         var pair = Fixture.pkiPair()
         pair.start()
-        pair.drive()
+        await pair.settle()
         #expect(pair.aliceErrors.isEmpty && pair.bobErrors.isEmpty)
         #expect(pair.alice.securityLevel == .computational && pair.bob.securityLevel == .computational)
         pair.onAlice { try $0.send([1, 2, 3]) }
-        pair.drive()
+        await pair.settle()
         #expect(Pair.delivered(pair.bobEvents) == [[1, 2, 3]])
     }
 
-    @Test func wrongPeerNameIsABadCertificate() {
+    @Test func wrongPeerNameIsABadCertificate() async {
         var aliceRefuses = Fixture.pkiPair(aliceExpects: "mallory")
         aliceRefuses.start()
-        aliceRefuses.drive()
+        await aliceRefuses.settle()
         #expect(aliceRefuses.aliceErrors == [QKDError(.sessionBadCertificate)])
         #expect(aliceRefuses.bobErrors == [QKDError(.sessionBadCertificate)])
         var bobRefuses = Fixture.pkiPair(bobExpects: "mallory")
         bobRefuses.start()
-        bobRefuses.drive()
+        await bobRefuses.settle()
         #expect(bobRefuses.bobErrors == [QKDError(.sessionBadCertificate)])
         #expect(bobRefuses.aliceErrors == [QKDError(.sessionBadCertificate)])
         let open = bobRefuses.alice.isEstablished || bobRefuses.bob.isEstablished
         #expect(!open)
     }
 
-    @Test func pkiIsRefusedWithoutAnAuthenticator() {
+    @Test func pkiIsRefusedWithoutAnAuthenticator() async {
         var pair = Fixture.pkiPair()
         pair.bob = Session(configuration: SessionConfiguration(role: .bob, acceptedModes: [.pool, .pskKDF, .pki], linkID: Fixture.linkID,
                                                                splitPolicy: Fixture.policy),
                            keyStore: pair.bobStore, random: DeterministicRandomSource(seed: 3))
         pair.start()
-        pair.drive()
+        await pair.settle()
         #expect(pair.bobErrors == [QKDError(.sessionUnsupportedMode)])
     }
 }

@@ -18,20 +18,20 @@ import Testing
     }
 
     /// Runs to quiet, lets every deadline pass, and runs to quiet again.
-    static func settle(_ pair: inout Pair) {
-        pair.drive()
+    static func settle(_ pair: inout Pair) async {
+        await pair.settle()
         if !pair.alice.isClosed { pair.onAlice { try $0.handleTimeout(now: .max) } }
         if !pair.bob.isClosed { pair.onBob { try $0.handleTimeout(now: .max) } }
-        pair.drive()
+        await pair.settle()
     }
 
     /// Sizes of the four handshake frames (ClientHello, ServerHello, Alice's and Bob's
     /// Finished) in an honest run with the same seed.
-    static func handshakeFrameSizes(_ mode: Mode) -> [Int] {
+    static func handshakeFrameSizes(_ mode: Mode) async -> [Int] {
         var probe = makePair(mode)
         probe.adversary = RecordingWire()
         probe.start()
-        probe.drive()
+        await probe.settle()
         precondition(probe.alice.isEstablished && probe.bob.isEstablished)
         return (probe.adversary as! RecordingWire).frames.prefix(4).map(\.count)
     }
@@ -44,13 +44,13 @@ import Testing
     }
 
     @Test(arguments: Mode.allCases, 0..<4)
-    func everyBitFlipOfEveryHandshakeFrameIsRejected(mode: Mode, frame: Int) throws {
-        let size = Self.handshakeFrameSizes(mode)[frame]
+    func everyBitFlipOfEveryHandshakeFrameIsRejected(mode: Mode, frame: Int) async throws {
+        let size = await Self.handshakeFrameSizes(mode)[frame]
         for bit in 0..<(size * 8) {
             var pair = Self.makePair(mode)
             pair.adversary = FlipOneBit(frameIndex: frame, bit: bit)
             pair.start()
-            Self.settle(&pair)
+            await Self.settle(&pair)
             // Nobody ends up with an open session, and both sides saw a typed error.
             let aliceOpen = pair.alice.isEstablished, bobOpen = pair.bob.isEstablished
             let aliceError = pair.alice.error, bobError = pair.bob.error
@@ -71,7 +71,7 @@ import Testing
     /// weaker-bound suite: the Finished tags disagree, both sides fail with a typed error, Bob
     /// consumes nothing, and a later resume absorbs the slots Alice burned.
     @Test(arguments: [Mode.pool, .pskKDF])
-    func suiteDowngradeInFlightIsDetected(mode: Mode) throws {
+    func suiteDowngradeInFlightIsDetected(mode: Mode) async throws {
         var pair = Self.makePair(mode)
         pair.adversary = RewriteFrame(frameIndex: 0) { frame in
             var f = frame
@@ -82,7 +82,7 @@ import Testing
             return [f]
         }
         pair.start()
-        Self.settle(&pair)
+        await Self.settle(&pair)
         #expect(pair.bobErrors == [QKDError(.sessionAuthenticationFailed)])
         #expect(pair.aliceErrors == [QKDError(.sessionAuthenticationFailed)])
         #expect(pair.aliceEvents.contains { if case .alertReceived(.downgradeOrTamper, _) = $0 { true } else { false } })
