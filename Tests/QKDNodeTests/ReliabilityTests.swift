@@ -38,18 +38,23 @@ import Glibc
     /// pools pass `pool verify`.
     @Test func faultProxyOnTheClassicalChannel() throws {
         let dir = TempDir()
-        let psk = try Self.makePSK(dir, bytes: 16_384)
+        let psk = try Self.makePSK(dir, bytes: 65_536)
         let common = ["--psk", psk, "--json", "--digest", "--pulses", Self.pulses]
         let bob = try NodeProcess("bob", ["run", "--role", "bob", "--listen", "127.0.0.1:0", "--quantum", "127.0.0.1:0",
                                           "--state", dir.sub("bob"), "--seed", "21"] + common)
         let listening = try #require(bob.waitFor("listening"), "Bob did not listen: \(bob.stderrText)")
-        let port = try #require(listening["port"] as? Int), quantumPort = try #require(listening["quantum_port"] as? Int)
+        let port = try #require(listening["port"] as? Int)
+        // `run` names the quantum listener as an endpoint ("tcp:127.0.0.1:N").
+        let quantumPort = try #require((listening["quantum_endpoint"] as? String).flatMap { $0.split(separator: ":").last.flatMap { Int($0) } },
+                                       "no quantum endpoint in \(listening)")
 
         // Faults on the first connections only, so the run can finish: each faulty connection
-        // is cut after 3-9 KB (mid-round), and its chunks are delayed, duplicated, bit-flipped.
+        // is cut after 15-45 KB (one round is about 20 KB), its chunks are delayed up to 4 ms,
+        // duplicated and bit-flipped (5% of chunks each). Five faulty connections: the nodes give
+        // up after three failed connections in a row, and a flip in a handshake fails one.
         let proxy = try NodeProcess("proxy", ["fault-proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:\(port)",
-                                              "--seed", "6", "--cut-after-bytes", "20000", "--flip-probability", "0.15",
-                                              "--duplicate-probability", "0.1", "--max-delay-ms", "4", "--faulty-connections", "4"])
+                                              "--seed", "6", "--cut-after-bytes", "30000", "--flip-probability", "0.05",
+                                              "--duplicate-probability", "0.05", "--max-delay-ms", "4", "--faulty-connections", "5"])
         defer { proxy.kill9() }
         let proxyPort = try #require(proxy.waitFor("listening")?["port"] as? Int, "the proxy did not listen: \(proxy.stderrText)")
 
