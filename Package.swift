@@ -44,7 +44,14 @@ let package = Package(
         ),
         // Hot kernels in C: GF(2^128) multiplication and GHASH with runtime CPU dispatch
         // (PCLMULQDQ) and a portable constant-time fallback. Only QKDCrypto imports it.
-        .target(name: "CQKDKernels"),
+        // GNU MP, found with pkg-config: the integer product of privacy amplification
+        // (Spec/postprocessing.md section 7). Only CQKDKernels' pp_mas.c uses it.
+        .systemLibrary(
+            name: "CGMP",
+            pkgConfig: "gmp",
+            providers: [.apt(["libgmp-dev"])]
+        ),
+        .target(name: "CQKDKernels", dependencies: ["CGMP"]),
         .target(
             name: "QKDCrypto",
             dependencies: ["CSodium", "CQKDKernels", .product(name: "Crypto", package: "swift-crypto")],
@@ -151,7 +158,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDFuzzRegressionTests",
-            dependencies: ["QKDFuzzChecks", "QKDTestSupport"],
+            dependencies: ["QKDFuzzChecks", "QKDSession", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

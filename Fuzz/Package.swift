@@ -10,6 +10,9 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzPostProcessingMessages", []),
     ("FuzzPSKFile", []),
     ("FuzzCertificateChain", []),
+    ("FuzzHandshakeResponder", []),
+    ("FuzzHandshakeInitiator", []),
+    ("FuzzSessionPair", []),
 ]
 
 let package = Package(

@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev)   # CSodium (MACs, randomness, wiping)
+pkg-config --exists gmp 2>/dev/null || need+=(libgmp-dev)             # CGMP (privacy amplification)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)     # GRDB (durable key pool)
 command -v spin >/dev/null 2>&1 || need+=(spin)                      # Spec/ model checking
 command -v openssl >/dev/null 2>&1 || need+=(openssl)                # tests of PEM files made by openssl

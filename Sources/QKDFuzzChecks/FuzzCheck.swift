@@ -18,6 +18,12 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
     case pskFile = "FuzzPSKFile"
     /// PEM/DER certificate and private key parsing of the PKI bootstrap (Spec/handshake.md 4).
     case certificateChain = "FuzzCertificateChain"
+    /// A fresh Bob fed arbitrary bytes as the first flight (Spec/session.md sections 3 to 5).
+    case handshakeResponder = "FuzzHandshakeResponder"
+    /// An Alice that sent her ClientHello, fed an arbitrary reply (Spec/session.md sections 3 to 5).
+    case handshakeInitiator = "FuzzHandshakeInitiator"
+    /// Two honest sessions with an input-driven adversary and workload between them.
+    case sessionPair = "FuzzSessionPair"
 
     /// How one input ended.
     public enum Outcome: Sendable, Equatable {
@@ -38,6 +44,9 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .postProcessingMessages: return try PostProcessingMessagesCheck.run(input)
         case .pskFile: return try PSKFileCheck.run(input)
         case .certificateChain: return try CertificateChainCheck.run(input)
+        case .handshakeResponder: return try HandshakeCheck.run(input, role: .responder)
+        case .handshakeInitiator: return try HandshakeCheck.run(input, role: .initiator)
+        case .sessionPair: return try SessionPairCheck.run(input)
         }
     }
 
@@ -52,6 +61,9 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .postProcessingMessages: return PostProcessingMessagesCheck.seeds()
         case .pskFile: return try PSKFileCheck.seeds()
         case .certificateChain: return try CertificateChainCheck.seeds()
+        case .handshakeResponder: return HandshakeCheck.seeds(role: .responder)
+        case .handshakeInitiator: return HandshakeCheck.seeds(role: .initiator)
+        case .sessionPair: return SessionPairCheck.seeds()
         }
     }
 }

@@ -75,7 +75,7 @@ enum PostProcessingMessagesCheck {
             ("estimation", .estimation(testErrors: 7)),
             ("cascade-parities", .cascadeParities(CascadeBits(step: 0, bits: bits(70, 0x0123_4567_89ab_cdef)))),
             ("cascade-replies", .cascadeReplies(CascadeBits(step: 3, bits: bits(5, 0x15)))),
-            ("verification", .verification(VerificationRequest(hashKey: Array(repeating: 0x11, count: 16), tag: Array(repeating: 0x22, count: 16), amplificationSeed: Array(repeating: 0x33, count: 32), finalLength: 4096))),
+            ("verification", .verification(VerificationRequest(hashKey: Array(repeating: 0x11, count: 16), tag: Array(repeating: 0x22, count: 16), finalLength: 4096, multiplier: bits(4999, 0x3333_3333_3333_3333), addend: bits(4999, 0x5555_5555_5555_5555)))),
             ("verification-result", .verificationResult(matched: true)),
             ("abort", .abort(.verificationFailed)),
         ]

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import QKDFuzzChecks
+@testable import QKDFuzzChecks
+import QKDSession
+import QKDCrypto
 import QKDTestSupport
 
 /// Replays every pinned fuzz input (`Fuzz/FailCases/<Target>/`) and every seed
@@ -34,15 +36,15 @@ import QKDTestSupport
     }
 
     @Test(arguments: failCases)
-    func pinnedCrashInputsNowPass(_ pinned: Pinned) throws {
+    func pinnedCrashInputsNowPass(_ pinned: Pinned) async throws {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: pinned.path)))
-        #expect(throws: Never.self) { _ = try pinned.check.run(bytes) }
+        await #expect(throws: Never.self) { _ = try await offPool { try pinned.check.run(bytes) } }
     }
 
     @Test(arguments: corpus)
-    func seedCorpusPasses(_ pinned: Pinned) throws {
+    func seedCorpusPasses(_ pinned: Pinned) async throws {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: pinned.path)))
-        #expect(throws: Never.self) { _ = try pinned.check.run(bytes) }
+        await #expect(throws: Never.self) { _ = try await offPool { try pinned.check.run(bytes) } }
     }
 
     /// Seeds made with the real encoders and writers (``FuzzCheck/generatedSeeds()``) must be
@@ -50,13 +52,13 @@ import QKDTestSupport
     /// accepting path. With `QKD_WRITE_FUZZ_SEEDS=1` the test (re)writes them into
     /// `Fuzz/Corpus/<Target>/seed-<name>`, which is how the committed seeds were made.
     @Test(arguments: FuzzCheck.allCases)
-    func generatedSeedsAreAccepted(_ check: FuzzCheck) throws {
+    func generatedSeedsAreAccepted(_ check: FuzzCheck) async throws {
         guard let seeds = try check.generatedSeeds() else { return }
         #expect(!seeds.isEmpty)
         let write = ProcessInfo.processInfo.environment["QKD_WRITE_FUZZ_SEEDS"] == "1"
         let dir = PackagePaths.root.appendingPathComponent("Fuzz/Corpus/\(check.rawValue)")
         for seed in seeds {
-            let outcome = try check.run(seed.bytes)
+            let outcome = try await offPool { try check.run(seed.bytes) }
             #expect(outcome == .accepted, "seed \(seed.name) of \(check.rawValue) ended as \(outcome)")
             if write {
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -68,11 +70,11 @@ import QKDTestSupport
     /// Each seed of the new targets, cut short by 30 bytes, ends as a typed rejection, not as
     /// acceptance (30 bytes breaks a PEM END line, which one byte would not): the checks can tell malformed input from valid input.
     @Test(arguments: [FuzzCheck.postProcessingMessages, .pskFile, .certificateChain])
-    func corruptedSeedsAreRejected(_ check: FuzzCheck) throws {
+    func corruptedSeedsAreRejected(_ check: FuzzCheck) async throws {
         let seeds = try #require(try check.generatedSeeds())
         for seed in seeds {
             let truncated = Array(seed.bytes.dropLast(30))
-            guard case .rejected = try check.run(truncated) else {
+            guard case .rejected = try await offPool({ try check.run(truncated) }) else {
                 Issue.record("truncated seed \(seed.name) of \(check.rawValue) was accepted")
                 continue
             }
@@ -81,14 +83,93 @@ import QKDTestSupport
 
     /// The MAC crash the fuzzer found: an all-zero key made every message verify. It must now be
     /// refused with a typed error.
-    @Test func zeroHashKeyIsRejectedWithATypedError() throws {
+    @Test func zeroHashKeyIsRejectedWithATypedError() async throws {
         let path = PackagePaths.root.appendingPathComponent("Fuzz/FailCases/FuzzMAC/zero-hash-key").path
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        let outcome = try FuzzCheck.mac.run(bytes)
+        let outcome = try await offPool { try FuzzCheck.mac.run(bytes) }
         guard case .rejected(let error) = outcome else {
             Issue.record("expected a typed rejection, got \(outcome)")
             return
         }
         #expect(error.code.identifier == "crypto.weak-hash-key")
+    }
+}
+
+/// The session targets check something: honest seeds reach the established channel and deliver
+/// the honest payloads, and tampering ends as a typed rejection with no key consumed (the
+/// checks inside ``FuzzCheck/run(_:)`` assert the slot accounting on every input).
+@Suite struct SessionFuzzTargetTests {
+    static let modes: [HandshakeMode] = [.pool, .pskKDF]
+
+    @Test(arguments: modes)
+    func honestResponderSeedEstablishesAndDelivers(_ mode: HandshakeMode) async throws {
+        let stream = try #require(SessionFixture.responderRuns[mode]).aliceFrames.joined()
+        let (result, outcome) = try await offPool { try HandshakeCheck.feed(Array(stream), role: .responder, variation: 0, chunkSeed: 1, clock: 0) }
+        #expect(outcome == .accepted)
+        #expect(result.established && result.delivered == SessionFixture.honestPayloads.count)
+    }
+
+    @Test(arguments: modes)
+    func honestInitiatorSeedEstablishesAndDelivers(_ mode: HandshakeMode) async throws {
+        let variation: UInt8 = mode == .pool ? 0 : 1
+        let stream = try #require(SessionFixture.initiatorRuns[mode]).bobFrames.joined()
+        let (result, outcome) = try await offPool { try HandshakeCheck.feed(Array(stream), role: .initiator, variation: variation, chunkSeed: 7, clock: 0) }
+        #expect(outcome == .accepted)
+        #expect(result.established && result.delivered == SessionFixture.honestPayloads.count)
+    }
+
+    /// One flipped bit in Alice's Finished tag: Bob refuses with a typed error, delivers
+    /// nothing, and (checked inside) consumes no inbound slot and hands out none.
+    @Test(arguments: modes)
+    func tamperedFinishedIsRejectedWithoutKeyCost(_ mode: HandshakeMode) async throws {
+        let frames = try #require(SessionFixture.responderRuns[mode]).aliceFrames
+        var finished = frames[1]
+        finished[finished.count - 1] ^= 0x01
+        let stream = frames[0] + finished + frames[2...].joined()
+        let (result, outcome) = try await offPool { try HandshakeCheck.feed(stream, role: .responder, variation: 0, chunkSeed: 0, clock: 0) }
+        #expect(outcome == .rejected(QKDError(.sessionAuthenticationFailed)))
+        #expect(!result.established && result.delivered == 0)
+    }
+
+    /// A ClientHello naming another link is refused before any key is touched; a hello that
+    /// never finishes times out past the 10 s deadline and not before.
+    @Test func rejectedHelloAndTimeout() async throws {
+        var hello = try #require(SessionFixture.responderRuns[.pool]).aliceFrames[0]
+        let linkOffset = try #require(hello.firstRange(of: SessionFixture.linkID)).lowerBound
+        hello[linkOffset] ^= 0xff
+        let otherLink = hello
+        let (_, refused) = try await offPool { try HandshakeCheck.feed(otherLink, role: .responder, variation: 0, chunkSeed: 0, clock: 0) }
+        #expect(refused == .rejected(QKDError(.sessionUnknownLink)))
+        let genuine = try #require(SessionFixture.responderRuns[.pool]).aliceFrames[0]
+        let (_, waiting) = try await offPool { try HandshakeCheck.feed(genuine, role: .responder, variation: 0, chunkSeed: 0, clock: 99) }
+        #expect(waiting == .accepted)
+        let (_, late) = try await offPool { try HandshakeCheck.feed(genuine, role: .responder, variation: 0, chunkSeed: 0, clock: 100) }
+        #expect(late == .rejected(QKDError(.sessionTimeout)))
+    }
+
+    /// The pair: a dropped frame in the established channel is reported (the probe after it
+    /// is dropped as a gap), so the run ends rejected, not silently "fine".
+    @Test func droppedFrameIsReportedNotSilent() async throws {
+        let settle: [UInt8] = [15, 0]
+        let program: [UInt8] = [0, 0, 7, 40] + settle + [10, 0, 3, 1, 2, 3, 2, 0] + settle
+        let outcome = try await offPool { try FuzzCheck.sessionPair.run(program) }
+        guard case .rejected = outcome else {
+            Issue.record("a dropped frame went unnoticed: \(outcome)")
+            return
+        }
+    }
+}
+
+/// Runs a check on a thread of its own and awaits it. PKI-mode sessions pause for certificate
+/// validation (`SessionAction.validatePeer`), which the synchronous checks answer by blocking
+/// on a `Task` (`SessionProbe.validate`, as the libFuzzer callback on the main thread may);
+/// blocking one of Swift Testing's cooperative threads instead could starve the pool.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.stackSize = 16 << 20
+        thread.start()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import QKDTestSupport
 import QKDCrypto
 import Testing
 @testable import QKDKeyPool

@@ -1,43 +1,12 @@
 import Foundation
+import QKDTestSupport
 import Testing
 
-/// The `qkd-node` binary next to the test bundle (as Tests/QKDKeyPoolTests/Support.swift finds it).
+/// `qkd-node` as a subprocess (QKDTestSupport's `QKDNodeBinary`), with JSON-line parsing.
 enum NodeBinary {
-    static func locate() -> String? {
-        let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["QKD_NODE_BINARY"], fm.isExecutableFile(atPath: env) { return env }
-        var starts: [URL] = []
-        if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") { starts.append(URL(fileURLWithPath: exe)) }
-        if let exe = Bundle.main.executableURL { starts.append(exe) }
-        starts.append(Bundle.main.bundleURL)
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") { starts.append(bundle.bundleURL) }
-        for start in starts {
-            var dir = start.deletingLastPathComponent()
-            for _ in 0..<5 {
-                let candidate = dir.appendingPathComponent("qkd-node").path
-                if fm.isExecutableFile(atPath: candidate) { return candidate }
-                dir.deleteLastPathComponent()
-            }
-        }
-        return nil
-    }
-
     static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = try #require(locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let errData = Mutex(Data())
-        let reader = Thread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
-        reader.start()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while errData.withLock({ $0.isEmpty }) && !reader.isFinished { usleep(1000) }
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData.withLock { $0 }, as: UTF8.self))
+        let binary = try #require(QKDNodeBinary.locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
+        return try QKDNodeBinary.run(binary, arguments)
     }
 
     static func jsonLines(_ text: String) -> [[String: Any]] {
@@ -45,7 +14,6 @@ enum NodeBinary {
     }
 }
 
-import Synchronization
 
 /// `qkd-node demo` as a subprocess: two more processes over loopback TCP.
 @Suite(.serialized) struct CLITests {

@@ -36,8 +36,10 @@ func randomMessage(_ type: Int, _ g: inout TestRNG, size: Int = 5000) -> PostPro
     case 3: return .estimation(testErrors: UInt32.random(in: 0...UInt32.max, using: &g))
     case 4: return .cascadeParities(CascadeBits(step: UInt32.random(in: 0...1000, using: &g), bits: randomBits(Int.random(in: 0...999, using: &g), &g)))
     case 5: return .cascadeReplies(CascadeBits(step: UInt32.random(in: 0...1000, using: &g), bits: randomBits(Int.random(in: 0...999, using: &g), &g)))
-    case 6: return .verification(VerificationRequest(hashKey: randomBytes(16, &g), tag: randomBytes(16, &g),
-                                                     amplificationSeed: randomBytes(32, &g), finalLength: g.next()))
+    case 6:
+        let w = Int.random(in: 0...(size / 2), using: &g)
+        return .verification(VerificationRequest(hashKey: randomBytes(16, &g), tag: randomBytes(16, &g), finalLength: g.next(),
+                                                 multiplier: randomBits(w, &g), addend: randomBits(w, &g)))
     case 7: return .verificationResult(matched: g.next() & 1 == 1)
     default: return .abort(AbortCode.allCases.randomElement(using: &g)!)
     }
@@ -110,64 +112,26 @@ func randomMessage(_ type: Int, _ g: inout TestRNG, size: Int = 5000) -> PostPro
         }
     }
 
+    /// The seed count is checked against its limit and the bytes present before any allocation.
+    @Test func amplificationSeedCountIsChecked() {
+        var bytes = PostProcessingMessage.verification(VerificationRequest(
+            hashKey: [UInt8](repeating: 1, count: 16), tag: [UInt8](repeating: 2, count: 16), finalLength: 8,
+            multiplier: BitVector(count: 20), addend: BitVector(count: 20))).encoded(roundID: 3)
+        #expect(bytes.count == 10 + 16 + 16 + 8 + 4 + 3 + 3)
+        let countAt = 10 + 16 + 16 + 8
+        bytes[countAt] = 0x10  // 2^28 + 20 bits: over maxAmplificationSeedBits
+        #expect(throws: QKDError(.ppMalformed)) { try PostProcessingMessage.decode(bytes) }
+        bytes[countAt] = 0
+        bytes[countAt + 3] = 21  // 2 x 3 bytes still, but padding bits now checked at bit 21
+        #expect(throws: Never.self) { try PostProcessingMessage.decode(bytes) }
+        bytes[countAt + 3] = 200  // 2 x 25 bytes: more than the message holds
+        #expect(throws: QKDError(.ppMalformed)) { try PostProcessingMessage.decode(bytes) }
+    }
+
     @Test func bitmapPaddingMustBeZero() {
         var bytes = PostProcessingMessage.cascadeParities(CascadeBits(step: 0, bits: BitVector(count: 3))).encoded(roundID: 0)
         bytes[bytes.count - 1] = 0x80
         #expect(throws: QKDError(.ppMalformed)) { try PostProcessingMessage.decode(bytes) }
-    }
-}
-
-@Suite struct ToeplitzTests {
-    @Test func kernelMatchesNaiveOnBothPaths() throws {
-        var g = TestRNG(state: 7)
-        for (n, l) in [(1, 1), (63, 5), (64, 64), (65, 1), (1000, 333), (2049, 1100), (4096, 2000)] {
-            let x = randomBits(n, &g)
-            let s = randomBits(n + l - 1, &g)
-            let naive = ToeplitzHash.naiveHash(x, seed: s, outputBits: l)
-            let fast = ToeplitzHash.hash(x, seed: s, outputBits: l)
-            #expect(fast == naive, "n=\(n) l=\(l)")
-            ToeplitzHash.forcePortable(true)
-            let portable = ToeplitzHash.hash(x, seed: s, outputBits: l)
-            ToeplitzHash.forcePortable(false)
-            #expect(portable == naive, "portable n=\(n) l=\(l)")
-        }
-    }
-
-    @Test func largeBlocksAgreeAcrossPaths() {
-        // Beyond the naive reference's reach: the PCLMUL and portable paths (different base
-        // cases under the same Karatsuba) must agree, and hashing is linear: T(x ^ y) = Tx ^ Ty.
-        var g = TestRNG(state: 9)
-        let n = 70_001, l = 30_017
-        let x = randomBits(n, &g), y = randomBits(n, &g), s = randomBits(n + l - 1, &g)
-        let fx = ToeplitzHash.hash(x, seed: s, outputBits: l)
-        ToeplitzHash.forcePortable(true)
-        let px = ToeplitzHash.hash(x, seed: s, outputBits: l)
-        ToeplitzHash.forcePortable(false)
-        #expect(fx == px)
-        var xy = x
-        for i in 0..<n where y[i] { xy.flip(i) }
-        let fy = ToeplitzHash.hash(y, seed: s, outputBits: l)
-        var sum = fx
-        for i in 0..<l where fy[i] { sum.flip(i) }
-        #expect(ToeplitzHash.hash(xy, seed: s, outputBits: l) == sum)
-    }
-
-    @Test func naiveMatchesDefinition() {
-        var g = TestRNG(state: 8)
-        let n = 37, l = 11
-        let x = randomBits(n, &g), s = randomBits(n + l - 1, &g)
-        let out = ToeplitzHash.naiveHash(x, seed: s, outputBits: l)
-        for i in 0..<l {
-            var acc = false
-            for j in 0..<n where x[j] && s[i - j + n - 1] { acc.toggle() }
-            #expect(out[i] == acc)
-        }
-    }
-
-    @Test func expandedSeedIsDeterministic() throws {
-        let seed = [UInt8](repeating: 5, count: 32)
-        #expect(try ToeplitzHash.expandSeed(seed, bitCount: 1000) == ToeplitzHash.expandSeed(seed, bitCount: 1000))
-        #expect(throws: QKDError(.invalidKeyLength)) { try ToeplitzHash.expandSeed([1, 2], bitCount: 10) }
     }
 }
 

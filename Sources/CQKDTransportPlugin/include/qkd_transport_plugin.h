@@ -68,7 +68,9 @@ typedef void (*qkd_transport_plugin_close_fn)(void *handle);
 /* A NUL-terminated, human-readable description of the last failure: of the last failed call on
  * `handle`, or with handle == NULL of the last failed open on the calling thread. Never NULL
  * (return "" if there is nothing to say); valid until the next call on the same handle (or,
- * for NULL, the next open on the thread). Must never contain key material. */
+ * for NULL, the next open on the thread). The host calls it on the thread where the call
+ * failed, right after the failure, so a plugin may keep its errors per thread. Must never
+ * contain key material. */
 typedef const char *(*qkd_transport_plugin_last_error_fn)(void *handle);
 
 /* The exported symbol names, for dlsym. */

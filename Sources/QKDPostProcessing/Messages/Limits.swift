@@ -10,9 +10,11 @@ public enum PostProcessingLimits {
     public static let maxSlots: UInt64 = 1 << 44
     /// Most bits in one Cascade parity or reply message: the sifted key limit (section 2.2).
     public static let maxCascadeBits = 1 << 27
-    /// Seed sizes (section 2.4): Cascade permutations and the privacy-amplification seed are
-    /// expanded from 32-byte seeds; the verification hash key is 16 bytes (Poly1305 `r`).
+    /// The Cascade permutation seed (section 2.4): 32 bytes.
     public static let seedByteCount = 32
+    /// Most bits in each privacy-amplification seed a and b (section 2.7): W = n + ℓ - 1 with
+    /// ℓ <= n <= maxDetections, so below 2^28.
+    public static let maxAmplificationSeedBits = 1 << 28
     /// Poly1305 key and tag sizes (section 2.6).
     public static let verificationKeyByteCount = 16
     public static let verificationTagByteCount = 16

@@ -79,29 +79,34 @@ public struct CascadeBits: Sendable, Equatable {
     }
 }
 
-/// Alice's verification hash and privacy-amplification parameters (section 2.6).
+/// Alice's verification hash and privacy-amplification parameters (section 2.7).
 public struct VerificationRequest: Sendable, Equatable {
     /// Fresh Poly1305 key `r` for the verification hash.
     public var hashKey: [UInt8]
     /// Poly1305 of Alice's corrected key under `hashKey` (no pad).
     public var tag: [UInt8]
-    /// Seed from which both sides expand the Toeplitz matrix.
-    public var amplificationSeed: [UInt8]
     /// The final key length Alice computed; Bob must compute the same.
     public var finalLength: UInt64
+    /// The multiply-add-shift multiplier a: W = n + ℓ - 1 true random bits (section 7).
+    public var multiplier: BitVector
+    /// The multiply-add-shift addend b: W true random bits (section 7).
+    public var addend: BitVector
 
     /// Creates a request.
     /// - Parameters:
     ///   - hashKey: 16 bytes.
     ///   - tag: 16 bytes.
-    ///   - amplificationSeed: 32 bytes.
     ///   - finalLength: bits.
-    public init(hashKey: [UInt8], tag: [UInt8], amplificationSeed: [UInt8], finalLength: UInt64) {
-        precondition(hashKey.count == 16 && tag.count == 16 && amplificationSeed.count == 32)
+    ///   - multiplier: a, at most ``PostProcessingLimits/maxAmplificationSeedBits`` bits.
+    ///   - addend: b, as many bits as `multiplier`.
+    public init(hashKey: [UInt8], tag: [UInt8], finalLength: UInt64, multiplier: BitVector, addend: BitVector) {
+        precondition(hashKey.count == 16 && tag.count == 16)
+        precondition(multiplier.count == addend.count && multiplier.count <= PostProcessingLimits.maxAmplificationSeedBits)
         self.hashKey = hashKey
         self.tag = tag
-        self.amplificationSeed = amplificationSeed
         self.finalLength = finalLength
+        self.multiplier = multiplier
+        self.addend = addend
     }
 }
 
@@ -172,8 +177,10 @@ public enum PostProcessingMessage: Sendable, Equatable {
         case .verification(let v):
             out.append(contentsOf: v.hashKey)
             out.append(contentsOf: v.tag)
-            out.append(contentsOf: v.amplificationSeed)
             out.appendBE(v.finalLength)
+            out.appendBE(UInt32(v.multiplier.count))
+            v.multiplier.appendBitmap(to: &out)
+            v.addend.appendBitmap(to: &out)
         case .verificationResult(let m):
             out.append(m ? 1 : 0)
         case .abort(let code):
@@ -250,9 +257,14 @@ public enum PostProcessingMessage: Sendable, Equatable {
             case 6:
                 let key = try r.bytes(16, "hash key")
                 let tag = try r.bytes(16, "hash tag")
-                let seed = try r.bytes(32, "amplification seed")
                 let length = try r.u64("final length")
-                message = .verification(VerificationRequest(hashKey: key, tag: tag, amplificationSeed: seed, finalLength: length))
+                let w = try r.count("amplification seed bit count", limit: PostProcessingLimits.maxAmplificationSeedBits)
+                guard 2 * ((w + 7) >> 3) <= r.remaining else {
+                    throw QKDError(.ppMalformed, "verification: two \(w)-bit amplification seeds do not fit in the \(r.remaining) bytes left")
+                }
+                let a = try r.bitmap(count: w, "amplification multiplier")
+                let b = try r.bitmap(count: w, "amplification addend")
+                message = .verification(VerificationRequest(hashKey: key, tag: tag, finalLength: length, multiplier: a, addend: b))
             case 7:
                 let v = try r.u8("result")
                 guard v <= 1 else { throw QKDError(.ppMalformed, "verification result byte \(v) is neither 0 nor 1") }
@@ -289,7 +301,7 @@ public enum PostProcessingMessage: Sendable, Equatable {
             return header + 4 + (s.matches.count + 7) / 8 + 4 + (s.testBits.count + 7) / 8 + 32
         case .estimation: return header + 4
         case .cascadeParities(let c), .cascadeReplies(let c): return header + 8 + (c.bits.count + 7) / 8
-        case .verification: return header + 16 + 16 + 32 + 8
+        case .verification(let v): return header + 16 + 16 + 8 + 4 + 2 * ((v.multiplier.count + 7) / 8)
         case .verificationResult, .abort: return header + 1
         }
     }

@@ -23,6 +23,9 @@ struct CascadeEngine {
         var block: Int32
         var lower: Int
         var upper: Int
+        /// Heap index of the current range in its block's bisection tree (root 1, children
+        /// 2i and 2i + 1): the key of the sub-block parity cache.
+        var node: Int = 1
         var live = true
     }
 
@@ -39,7 +42,16 @@ struct CascadeEngine {
     /// Per started pass and block: index into `searches`, or -1.
     private var searchOf: [[Int32]] = []
     private var searches: [Search] = []
+    /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
+    /// has been disclosed or follows from a disclosed one, keyed by `block << 28 | node`
+    /// (Spec/postprocessing.md section 5.3). Kept current under flips; a search whose next left
+    /// half is known moves on without a query.
+    private var known = ParityCache()
+    /// Per started pass: whether any sub-block parity of it is cached.
+    private var knownInPass: [Bool] = []
     private var random: DeterministicRandomSource
+    /// Bits corrected so far (a bit is never corrected twice in an honest run).
+    private var corrected: BitVector
     private(set) var pending: Pending = .newPass(0)
     /// Bits flipped (Bob) or mirrored as flipped (Alice): the error count found.
     private(set) var corrections = 0
@@ -59,6 +71,7 @@ struct CascadeEngine {
         self.schedule = schedule
         self.random = try DeterministicRandomSource(seed: seed)
         permuted = [key]
+        corrected = BitVector(count: key.count)
         if n == 0 { pending = .done }
     }
 
@@ -75,7 +88,8 @@ struct CascadeEngine {
         if pass == 0 {
             permutations.append(PassPermutation(identity: ()))
         } else {
-            let perm = PassPermutation(size: n, random: &random)
+            var stream = Xoshiro256StarStar(seedingFrom: &random)
+            let perm = PassPermutation(size: n, random: &stream)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
             permuted[0].words.withUnsafeBufferPointer { kw in
                 perm.backward.withUnsafeBufferPointer { b in
@@ -94,6 +108,7 @@ struct CascadeEngine {
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
+        knownInPass.append(false)
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
     }
 
@@ -158,11 +173,24 @@ struct CascadeEngine {
             startedPassCount = p + 1
         case .bisect:
             for i in 0..<expected {
-                let mid = searches[i].lower + (searches[i].upper - searches[i].lower) / 2
-                if replies[i] { searches[i].upper = mid } else { searches[i].lower = mid }
+                let s = searches[i]
+                let mid = s.lower + (s.upper - s.lower) / 2
+                // The search's range holds an odd number of errors, so the right half's error
+                // parity is the complement of the left half's: both are now known.
+                let key = ParityCache.key(pass: Int(s.pass), block: Int(s.block), node: 2 * s.node)
+                known.set(key, replies[i])
+                known.set(key | 1, !replies[i])
+                knownInPass[Int(s.pass)] = true
+                if replies[i] {
+                    searches[i].upper = mid
+                    searches[i].node = 2 * s.node
+                } else {
+                    searches[i].lower = mid
+                    searches[i].node = 2 * s.node + 1
+                }
             }
         }
-        settle()
+        try settle()
         searches.removeAll { !$0.live }
         for (i, s) in searches.enumerated() { searchOf[Int(s.pass)][Int(s.block)] = Int32(i) }
         if !searches.isEmpty {
@@ -183,17 +211,26 @@ struct CascadeEngine {
 
     /// Resolves every search that has narrowed to one bit, flips that bit, and opens searches on
     /// blocks that became odd, until nothing changes.
-    private mutating func settle() {
+    /// - Throws: ``QKDError/Code/ppInconsistent`` if a bit would be corrected twice.
+    private mutating func settle() throws {
         var index = 0
         var touched: [(Int, Int)] = []
         while true {
             while index < searches.count {
+                if searches[index].live { advanceFromCache(index) }
                 let s = searches[index]
                 if s.live && s.upper - s.lower == 1 {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
                     let bit = p == 0 ? s.lower : Int(permutations[p].backward[s.lower])
+                    // Honest replies make every correction fix a real error, so no bit is flipped
+                    // twice; a second flip means the peer's parities contradict each other, and
+                    // wrong cached parities could otherwise cycle here without a round trip.
+                    guard !corrected[bit] else {
+                        throw QKDError(.ppInconsistent, "Cascade would correct bit \(bit) a second time; the peer's parities contradict each other (Spec/postprocessing.md section 5.3)")
+                    }
+                    corrected[bit] = true
                     flip(bit, touched: &touched)
                 }
                 index += 1
@@ -210,6 +247,40 @@ struct CascadeEngine {
         }
     }
 
+    /// Moves search `i` down its block's tree while the left half's error parity is known.
+    private mutating func advanceFromCache(_ i: Int) {
+        var s = searches[i]
+        let p = Int(s.pass)
+        guard knownInPass[p] else { return }
+        let base = ParityCache.key(pass: p, block: Int(s.block), node: 0)
+        while s.upper - s.lower > 1, let leftOdd = known.get(base | UInt64(2 * s.node)) {
+            let mid = s.lower + (s.upper - s.lower) / 2
+            if leftOdd {
+                s.upper = mid
+                s.node = 2 * s.node
+            } else {
+                s.lower = mid
+                s.node = 2 * s.node + 1
+            }
+        }
+        searches[i] = s
+    }
+
+    /// Toggles the known error parity of every cached sub-block of `block` in `pass` that
+    /// contains `position`. Cached sub-blocks form paths from the block's root, so the walk stops
+    /// at the first one not in the cache.
+    private mutating func toggleKnown(pass p: Int, block b: Int, position: Int) {
+        guard knownInPass[p] else { return }
+        let k = schedule.blockSizes[p]
+        var lower = b * k, upper = min(n, (b + 1) * k), node = 1
+        let base = ParityCache.key(pass: p, block: b, node: 0)
+        while upper - lower > 1 {
+            let mid = lower + (upper - lower) / 2
+            if position < mid { upper = mid; node = 2 * node } else { lower = mid; node = 2 * node + 1 }
+            guard known.toggle(base | UInt64(node)) else { return }
+        }
+    }
+
     /// Flips key bit `bit` (Bob's copies; Alice only mirrors the bookkeeping) and toggles the
     /// error parity of its block in every started pass.
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
@@ -219,6 +290,7 @@ struct CascadeEngine {
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
+            toggleKnown(pass: p, block: b, position: position)
             let si = searchOf[p][b]
             if si >= 0, searches[Int(si)].live,
                position >= searches[Int(si)].lower, position < searches[Int(si)].upper {
@@ -257,7 +329,7 @@ struct PassPermutation {
         inverse = []
     }
 
-    init(size n: Int, random: inout DeterministicRandomSource) {
+    init(size n: Int, random: inout Xoshiro256StarStar) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
         var counts = [n]
         var members = uninitializedWords(n)

@@ -15,7 +15,7 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// Creates a schedule.
     /// - Parameter blockSizes: one size >= 1 per pass.
     public init(blockSizes: [Int]) {
-        precondition(!blockSizes.isEmpty && blockSizes.allSatisfy { $0 >= 1 })
+        precondition(!blockSizes.isEmpty && blockSizes.count < 128 && blockSizes.allSatisfy { $0 >= 1 }, "1 to 127 passes (the parity cache key holds the pass in 7 bits)")
         self.blockSizes = blockSizes
     }
 

@@ -32,7 +32,8 @@ public struct AliceRound {
 
     private struct Verifying {
         var key: BitVector
-        var amplificationSeed: [UInt8]
+        var multiplier: BitVector
+        var addend: BitVector
         var finalLength: Int
     }
 
@@ -173,8 +174,8 @@ public struct AliceRound {
                 outbox.append(.aborted(AbortReason(code: .verificationFailed, initiatedByPeer: true), summary))
                 return .done
             }
-            let seed = try ToeplitzHash.expandSeed(v.amplificationSeed, bitCount: v.key.count + v.finalLength - 1)
-            var final = ToeplitzHash.hash(v.key, seed: seed, outputBits: v.finalLength)
+            var final = MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
+                                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
             defer { final.wipe() }
             counters.finalBits = v.finalLength
             outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
@@ -253,9 +254,11 @@ public struct AliceRound {
         }
         let hashKey = random.bytes(count: PostProcessingLimits.verificationKeyByteCount)
         let tag = try KeyVerification.tag(of: key, hashKey: hashKey, roundID: roundID)
-        let seed = random.bytes(count: PostProcessingLimits.seedByteCount)
-        send(.verification(VerificationRequest(hashKey: hashKey, tag: tag, amplificationSeed: seed, finalLength: UInt64(length))))
-        return .awaitingVerificationResult(Verifying(key: key, amplificationSeed: seed, finalLength: length))
+        // Fresh true random seed bits for the universal hash (Spec/postprocessing.md section 7).
+        let seed = MultiplyAddShiftHash.drawSeed(inputBits: key.count, outputBits: length, random: &random)
+        send(.verification(VerificationRequest(hashKey: hashKey, tag: tag, finalLength: UInt64(length),
+                                               multiplier: seed.multiplier, addend: seed.addend)))
+        return .awaitingVerificationResult(Verifying(key: key, multiplier: seed.multiplier, addend: seed.addend, finalLength: length))
     }
 }
 

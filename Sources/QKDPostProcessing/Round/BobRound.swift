@@ -153,14 +153,17 @@ public struct BobRound {
             guard request.finalLength == UInt64(length) else {
                 throw QKDError(.ppInconsistent, "Alice's final length \(request.finalLength) differs from Bob's \(length); the sides disagree on the round's figures")
             }
+            guard request.multiplier.count == MultiplyAddShiftHash.seedBits(inputBits: v.key.count, outputBits: length) else {
+                throw QKDError(.ppInconsistent, "Alice's amplification seed has \(request.multiplier.count) bits; n + l - 1 = \(v.key.count + length - 1) (Spec/postprocessing.md section 2.7)")
+            }
             let mine = try KeyVerification.tag(of: v.key, hashKey: request.hashKey, roundID: roundID)
             let equal = mine.withUnsafeBytes { a in request.tag.withUnsafeBytes { b in constantTimeEqual(a, b) } }
             guard equal else {
                 abort(.verificationFailed)
                 return .done
             }
-            let seed = try ToeplitzHash.expandSeed(request.amplificationSeed, bitCount: v.key.count + length - 1)
-            var final = ToeplitzHash.hash(v.key, seed: seed, outputBits: length)
+            var final = MultiplyAddShiftHash.hash(v.key, multiplier: request.multiplier, addend: request.addend,
+                                                  outputBits: length, threads: configuration.amplificationThreads)
             defer { final.wipe() }
             counters.finalBits = length
             send(.verificationResult(matched: true))

@@ -21,14 +21,21 @@ public struct PostProcessingConfiguration: Sendable, Equatable {
     public var security: SecurityParameters
     /// The Cascade schedule.
     public var reconciliation: ReconciliationSchedule
+    /// Threads for the privacy-amplification product (1 or 2); a local choice that does not
+    /// change the result, so the two sides need not agree on it.
+    public var amplificationThreads: Int
 
     /// Creates a configuration.
     /// - Parameters:
     ///   - security: ε parameters and threshold.
     ///   - reconciliation: the schedule.
-    public init(security: SecurityParameters = SecurityParameters(), reconciliation: ReconciliationSchedule = .improved) {
+    ///   - amplificationThreads: 1 or 2 threads for privacy amplification (Spec/postprocessing.md section 7).
+    public init(security: SecurityParameters = SecurityParameters(), reconciliation: ReconciliationSchedule = .improved,
+                amplificationThreads: Int = 1) {
+        precondition(amplificationThreads >= 1)
         self.security = security
         self.reconciliation = reconciliation
+        self.amplificationThreads = amplificationThreads
     }
 }
 

@@ -10,9 +10,10 @@
 ///   meaning (a write of 10 bytes may be read as 3 + 7).
 /// - At most one `read()` at a time (a second concurrent read is a programming error). Writes
 ///   may come from several tasks; each `write` is delivered contiguously.
-/// - `read()` and `write(_:)` honour task cancellation while they wait: they throw
-///   `CancellationError` and leave the link usable. (A write cancelled while waiting for
-///   buffer space wrote nothing.)
+/// - `read()` honours task cancellation while it waits: it throws `CancellationError` and
+///   leaves the link usable. The in-memory `write(_:)` does too (a write cancelled while
+///   waiting for buffer space wrote nothing); socket, serial, exec and plugin writes already
+///   handed to the OS or the plugin run to completion or fail with the link.
 /// - After the local `close()`, `read()` returns nil and `write(_:)` throws `transport.closed`.
 /// - When the peer closes cleanly, `read()` returns the remaining bytes, then nil; writes then
 ///   throw `transport.closed` or `transport.broken` (the OS may not know yet).

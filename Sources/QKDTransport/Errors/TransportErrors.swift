@@ -22,8 +22,6 @@ extension QKDError.Code {
     public static let addressInUse = QKDError.Code("transport.address-in-use")
     /// Any other failure to connect or to listen (permission denied, address not available, ...).
     public static let connectFailed = QKDError.Code("transport.connect-failed")
-    /// The operation is not available for this kind of endpoint.
-    public static let unsupportedOperation = QKDError.Code("transport.unsupported")
     /// The serial device could not be opened or configured (missing, busy, not a tty, bad speed).
     public static let serialOpenFailed = QKDError.Code("transport.serial-open-failed")
     /// The bridge command of an `exec:` endpoint could not be started.

@@ -15,6 +15,7 @@ public final class InMemoryTransport: ByteTransport {
     /// What this end has written and the peer has not read yet.
     private let outbound: ByteQueue
 
+    /// `memory NAME`, NAME being the other end's label from ``pair(capacity:names:)``.
     public let peerDescription: String
 
     private init(inbound: ByteQueue, outbound: ByteQueue, peerDescription: String) {

@@ -1,4 +1,5 @@
 import Foundation
+import QKDTestSupport
 import QKDCrypto
 import QKDKeyPool
 import Testing
@@ -45,7 +46,7 @@ import Glibc
 
     @Test(.timeLimit(.minutes(2)))
     func killNineDuringResumedSessionsNeverReusesASlot() throws {
-        let binary = try #require(NodeBinary.locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
+        let binary = try #require(QKDNodeBinary.locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
         let dir = TempDirectory()
         var random = DeterministicRandomSource(seed: 2026)
         let psk = try PSKFile.generate(byteCount: 1 << 20, using: &random)
@@ -124,24 +125,3 @@ import Glibc
     }
 }
 
-/// The `qkd-node` binary that `swift build` / `swift test` put next to the test bundle:
-/// `$QKD_NODE_BINARY`, else the directories above the running test executable.
-enum NodeBinary {
-    static func locate() -> String? {
-        let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["QKD_NODE_BINARY"], fm.isExecutableFile(atPath: env) { return env }
-        var starts: [URL] = []
-        if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") { starts.append(URL(fileURLWithPath: exe)) }
-        if let exe = Bundle.main.executableURL { starts.append(exe) }
-        starts.append(Bundle.main.bundleURL)
-        for start in starts {
-            var dir = start.deletingLastPathComponent()
-            for _ in 0..<5 {
-                let candidate = dir.appendingPathComponent("qkd-node").path
-                if fm.isExecutableFile(atPath: candidate) { return candidate }
-                dir.deleteLastPathComponent()
-            }
-        }
-        return nil
-    }
-}
