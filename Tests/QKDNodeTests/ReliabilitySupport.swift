@@ -1,111 +1,89 @@
 import Foundation
+import QKDKeyPool
+import QKDTestSupport
 import Synchronization
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// A `qkd-node` child process whose stdout JSON lines are collected as they arrive, so a test
-/// can wait for one (the listening port), kill the process with SIGKILL at any point, and read
-/// everything it printed before it died.
+/// A `qkd-node` child process whose stdout JSON lines are collected as they arrive (by
+/// QKDTestSupport's ``ChildProcess``: reader threads off the cooperative pool, exit awaited from
+/// the termination handler), so a test can await one (the listening port), signal or SIGKILL
+/// the process at any point, and read everything it printed before it died.
 final class NodeProcess: @unchecked Sendable {
     let name: String
-    private let process = Process()
-    private let out = Pipe()
-    private let err = Pipe()
-    private let state = Mutex<(lines: [String], partial: Data, stderr: Data, outClosed: Bool)>(([], Data(), Data(), false))
+    let child: ChildProcess
+    /// The lines parsed so far (waits poll every 10 ms: parse each line once).
+    private let parsed = Mutex<[[String: Any]]>([])
 
     /// Starts `qkd-node` with `arguments`.
     init(_ name: String, _ arguments: [String]) throws {
         self.name = name
-        let binary = try #require(NodeBinary.locate(), "qkd-node binary not found; build it with 'swift build --product qkd-node' or set QKD_NODE_BINARY")
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let outHandle = out.fileHandleForReading, errHandle = err.fileHandleForReading
-        Thread.detachNewThread { [self] in
-            while true {
-                let data = outHandle.availableData
-                if data.isEmpty { state.withLock { $0.outClosed = true }; return }
-                state.withLock { s in
-                    s.partial.append(data)
-                    while let nl = s.partial.firstIndex(of: UInt8(ascii: "\n")) {
-                        s.lines.append(String(decoding: s.partial[s.partial.startIndex..<nl], as: UTF8.self))
-                        s.partial = Data(s.partial[(nl + 1)...])
-                    }
-                }
-            }
-        }
-        Thread.detachNewThread { [self] in
-            while true {
-                let data = errHandle.availableData
-                if data.isEmpty { return }
-                state.withLock { $0.stderr.append(data) }
-            }
-        }
+        child = try ChildProcess(try NodeBinary.path(), arguments, name: name)
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
-    var stderrText: String { state.withLock { String(decoding: $0.stderr, as: UTF8.self) } }
+    var isRunning: Bool { child.isRunning }
+    var stderrText: String { child.stderrText }
 
     /// Every complete JSON line printed so far.
     var events: [[String: Any]] {
-        state.withLock { $0.lines }.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let lines = child.lines
+        return parsed.withLock { p in
+            if p.count < lines.count {
+                p += lines[p.count...].map { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) ?? [:] }
+            }
+            return p.filter { !$0.isEmpty }
+        }
     }
 
     func events(_ kind: String) -> [[String: Any]] { events.filter { $0["event"] as? String == kind } }
 
-    /// Waits (polling) for the first JSON line with `"event": kind`; nil on timeout or exit.
-    func waitFor(_ kind: String, timeout: Double = 20) -> [String: Any]? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let e = events(kind).first { return e }
-            if !process.isRunning && state.withLock({ $0.outClosed }) { return events(kind).first }
-            usleep(20_000)
-        }
-        return nil
+    /// "t=1.2s connected, t=1.3s established, ..." with the first 60 characters of any reason.
+    var timeline: String {
+        zip(child.lineTimes, child.lines).compactMap { time, line -> String? in
+            guard let e = NodeBinary.jsonLines(line).first, let kind = e["event"] as? String else { return nil }
+            let reason = (e["reason"] as? String).map { " (\($0.prefix(60)))" } ?? ""
+            return String(format: "t=%.1fs ", Double(time.components.seconds) + Double(time.components.attoseconds) / 1e18) + kind + reason
+        }.joined(separator: ", ")
     }
 
-    /// Waits for the process to exit; SIGKILLs it after `timeout` seconds. Returns its status.
-    @discardableResult
-    func wait(timeout: Double = 60) -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill9() }
-        process.waitUntilExit()
-        // Let the reader threads drain the pipes.
-        let drain = Date().addingTimeInterval(2)
-        while !state.withLock({ $0.outClosed }) && Date() < drain { usleep(5_000) }
-        return process.terminationStatus
+    /// Awaits the `count`-th JSON line with `"event": kind` (1: the first); nil on timeout or
+    /// exit.
+    func waitFor(_ kind: String, count: Int = 1, timeout: Duration = .seconds(30)) async -> [String: Any]? {
+        _ = await child.waitUntil(timeout: timeout) { events(kind).count >= count }
+        let found = events(kind)
+        return found.count >= count ? found[count - 1] : nil
     }
+
+    /// Awaits the exit; SIGKILLs the process after `timeout`. Returns its status.
+    @discardableResult
+    func wait(timeout: Duration = .seconds(60)) async -> Int32 { await child.exit(timeout: timeout) }
+
+    /// Sends a signal (SIGINT, SIGTERM).
+    func send(_ signal: Int32) { child.send(signal) }
 
     /// SIGKILL, then reap.
-    func kill9() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    func kill9() async { await child.kill9() }
 }
 
-/// A private temporary directory for one reliability test, removed afterwards.
-func reliabilityDirectory() throws -> TempDir { TempDir() }
-
 /// `qkd-node pool verify --state DIR`: status and output.
-func poolVerify(_ state: String) throws -> (ok: Bool, text: String) {
-    let r = try NodeBinary.run(["pool", "verify", "--state", state])
+func poolVerify(_ state: String) async throws -> (ok: Bool, text: String) {
+    let r = try await NodeBinary.run(["pool", "verify", "--state", state])
     return (r.status == 0, r.stdout + r.stderr)
 }
 
 /// `qkd-node pool status --json`, decoded.
-func poolStatus(_ state: String) throws -> [String: Any] {
-    let r = try NodeBinary.run(["pool", "status", "--state", state, "--json"])
+func poolStatus(_ state: String) async throws -> [String: Any] {
+    let r = try await NodeBinary.run(["pool", "status", "--state", state, "--json"])
     #expect(r.status == 0, "pool status failed: \(r.stderr)")
     return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+}
+
+/// The same figures in process (no child: cheap enough to check after every kill). Opens the
+/// pool the way `pool status` does; only while no node holds it.
+func poolMarksInProcess(_ state: String) throws -> PoolMarks {
+    let pool = try KeyPool.open(directory: state)
+    defer { pool.close() }
+    let data = try JSONEncoder().encode(try pool.status())
+    return PoolMarks(try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any]))
 }
 
 /// The durable watermark of each stream (`outbound`/`inbound`) and the ledger's reserved plus

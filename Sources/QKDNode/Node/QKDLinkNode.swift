@@ -328,6 +328,10 @@ public actor QKDLinkNode {
             return .cancelled
         } catch let error as QKDError {
             _ = try? await flush(classical, quantum)
+            // The peer closed the session gracefully (e.g. stopped by SIGINT) in the same read
+            // as round frames this node then answered: the answer met the closed session. That
+            // is the peer's clean stop, not a broken link to reconnect (Spec/session.md 6.1).
+            if error.code == .sessionClosed, let s = session, s.isClosed, s.error == nil { return .finished }
             if Self.isFatal(error) { return .fatal(error) }
             return .linkFailed(error.description)
         } catch is CancellationError {
