@@ -274,4 +274,43 @@ extension TwoPools {
         ledger.record(again)
         ledger.check()
     }
+
+    /// Both inbound watermarks ahead of the peer's outbound ones (what a restart of both does
+    /// when each inbound reservation chunk ran ahead; made here by accepting inbound pads
+    /// directly): neither Finished can go first without a skip. With `maxPreAuthSkip = 0`
+    /// Alice refuses (`session.pool-desync`) and nothing moves; with the default she skips
+    /// her outbound stream to Bob's inbound watermark (3 slots) first, and the resume works.
+    @Test func bothInboundWatermarksAheadUseTheBoundedPreAuthSkip() async throws {
+        let pools = try TwoPools(pskBytes: 65_536)
+        defer { pools.close() }
+        var ledger = TwoPoolTests.Ledger()
+        await Self.honestSession(pools, seed: 80, tag: 1, ledger: &ledger)
+        try pools.bob.pool.acceptInbound(through: (pools.alice.watermarks.outboundNext + 3) * 16)
+        try pools.alice.pool.acceptInbound(through: (pools.bob.watermarks.outboundNext + 3) * 16)
+        let aliceBefore = pools.alice.watermarks
+        let bobBefore = pools.bob.watermarks
+
+        var refused = Self.poolPair(pools, seed: 81)
+        var strict = refused.alice.configuration
+        strict.maxPreAuthSkip = 0
+        refused = Pair(alice: strict, bob: refused.bob.configuration, aliceStore: pools.alice, bobStore: pools.bob, seed: 81)
+        refused.start()
+        await refused.settle()
+        #expect(refused.aliceErrors.first?.code == .sessionPoolDesync, "\(refused.aliceErrors)")
+        #expect(!refused.alice.isEstablished && !refused.bob.isEstablished && !refused.bobErrors.isEmpty)
+        #expect(pools.alice.watermarks == aliceBefore && pools.bob.watermarks == bobBefore)
+        ledger.record(refused)
+
+        var resumed = Self.poolPair(pools, seed: 82)
+        resumed.start()
+        await resumed.settle()
+        #expect(resumed.alice.isEstablished && resumed.bob.isEstablished, "\(resumed.aliceErrors) \(resumed.bobErrors)")
+        let aliceFinished = resumed.aliceEvents.compactMap { if case .padUsed(.aliceToBob, let s) = $0 { s } else { nil } }.first
+        #expect(aliceFinished == bobBefore.inboundNext && bobBefore.inboundNext == aliceBefore.outboundNext + 3)
+        await TwoPoolTests.exchange(&resumed, 2)
+        ledger.record(resumed)
+        ledger.check()
+        #expect(try PoolVerifier.verify(directory: pools.dir.sub("alice")).isEmpty)
+        #expect(try PoolVerifier.verify(directory: pools.dir.sub("bob")).isEmpty)
+    }
 }
