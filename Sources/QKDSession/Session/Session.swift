@@ -505,7 +505,8 @@ public struct Session {
         case .established(var s):
             sentAuthenticated = (try? sendTagged(type: .alert, payload: payload, &s)) != nil
         case .awaitingFinished(let s):
-            // Alice has sent her Finished: Bob may already be established, and only an
+            // This node sent the first Finished (Alice, or Bob going first in pool mode): the
+            // peer may already be established, and only an
             // authenticated alert closes an established session (Spec/session.md section 6).
             if var keys = s.outbound {
                 var streams: BootstrapStreams?
