@@ -388,6 +388,10 @@ public actor QKDLinkNode {
         var sessionConfiguration = SessionConfiguration(role: configuration.role, linkID: withUnsafeBytes(of: pool.linkID.uuid) { Array($0) },
                                                         splitPolicy: Self.encode(configuration.refillPolicy),
                                                         preSharedKeys: configuration.preSharedKeys)
+        // Spec/session.md 4.1: after both nodes restarted, Alice's unauthenticated skip is at most
+        // one reservation chunk (the most a durable inbound watermark runs ahead), so a forged
+        // hello can burn no more than that. Both nodes of a link use the same chunk size.
+        sessionConfiguration.maxPreAuthSkip = UInt64(pool.configuration.chunkPads)
         // First contact (no pads in the pool yet): PKI if configured, else a psk-kdf PSK. Once the
         // pool holds QKD key every connection resumes in pool mode (DESIGN.md, "Resume").
         if configuration.role == .alice {
