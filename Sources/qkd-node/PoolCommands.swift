@@ -121,13 +121,13 @@ struct PoolVerify: ParsableCommand {
     var state: String
 
     func run() throws {
-        var violations: [String] = []
-        try CLIError.report { violations = try PoolVerifier.verify(directory: state) }
+        var violations: [QKDError] = []
+        try CLIError.report { violations = try PoolVerifier.check(directory: state) }
         if violations.isEmpty {
-            print("pool in \(state): all invariants hold (permissions, integrity_check, ledger, watermarks, stored pads, consumer keys, PSK records)")
+            print("pool in \(state): all invariants hold (permissions, integrity_check, ledger, watermarks, stored pads, consumer keys, PSK records, staged round)")
             return
         }
-        for v in violations { FileHandle.standardError.write(Data("qkd-node: error: \(QKDError(.invariantViolated, v))\n".utf8)) }
+        for v in violations { FileHandle.standardError.write(Data("qkd-node: error: \(v)\n".utf8)) }
         throw ExitCode(1)
     }
 }

@@ -59,7 +59,9 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
         Bob usually listens and Alice connects. Without --quantum, the simulated quantum link shares \
         the classical address (each connection names its link first). With --json, every event is one \
-        JSON object per line on stdout; a listening node first prints {"event":"listening","port":N}.
+        JSON object per line on stdout; a listening node first prints {"event":"listening","port":N}. \
+        SIGINT or SIGTERM stops the node cleanly (session closed, pool closed, exit status 0); a second \
+        signal exits at once with 128 + its number.
         """
     )
 
@@ -393,16 +395,31 @@ final class PrefixedTransport: ByteTransport {
     func close() async { await inner.close() }
 }
 
-/// SIGINT and SIGTERM cancel the node's task: it closes the session gracefully.
+/// SIGINT and SIGTERM stop `run` cleanly: the first one cancels the node's task; the node
+/// closes the session gracefully (the peer reads a `close`, not a broken link, and ends too),
+/// settles or stages its round (Spec/quantum-link.md section 5.3), and `run` prints its summary,
+/// closes the pool and exits with status 0. A second signal during that shutdown exits at once
+/// with status 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as a crash would; the
+/// pool is crash-safe (DESIGN.md invariant 1). Tested by ReliabilityTests
+/// (`sigtermAndSigintStopANodeCleanlyMidRounds`).
 final class SignalCancellation {
     private let sources: [any DispatchSourceSignal]
+    private let received = Received()
+
+    private final class Received: Sendable {
+        let count = Mutex(0)
+    }
 
     init(task: Task<Void, any Error>) {
         var sources: [any DispatchSourceSignal] = []
+        let received = self.received
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { task.cancel() }
+            source.setEventHandler {
+                if received.count.withLock({ n in n += 1; return n }) > 1 { _exit(128 + sig) }
+                task.cancel()
+            }
             source.resume()
             sources.append(source)
         }

@@ -56,23 +56,29 @@ import Testing
         let classical = Switchboard("classical"), quantum = Switchboard("quantum")
         let alice = try QKDLinkNode(configuration: nodeConfiguration(.alice, rounds: 3), pool: pa, links: links(.alice, classical, quantum))
         let bob = try QKDLinkNode(configuration: nodeConfiguration(.bob, rounds: 3), pool: pb, links: links(.bob, classical, quantum))
-        // Break the first connection in the middle of round 2: after round 1 finished at
-        // Alice, once Bob has written three more chunks (his `absorbed` for round 1, then round
-        // 2's detection report and a Cascade reply): both machines of round 2 are running.
-        let baseline = Mutex<Int?>(nil)
+        // Break the first connection in the middle of round 2, from inside the writes (a
+        // watcher task polling the write counts missed the round when the cooperative pool was
+        // busy with the rest of the suite). Alice writes one pulse frame per round on the
+        // quantum link; when she writes round 2's, Bob's classical write count is the base
+        // (his `absorbed` for round 1 came before: Alice waits for it). Bob's next writes are
+        // round 2's detection report, then a Cascade reply: the link breaks as he writes that
+        // reply, so both machines of round 2 are running.
+        let base = Mutex<Int?>(nil)
         let broken = Mutex(false)
-        let (ea, eb) = try await runPair(alice: alice, bob: bob) { event in
-            if event.finishedReport != nil {
-                let writes = classical.writes(alice: false)[0].count
-                baseline.withLock { if $0 == nil { $0 = writes } }
+        quantum.onWrite.withLock {
+            $0 = { isAlice, connection, count in
+                guard isAlice, connection == 0, count == 2 else { return }
+                let bobCount = classical.writes(alice: false)[0].count
+                base.withLock { $0 = bobCount }
             }
-        } breakWhen: {
-            guard !broken.withLock({ $0 }), let base = baseline.withLock({ $0 }) else { return false }
-            return classical.writes(alice: false)[0].count >= base + 3
-        } breakAction: {
-            broken.withLock { $0 = true }
-            classical.breakCurrent()
         }
+        classical.onWrite.withLock {
+            $0 = { isAlice, connection, count in
+                guard !isAlice, connection == 0, let b = base.withLock({ $0 }), count >= b + 2 else { return }
+                if broken.withLock({ done in defer { done = true }; return !done }) { classical.breakCurrent() }
+            }
+        }
+        let (ea, eb) = try await runPair(alice: alice, bob: bob)
         #expect(broken.withLock { $0 })
         #expect(classical.connectionCount >= 2, "the nodes reconnected")
         let ra = ea.compactMap { $0.finishedReport }, rb = eb.compactMap { $0.finishedReport }
@@ -263,19 +269,4 @@ import Testing
         #expect(try PoolVerifier.verify(directory: pa.directory).isEmpty)
         #expect(try PoolVerifier.verify(directory: pb.directory).isEmpty)
     }
-}
-
-/// `runPair` with a hook that breaks a link when a condition first holds (checked on every
-/// Alice event and every 5 ms).
-func runPair(alice: QKDLinkNode, bob: QKDLinkNode, onAliceEvent: @escaping @Sendable (NodeEvent) -> Void,
-             breakWhen: @escaping @Sendable () -> Bool, breakAction: @escaping @Sendable () -> Void) async throws
-    -> (alice: [NodeEvent], bob: [NodeEvent]) {
-    let watcher = Task {
-        while !Task.isCancelled {
-            if breakWhen() { breakAction(); return }
-            try? await Task.sleep(for: .milliseconds(1))
-        }
-    }
-    defer { watcher.cancel() }
-    return try await runPair(alice: alice, bob: bob, onAliceEvent: onAliceEvent)
 }

@@ -43,6 +43,10 @@ final class Switchboard: Sendable {
     /// Every chunk Alice's end writes, per connection index.
     let aliceWrites = Mutex<[[[UInt8]]]>([])
     let bobWrites = Mutex<[[[UInt8]]]>([])
+    /// Called after each recorded write, inside the writer's `write` and before the bytes go
+    /// out: (Alice's end?, connection index, writes so far on that end). A test can break the
+    /// link here at an exact point of the exchange, however the threads are scheduled.
+    let onWrite = Mutex<(@Sendable (Bool, Int, Int) -> Void)?>(nil)
 
     init(_ name: String) { self.name = name }
 
@@ -51,10 +55,12 @@ final class Switchboard: Sendable {
         let index = aliceWrites.withLock { w in w.append([]); return w.count - 1 }
         bobWrites.withLock { $0.append([]) }
         let alice = RecordingTransport(a) { [self] bytes in
-            self.aliceWrites.withLock { $0[index].append(bytes) }
+            let n = self.aliceWrites.withLock { $0[index].append(bytes); return $0[index].count }
+            self.onWrite.withLock { $0 }?(true, index, n)
         }
         let bob = RecordingTransport(b) { [self] bytes in
-            self.bobWrites.withLock { $0[index].append(bytes) }
+            let n = self.bobWrites.withLock { $0[index].append(bytes); return $0[index].count }
+            self.onWrite.withLock { $0 }?(false, index, n)
         }
         let acceptor = state.withLock { s -> CheckedContinuation<RecordingTransport, any Error>? in
             s.connections.append(a)

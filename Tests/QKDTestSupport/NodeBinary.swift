@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// The `qkd-node` binary that `swift build` / `swift test` put next to the test bundle, for the
 /// tests that drive the CLI as a separate process (crash tests, CLI tests, the demo).
@@ -30,27 +29,17 @@ public enum QKDNodeBinary {
         return fm.isExecutableFile(atPath: fallback) ? fallback : nil
     }
 
-    /// Runs the binary to completion. Standard error is read on its own thread so that neither
-    /// pipe can fill up and stall the child.
+    /// Runs the binary to completion without blocking a thread of the cooperative pool (see
+    /// ``ChildProcess``).
     /// - Parameters:
     ///   - binary: the path from ``locate()``.
     ///   - arguments: the command line.
+    ///   - timeout: after this the child is killed with SIGKILL (a hung child fails its test
+    ///     instead of stalling the run).
     /// - Returns: exit status, standard output and standard error.
     /// - Throws: if the process cannot be started.
-    public static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let errData = Mutex<Data?>(nil)
-        let reader = Thread { let d = err.fileHandleForReading.readDataToEndOfFile(); errData.withLock { $0 = d } }
-        reader.start()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while errData.withLock({ $0 == nil }) { usleep(1000) }
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData.withLock { $0! }, as: UTF8.self))
+    public static func run(_ binary: String, _ arguments: [String], timeout: Duration = .seconds(300)) async throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        try await ChildProcess.run(binary, arguments, timeout: timeout)
     }
 }

@@ -471,6 +471,7 @@ public final class KeyPool: Sendable {
                     let split = KeySplit(byteCount: bytes.count, policy: policy, agreedLevels: levels)
                     let ref = "round:\(roundID)"
                     try db.execute(sql: "INSERT INTO round (id, byte_count) VALUES (?, ?)", arguments: [Int64(bitPattern: roundID), bytes.count])
+                    try Self.dropStagedRound(db, through: roundID)  // Atomic with the absorb (KeyPool+Staging).
                     try PoolSchema.ledger(db, .produced, bytes: bytes.count, ref: ref)
                     try bytes.withUnsafeBytes { key in
                         for s in LinkStream.allCases {

@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import QKDCrypto
+public import QKDCrypto
 
 /// Offline checks of every invariant that can be checked from the state directory alone
 /// (Spec/keypool.md, "Invariants"). Used by `qkd-node pool verify` and by the tests.
@@ -11,12 +11,23 @@ public enum PoolVerifier {
     /// - Throws: ``QKDError/Code/poolNotFound``, ``QKDError/Code/insecurePermissions``,
     ///   ``QKDError/Code/storageCorrupt`` when the pool cannot be opened at all.
     public static func verify(directory: String) throws -> [String] {
+        try check(directory: directory).map(\.detail)
+    }
+
+    /// Checks the pool in `directory`, each violation as a typed error.
+    /// - Parameter directory: the state directory.
+    /// - Returns: one error per violation: ``QKDError/Code/stagedRoundCorrupt`` for the staged
+    ///   round (KeyPool+Staging), ``QKDError/Code/invariantViolated`` for the rest; empty if
+    ///   every check passes.
+    /// - Throws: ``QKDError/Code/poolNotFound``, ``QKDError/Code/insecurePermissions``,
+    ///   ``QKDError/Code/storageCorrupt`` when the pool cannot be opened at all.
+    public static func check(directory: String) throws -> [QKDError] {
         try StateDirectory.checkExisting(directory)  // Invariant 5 at rest.
         let db: DatabaseQueue
         do { db = try PoolSchema.open(path: StateDirectory.databasePath(directory)) } catch { throw storageError(error, "opening the pool") }
         defer { try? db.close() }
         do {
-            return try db.read { db -> [String] in
+            return try db.read { db -> [QKDError] in
                 var v: [String] = []
                 let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check")
                 if integrity != ["ok"] { v.append("SQLite integrity_check failed: \(integrity.prefix(5).joined(separator: "; "))") }
@@ -73,7 +84,7 @@ public enum PoolVerifier {
                 if pskCredits > 0 { v.append("\(pskCredits) PSK credits in the ledger have no PSK record") }
                 let roundMismatch = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM round r WHERE r.byte_count != COALESCE((SELECT SUM(bytes) FROM ledger WHERE kind = 'produced' AND ref = 'round:' || r.id), -1)") ?? 0
                 if roundMismatch > 0 { v.append("\(roundMismatch) absorbed rounds do not match their ledger credit") }
-                return v
+                return v.map { QKDError(.invariantViolated, $0) } + (try KeyPool.stagedRoundViolations(db))
             }
         } catch {
             throw storageError(error, "verifying the pool")

@@ -129,7 +129,9 @@ public actor QKDLinkNode {
     /// peer accepted it.
     private struct PendingRound {
         let id: UInt64
-        let result: RoundResult
+        let key: SecretBytes
+        /// Nil for a round reloaded from the pool's staging after a restart.
+        let summary: RoundSummary?
         let deliverable: Bool
         let padSlotsAtStart: Int
     }
@@ -163,6 +165,16 @@ public actor QKDLinkNode {
                               darkCountProbability: sim.darkCountProbability, misalignment: sim.misalignment, seed: seed)
         lastAbsorbed = try pool.lastAbsorbedRoundID() ?? 0
         lastStartedRound = lastAbsorbed
+        // A round staged before a crash, between the two sides' authentications: the next
+        // `hello` says whether the peer absorbed it (Spec/quantum-link.md section 5.3).
+        if let staged = try pool.stagedRound() {
+            if staged.roundID > lastAbsorbed {
+                pending = PendingRound(id: staged.roundID, key: staged.key, summary: nil, deliverable: staged.deliverable, padSlotsAtStart: 0)
+                lastStartedRound = staged.roundID
+            } else {
+                try pool.clearStagedRound()
+            }
+        }
     }
 
     // MARK: - Public API
@@ -351,6 +363,10 @@ public actor QKDLinkNode {
             return .cancelled
         } catch let error as QKDError {
             _ = try? await flush(classical, quantum)
+            // The peer closed the session gracefully (e.g. stopped by SIGINT) in the same read
+            // as round frames this node then answered: the answer met the closed session. That
+            // is the peer's clean stop, not a broken link to reconnect (Spec/session.md 6.1).
+            if error.code == .sessionClosed, let s = session, s.isClosed, s.error == nil { return .finished }
             if Self.isFatal(error) { return .fatal(error) }
             return .linkFailed(error.description)
         } catch is CancellationError {
@@ -396,6 +412,10 @@ public actor QKDLinkNode {
         // Per-round needs per-frame too (hello, absorbed, sync, confirmations); per-frame offers
         // only per-frame, so a session can never open a round the peer cannot verify.
         sessionConfiguration.granularities = perFrameRounds ? [.perFrame] : .all
+        // Spec/session.md 4.1: after both nodes restarted, Alice's unauthenticated skip is at most
+        // one reservation chunk (the most a durable inbound watermark runs ahead), so a forged
+        // hello can burn no more than that. Both nodes of a link use the same chunk size.
+        sessionConfiguration.maxPreAuthSkip = UInt64(pool.configuration.chunkPads)
         // First contact (no pads in the pool yet): PKI if configured, else a psk-kdf PSK. Once the
         // pool holds QKD key every connection resumes in pool mode (DESIGN.md, "Resume").
         if configuration.role == .alice {
@@ -478,11 +498,14 @@ public actor QKDLinkNode {
         defer { active = nil; session = nil; pulses = [:] }
         guard let round = active else { return }
         if case .key(let result)? = round.outcome, round.ownClosed, round.verdict == nil {
-            pending = PendingRound(id: round.id, result: result, deliverable: round.deliverable, padSlotsAtStart: round.padSlotsAtStart)
+            pending = PendingRound(id: round.id, key: result.key, summary: result.summary, deliverable: round.deliverable, padSlotsAtStart: round.padSlotsAtStart)
             logger.info("round interrupted between the two authentications; held until the peer says whether it accepted it",
                         metadata: ["round": "\(round.id)"])
             return
         }
+        // A storage error here resurfaces at the next pool access; the staged key is harmless
+        // meanwhile (the next hello discards it).
+        try? pool.clearStagedRound()
         abortedEvent(round.id, "the link failed during the round; it is discarded on both sides")
     }
 
@@ -724,6 +747,9 @@ public actor QKDLinkNode {
             case .finished(let result):
                 a.outcome = .key(result)
                 active = a
+                // Durably before this side's closing tag leaves: once the peer verifies that
+                // tag it absorbs the round, so a crash from here on must not lose the key.
+                try pool.stageRound(roundID: a.id, key: result.key, deliverable: a.deliverable)
                 try closeOwnRound()
             case .aborted(let reason, let summary):
                 a.outcome = .aborted(reason.description, summary)
@@ -799,9 +825,10 @@ public actor QKDLinkNode {
         settledRounds += 1
         switch (outcome, verdict) {
         case (.key(let result), .authenticated):
-            try absorb(id: a.id, result: result, deliverable: a.deliverable, padSlotsAtStart: a.padSlotsAtStart)
+            try absorb(id: a.id, key: result.key, summary: result.summary, deliverable: a.deliverable, padSlotsAtStart: a.padSlotsAtStart)
         case (.key(let result), .failed(let reason)):
             metrics.qber.record(result.summary.qberEstimate)
+            try pool.clearStagedRound()
             abortedEvent(a.id, reason)
         case (.aborted(let reason, let summary), _):
             if let summary { metrics.qber.record(summary.qberEstimate) }
@@ -809,8 +836,9 @@ public actor QKDLinkNode {
         }
     }
 
-    private func absorb(id: UInt64, result: RoundResult, deliverable: Bool, padSlotsAtStart: Int) throws {
-        let summary = try pool.absorbDistilledKey(roundID: id, bytes: result.key, policy: configuration.refillPolicy)
+    private func absorb(id: UInt64, key: SecretBytes, summary roundSummary: RoundSummary?, deliverable: Bool, padSlotsAtStart: Int) throws {
+        let summary = try pool.absorbDistilledKey(roundID: id, bytes: key, policy: configuration.refillPolicy)
+        try pool.clearStagedRound()
         var keys = summary.consumerKeyIDs.count
         if !deliverable, keys > 0 {
             try pool.discardConsumerKeys(ids: summary.consumerKeyIDs)
@@ -827,19 +855,25 @@ public actor QKDLinkNode {
         try checkSplit(id)
         let lengths = pool.streamLengths(), served = pool.servedWatermarks()
         let levels = (outbound: lengths.outbound - min(served.outbound, lengths.outbound), inbound: lengths.inbound - min(served.inbound, lengths.inbound))
-        metrics.keyBitsProduced.increment(by: result.summary.finalBits)
+        metrics.keyBitsProduced.increment(by: 8 * key.count)
         metrics.roundsFinished.increment()
-        metrics.qber.record(result.summary.qberEstimate)
         metrics.poolOutboundBytes.record(Int(levels.outbound))
         metrics.poolInboundBytes.record(Int(levels.inbound))
-        let report = RoundReport(roundID: id, summary: result.summary, padBitsUsed: (padSlotsUsed - padSlotsAtStart) * 8 * MACSuite.padByteCount,
-                                 securityLevel: session?.securityLevel ?? .computational, poolLevels: levels,
-                                 consumerKeys: keys, deliverable: deliverable)
-        logger.info("round finished", metadata: [
-            "round": "\(id)", "qber": "\(result.summary.qberEstimate)", "final_bits": "\(result.summary.finalBits)",
-            "pad_bits": "\(report.padBitsUsed)", "consumer_keys": "\(keys)",
-        ])
-        emit(.roundFinished(report))
+        if let roundSummary {
+            metrics.qber.record(roundSummary.qberEstimate)
+            let report = RoundReport(roundID: id, summary: roundSummary, padBitsUsed: (padSlotsUsed - padSlotsAtStart) * 8 * MACSuite.padByteCount,
+                                     securityLevel: session?.securityLevel ?? .computational, poolLevels: levels,
+                                     consumerKeys: keys, deliverable: deliverable)
+            logger.info("round finished", metadata: [
+                "round": "\(id)", "qber": "\(roundSummary.qberEstimate)", "final_bits": "\(roundSummary.finalBits)",
+                "pad_bits": "\(report.padBitsUsed)", "consumer_keys": "\(keys)",
+            ])
+            emit(.roundFinished(report))
+        } else {
+            // Reloaded from the pool's staging after a restart: the round's figures died with
+            // the process that distilled it; the key itself is what both pools must hold.
+            logger.info("round recovered from staging after a restart", metadata: ["round": "\(id)", "consumer_keys": "\(keys)"])
+        }
         if keys > 0 { emit(.keyAvailable(count: keys)) }
         while let event = pool.nextEvent() {
             switch event {
@@ -933,8 +967,9 @@ public actor QKDLinkNode {
             if peerLast >= p.id, p.id > lastAbsorbed {
                 logger.info("the peer accepted the interrupted round; absorbing it", metadata: ["round": "\(p.id)"])
                 settledRounds += 1
-                try absorb(id: p.id, result: p.result, deliverable: p.deliverable, padSlotsAtStart: p.padSlotsAtStart)
+                try absorb(id: p.id, key: p.key, summary: p.summary, deliverable: p.deliverable, padSlotsAtStart: p.padSlotsAtStart)
             } else {
+                try pool.clearStagedRound()
                 abortedEvent(p.id, "the link failed before the peer authenticated the round; it is discarded on both sides")
             }
         }

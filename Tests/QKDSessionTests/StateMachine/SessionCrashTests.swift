@@ -4,9 +4,6 @@ import QKDCrypto
 import QKDKeyPool
 import Testing
 @testable import QKDSession
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// DESIGN.md key pool invariant 1 through the session, proved by killing processes: a child
 /// `qkd-node session-torture` runs resumed pool-mode session pairs between two real pools and
@@ -44,83 +41,80 @@ import Glibc
         return summary
     }
 
+    /// Async: the child's exit is awaited and the waits are `Task.sleep`s (``ChildProcess``),
+    /// so the test never holds a thread of the cooperative pool while a child runs.
     @Test(.timeLimit(.minutes(2)))
-    func killNineDuringResumedSessionsNeverReusesASlot() throws {
-        let binary = try #require(QKDNodeBinary.locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
-        let dir = TempDirectory()
-        var random = DeterministicRandomSource(seed: 2026)
-        let psk = try PSKFile.generate(byteCount: 1 << 20, using: &random)
-        let configuration = KeyPool.Configuration(chunkPads: 4, lowWaterBytes: 0)
-        for (name, role) in [("alice", QKDKeyPool.Role.alice), ("bob", .bob)] {
-            let pool = try KeyPool.create(directory: dir.sub(name), role: role, linkID: psk.id, configuration: configuration)
-            _ = try pool.importPSK(psk)
-            pool.close()
-        }
-        let log = dir.sub("slots.log"), errors = dir.sub("stderr.log")
-        _ = FileManager.default.createFile(atPath: errors, contents: nil)
-        let errorHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-        func child(_ extra: [String] = []) throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["session-torture", "--state", dir.path, "--log", log, "--chunk-pads", "4"] + extra
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = errorHandle
-            try p.run()
-            return p
-        }
-
-        var system = SystemRandomNumberGenerator()
-        var killed = 0, attempts = 0, selfExits = 0, waitedRuns = 0, missedResumes = 0
-        while killed < Self.kills && attempts < Self.kills * 3 {
-            attempts += 1
-            let before = Self.readLog(log).established
-            let p = try child()
-            if Int.random(in: 0..<4, using: &system) == 0 {
-                // Anywhere: while opening the pools, recovering the WAL, in the handshake.
-                usleep(UInt32.random(in: 0...30_000, using: &system))
-            } else {
-                // After this run's handshake succeeded, in the middle of its traffic.
-                waitedRuns += 1
-                let deadline = Date().addingTimeInterval(10)
-                while p.isRunning && Self.readLog(log).established <= before && Date() < deadline { usleep(1_000) }
-                if Self.readLog(log).established <= before { missedResumes += 1 }
-                usleep(UInt32.random(in: 0...50_000, using: &system))
+    func killNineDuringResumedSessionsNeverReusesASlot() async throws {
+        try await offThePool {
+            let binary = try #require(QKDNodeBinary.locate(), "qkd-node binary not found next to the test bundle; build it with 'swift build' or set QKD_NODE_BINARY")
+            let dir = TempDirectory()
+            var random = DeterministicRandomSource(seed: 2026)
+            let psk = try PSKFile.generate(byteCount: 1 << 20, using: &random)
+            let configuration = KeyPool.Configuration(chunkPads: 4, lowWaterBytes: 0)
+            for (name, role) in [("alice", QKDKeyPool.Role.alice), ("bob", .bob)] {
+                let pool = try KeyPool.create(directory: dir.sub(name), role: role, linkID: psk.id, configuration: configuration)
+                _ = try pool.importPSK(psk)
+                pool.close()
             }
-            if p.isRunning {
-                kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
-                if p.terminationReason == .uncaughtSignal { killed += 1 }
-            } else {
-                p.waitUntilExit()
-                selfExits += 1
+            let log = dir.sub("slots.log"), errors = dir.sub("stderr.log")
+            _ = FileManager.default.createFile(atPath: errors, contents: nil)
+            let errorHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+            func child(_ extra: [String] = []) throws -> ChildProcess {
+                try ChildProcess(binary, ["session-torture", "--state", dir.path, "--log", log, "--chunk-pads", "4"] + extra,
+                                 stdout: .discard, stderr: .file(errorHandle))
             }
-        }
-        // A last run to completion: it resumes after the last kill and closes cleanly.
-        let beforeFinal = Self.readLog(log)
-        let last = try child(["--sessions", "2"])
-        last.waitUntilExit()
-        try errorHandle.close()
-        let childErrors = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-        #expect(last.terminationStatus == 0, "the final run failed: \(childErrors.suffix(2000))")
-        #expect(selfExits == 0, "children exited on their own: \(childErrors.prefix(2000))")
-        #expect(killed >= Self.kills, "only \(killed) kills in \(attempts) attempts")
-        #expect(missedResumes == 0, "\(missedResumes) of \(waitedRuns) runs never finished their resumed handshake")
 
-        let summary = Self.readLog(log)
-        #expect(summary.established >= beforeFinal.established + 2 && summary.closes >= beforeFinal.closes + 2)
-        #expect(summary.established >= waitedRuns)
-        for side in ["a", "b"] {
-            let slots = summary.slots[side]!
-            #expect(Set(slots).count == slots.count, "side \(side): \(slots.count - Set(slots).count) slots handed out twice")
-            #expect(slots.count > Self.kills, "too few slots logged for the test to mean anything")
-        }
-        // Every logged slot lies below the durable outbound watermark of its pool.
-        for (name, side) in [("alice", "a"), ("bob", "b")] {
-            let pool = try KeyPool.open(directory: dir.sub(name), configuration: configuration)
-            let durable = pool.watermarks().outbound
-            pool.close()
-            #expect(((summary.slots[side]!.max() ?? 0) + 1) * 16 <= durable)
-            #expect(try PoolVerifier.verify(directory: dir.sub(name)).isEmpty, "pool verify failed for \(name)")
+            var system = SystemRandomNumberGenerator()
+            var killed = 0, attempts = 0, selfExits = 0, waitedRuns = 0, missedResumes = 0
+            while killed < Self.kills && attempts < Self.kills * 3 {
+                attempts += 1
+                let before = Self.readLog(log).established
+                let p = try child()
+                if Int.random(in: 0..<4, using: &system) == 0 {
+                    // Anywhere: while opening the pools, recovering the WAL, in the handshake.
+                    try await Task.sleep(for: .microseconds(Int.random(in: 0...30_000, using: &system)))
+                } else {
+                    // After this run's handshake succeeded, in the middle of its traffic.
+                    waitedRuns += 1
+                    _ = await p.waitUntil(timeout: .seconds(10)) { Self.readLog(log).established > before }
+                    if Self.readLog(log).established <= before { missedResumes += 1 }
+                    try await Task.sleep(for: .microseconds(Int.random(in: 0...50_000, using: &system)))
+                }
+                if p.isRunning {
+                    await p.kill9()
+                    if p.killedBySignal { killed += 1 }
+                } else {
+                    await p.exit()
+                    selfExits += 1
+                }
+            }
+            // A last run to completion: it resumes after the last kill and closes cleanly.
+            let beforeFinal = Self.readLog(log)
+            let last = try child(["--sessions", "2"])
+            let lastStatus = await last.exit(timeout: .seconds(60))
+            try errorHandle.close()
+            let childErrors = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+            #expect(lastStatus == 0 && !last.killedBySignal, "the final run failed: \(childErrors.suffix(2000))")
+            #expect(selfExits == 0, "children exited on their own: \(childErrors.prefix(2000))")
+            #expect(killed >= Self.kills, "only \(killed) kills in \(attempts) attempts")
+            #expect(missedResumes == 0, "\(missedResumes) of \(waitedRuns) runs never finished their resumed handshake")
+
+            let summary = Self.readLog(log)
+            #expect(summary.established >= beforeFinal.established + 2 && summary.closes >= beforeFinal.closes + 2)
+            #expect(summary.established >= waitedRuns)
+            for side in ["a", "b"] {
+                let slots = summary.slots[side]!
+                #expect(Set(slots).count == slots.count, "side \(side): \(slots.count - Set(slots).count) slots handed out twice")
+                #expect(slots.count > Self.kills, "too few slots logged for the test to mean anything")
+            }
+            // Every logged slot lies below the durable outbound watermark of its pool.
+            for (name, side) in [("alice", "a"), ("bob", "b")] {
+                let pool = try KeyPool.open(directory: dir.sub(name), configuration: configuration)
+                let durable = pool.watermarks().outbound
+                pool.close()
+                #expect(((summary.slots[side]!.max() ?? 0) + 1) * 16 <= durable)
+                #expect(try PoolVerifier.verify(directory: dir.sub(name)).isEmpty, "pool verify failed for \(name)")
+            }
         }
     }
 }
