@@ -1,67 +1,12 @@
 import Foundation
 import QKDTestSupport
-import Synchronization
 import Testing
-
-/// Runs a child process without blocking a cooperative thread: pipes drain through
-/// `readabilityHandler`, the exit arrives through `terminationHandler`, and the caller awaits
-/// both through one continuation. A Task.sleep watchdog terminates a child that hangs.
-enum AsyncChild {
-    private final class State: Sendable {
-        struct Inner {
-            var out = Data(), err = Data()
-            var outDone = false, errDone = false, exited = false
-            var continuation: CheckedContinuation<Void, Never>?
-        }
-        let inner = Mutex(Inner())
-
-        func update(_ body: (inout Inner) -> Void) {
-            let resume = inner.withLock { s -> CheckedContinuation<Void, Never>? in
-                body(&s)
-                guard s.outDone, s.errDone, s.exited, let c = s.continuation else { return nil }
-                s.continuation = nil
-                return c
-            }
-            resume?.resume()
-        }
-    }
-
-    static func run(_ binary: String, _ arguments: [String], timeout: Duration = .seconds(300)) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let state = State()
-        out.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            state.update { s in if d.isEmpty { s.outDone = true; h.readabilityHandler = nil } else { s.out.append(d) } }
-        }
-        err.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            state.update { s in if d.isEmpty { s.errDone = true; h.readabilityHandler = nil } else { s.err.append(d) } }
-        }
-        p.terminationHandler = { _ in state.update { $0.exited = true } }
-        try p.run()
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            p.terminate()
-        }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            state.update { $0.continuation = c }
-        }
-        watchdog.cancel()
-        let (o, e) = state.inner.withLock { ($0.out, $0.err) }
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-}
 
 /// `qkd-node bench pipeline --tcp --json` at a tiny size: two peer processes over loopback TCP.
 @Suite struct BenchTCPTests {
     @Test func tcpPipelineBenchPrintsOneJSONObjectWithBothGranularities() async throws {
         let binary = try #require(QKDNodeBinary.locate(), "qkd-node is not built")
-        let r = try await AsyncChild.run(binary, ["bench", "pipeline", "--tcp", "--json", "--bits", "16384", "--rounds", "2"])
+        let r = try await QKDNodeBinary.run(binary, ["bench", "pipeline", "--tcp", "--json", "--bits", "16384", "--rounds", "2"])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == 1, "exactly one JSON object: \(r.stdout)")
