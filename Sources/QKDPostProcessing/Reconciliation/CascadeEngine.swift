@@ -43,10 +43,9 @@ struct CascadeEngine {
     private var searchOf: [[Int32]] = []
     private var searches: [Search] = []
     /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
-    /// has been disclosed or follows from a disclosed one, keyed by `block << 28 | node`
-    /// (Spec/postprocessing.md section 5.3). Kept current under flips; a search whose next left
-    /// half is known moves on without a query.
-    private var known = ParityCache()
+    /// has been disclosed or follows from a disclosed one (Spec/postprocessing.md section 5.3).
+    /// Kept current under flips; a search whose next left half is known moves on without a query.
+    private var known = SubBlockParityCache()
     /// Per started pass: whether any sub-block parity of it is cached.
     private var knownInPass: [Bool] = []
     private var random: DeterministicRandomSource
@@ -108,35 +107,49 @@ struct CascadeEngine {
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
+        known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
         knownInPass.append(false)
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
     }
 
-    /// The ranges of the current step, in the order their bits travel.
-    private mutating func queryRanges() -> [(pass: Int, lower: Int, upper: Int)] {
+    /// The number of bits the current step's messages carry.
+    mutating func queryCount() -> Int {
         switch pending {
-        case .done:
-            return []
+        case .done: return 0
         case .newPass(let p):
             if blockOdd.count == p { startPass(p) }
-            let k = schedule.blockSizes[p]
-            return (0..<blockCount(p)).map { (p, $0 * k, min(n, ($0 + 1) * k)) }
-        case .bisect:
-            return searches.map { (Int($0.pass), $0.lower, $0.lower + ($0.upper - $0.lower) / 2) }
+            return blockCount(p)
+        case .bisect: return searches.count
         }
     }
 
-    /// The number of bits the current step's messages carry.
-    mutating func queryCount() -> Int { queryRanges().count }
-
-    /// This side's parities of the current queries (Alice sends these).
+    /// This side's parities of the current queries (Alice sends these), in the order their bits
+    /// travel (Spec/postprocessing.md section 5.2): the top-level blocks of a new pass in block
+    /// order, or the left half of every open search in list order.
     mutating func parities() -> BitVector {
-        let ranges = queryRanges()
-        var words = [UInt64](repeating: 0, count: (ranges.count + 63) >> 6)
-        for (i, r) in ranges.enumerated() {
-            words[i >> 6] |= permuted[r.pass].parity(r.lower, r.upper) << UInt64(i & 63)
+        let count = queryCount()
+        var words = [UInt64](repeating: 0, count: (count + 63) >> 6)
+        switch pending {
+        case .done:
+            break
+        case .newPass(let p):
+            let k = schedule.blockSizes[p]
+            permuted[p].words.withUnsafeBufferPointer { kw in
+                words.withUnsafeMutableBufferPointer { out in
+                    for b in 0..<count {
+                        out[b >> 6] |= rangeParity(kw, b * k, min(n, (b + 1) * k)) << UInt64(b & 63)
+                    }
+                }
+            }
+        case .bisect:
+            words.withUnsafeMutableBufferPointer { out in
+                for (i, s) in searches.enumerated() {
+                    let mid = s.lower + (s.upper - s.lower) / 2
+                    out[i >> 6] |= permuted[Int(s.pass)].parity(s.lower, mid) << UInt64(i & 63)
+                }
+            }
         }
-        return BitVector(words: words, count: ranges.count)
+        return BitVector(words: words, count: count)
     }
 
     /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
@@ -154,7 +167,7 @@ struct CascadeEngine {
     /// Applies the replies of the current step (both sides) and moves to the next step.
     /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one.
     mutating func apply(_ replies: BitVector) throws {
-        let expected = queryRanges().count
+        let expected = queryCount()
         guard replies.count == expected else {
             throw QKDError(.ppInconsistent, "Cascade step \(steps): \(replies.count) replies, expected \(expected)")
         }
@@ -177,9 +190,9 @@ struct CascadeEngine {
                 let mid = s.lower + (s.upper - s.lower) / 2
                 // The search's range holds an odd number of errors, so the right half's error
                 // parity is the complement of the left half's: both are now known.
-                let key = ParityCache.key(pass: Int(s.pass), block: Int(s.block), node: 2 * s.node)
-                known.set(key, replies[i])
-                known.set(key | 1, !replies[i])
+                let left = known.base(pass: Int(s.pass), block: Int(s.block)) + 2 * s.node
+                known.set(pass: Int(s.pass), left, replies[i])
+                known.set(pass: Int(s.pass), left + 1, !replies[i])
                 knownInPass[Int(s.pass)] = true
                 if replies[i] {
                     searches[i].upper = mid
@@ -252,8 +265,8 @@ struct CascadeEngine {
         var s = searches[i]
         let p = Int(s.pass)
         guard knownInPass[p] else { return }
-        let base = ParityCache.key(pass: p, block: Int(s.block), node: 0)
-        while s.upper - s.lower > 1, let leftOdd = known.get(base | UInt64(2 * s.node)) {
+        let base = known.base(pass: p, block: Int(s.block))
+        while s.upper - s.lower > 1, let leftOdd = known.get(pass: p, base + 2 * s.node) {
             let mid = s.lower + (s.upper - s.lower) / 2
             if leftOdd {
                 s.upper = mid
@@ -273,11 +286,11 @@ struct CascadeEngine {
         guard knownInPass[p] else { return }
         let k = schedule.blockSizes[p]
         var lower = b * k, upper = min(n, (b + 1) * k), node = 1
-        let base = ParityCache.key(pass: p, block: b, node: 0)
+        let base = known.base(pass: p, block: b)
         while upper - lower > 1 {
             let mid = lower + (upper - lower) / 2
             if position < mid { upper = mid; node = 2 * node } else { lower = mid; node = 2 * node + 1 }
-            guard known.toggle(base | UInt64(node)) else { return }
+            guard known.toggle(pass: p, base + node) else { return }
         }
     }
 
@@ -331,37 +344,52 @@ struct PassPermutation {
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
-        var counts = [n]
+        var rng = random  // A local copy stays in registers in the loops below.
+        var counts = [Int](repeating: 0, count: bucketCount)
         var members = uninitializedWords(n)
         var pre = uninitializedWords(n)
         if bucketCount == 1 {
-            for i in 0..<n { members[i] = UInt32(truncatingIfNeeded: i); pre[i] = UInt32(truncatingIfNeeded: i) }
-        } else {
-            var ids = [UInt8](unsafeUninitializedCapacity: n) { _, c in c = n }  // Every entry is written below.
-            counts = [Int](repeating: 0, count: bucketCount)
-            ids.withUnsafeMutableBufferPointer { id in
-                var i = 0
-                while i < n {
-                    var r = random.next()
-                    var k = 0
-                    while k < 8 && i < n {
-                        let b = UInt8(truncatingIfNeeded: r)
-                        id[i] = b
-                        counts[Int(b)] += 1
-                        r >>= 8
-                        i += 1
-                        k += 1
-                    }
+            counts[0] = n
+            members.withUnsafeMutableBufferPointer { m in
+                pre.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<n { m[i] = UInt32(truncatingIfNeeded: i); p[i] = UInt32(truncatingIfNeeded: i) }
                 }
-                var starts = [Int](repeating: 0, count: bucketCount)
-                for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+            }
+        } else {
+            // Bucket ids: byte i & 7 of word i >> 3 of the stream. They are read twice (count,
+            // then place), by replaying a copy of the generator instead of storing n bytes.
+            let replay = rng
+            counts.withUnsafeMutableBufferPointer { c in
+                var i = 0
+                while i + 8 <= n {
+                    let r = rng.next()
+                    for k in 0..<8 { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
+                    i += 8
+                }
+                if i < n {
+                    let r = rng.next()
+                    for k in 0..<(n - i) { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
+                }
+            }
+            var ids = replay
+            var starts = [Int](repeating: 0, count: bucketCount)
+            for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+            starts.withUnsafeMutableBufferPointer { st in
                 members.withUnsafeMutableBufferPointer { m in
                     pre.withUnsafeMutableBufferPointer { p in
-                        for i in 0..<n {
-                            let b = Int(id[i])
-                            m[starts[b]] = UInt32(truncatingIfNeeded: i)
-                            p[i] = UInt32(truncatingIfNeeded: starts[b])
-                            starts[b] += 1
+                        var i = 0
+                        while i < n {
+                            var r = ids.next()
+                            let end = min(n, i + 8)
+                            while i < end {
+                                let b = Int(UInt8(truncatingIfNeeded: r))
+                                let slot = st[b]
+                                m[slot] = UInt32(truncatingIfNeeded: i)
+                                p[i] = UInt32(truncatingIfNeeded: slot)
+                                st[b] = slot + 1
+                                r >>= 8
+                                i += 1
+                            }
                         }
                     }
                 }
@@ -379,8 +407,10 @@ struct PassPermutation {
                             for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
                             var i = c - 1
                             while i > 0 {
-                                let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                                l.swapAt(i, j)
+                                let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                                let t = l[i]
+                                l[i] = l[j]
+                                l[j] = t
                                 i -= 1
                             }
                             for pos in 0..<c {
@@ -394,6 +424,7 @@ struct PassPermutation {
                 }
             }
         }
+        random = rng
         backward = back
         preSlot = pre
         inverse = inv
