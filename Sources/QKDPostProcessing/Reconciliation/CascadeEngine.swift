@@ -35,8 +35,15 @@ struct CascadeEngine {
     /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
-    /// Per pass: its permutation (identity for pass 0).
-    private var permutations: [PassPermutation] = []
+    /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
+    /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
+    /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
+    /// off.
+    private var permutation: PassPermutation?
+    /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
+    private var permutationStream: Xoshiro256StarStar?
+    /// Per started pass: its rotation r (0 for pass 0).
+    private var rotations: [Int] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
     private var blockOdd: [[UInt8]] = []
     /// Per started pass and block: index into `searches`, or -1.
@@ -81,21 +88,46 @@ struct CascadeEngine {
         return (n + k - 1) / k
     }
 
-    /// Draws pass `pass`'s permutation from the shared stream and arranges this side's
-    /// current key in that order.
+    /// The key bit at `position` of started pass `p`.
+    @inline(__always)
+    private func keyBit(pass p: Int, position: Int) -> Int {
+        guard p > 0, let perm = permutation else { return position }
+        let i = Int(perm.backward[position]) + rotations[p]
+        return i >= n ? i - n : i
+    }
+
+    /// The position of key bit `bit` in started pass `p`.
+    @inline(__always)
+    private func passPosition(_ p: Int, keyBit bit: Int) -> Int {
+        guard p > 0, let perm = permutation else { return bit }
+        let r = rotations[p]
+        return perm.forward(bit >= r ? bit - r : bit - r + n)
+    }
+
+    /// Starts pass `pass`: for pass 1, draws the round's permutation from the shared stream;
+    /// for every pass >= 1, draws its rotation and arranges this side's current key in the
+    /// pass's order (Spec/postprocessing.md section 5.2).
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
-            permutations.append(PassPermutation(identity: ()))
+            rotations.append(0)
         } else {
-            var stream = Xoshiro256StarStar(seedingFrom: &random)
-            let perm = PassPermutation(size: n, random: &stream)
+            if permutation == nil {
+                var stream = Xoshiro256StarStar(seedingFrom: &random)
+                permutation = PassPermutation(size: n, random: &stream)
+                permutationStream = stream
+            }
+            let perm = permutation!
+            // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
+            let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
+            rotations.append(r)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
             permuted[0].words.withUnsafeBufferPointer { kw in
                 perm.backward.withUnsafeBufferPointer { b in
                     words.withUnsafeMutableBufferPointer { out in
                         var acc: UInt64 = 0
                         for j in 0..<n {
-                            let src = Int(b[j])
+                            var src = Int(b[j]) + r
+                            if src >= n { src -= n }
                             acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
                             if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
                         }
@@ -103,7 +135,6 @@ struct CascadeEngine {
                     }
                 }
             }
-            permutations.append(perm)
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
@@ -236,7 +267,7 @@ struct CascadeEngine {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
-                    let bit = p == 0 ? s.lower : Int(permutations[p].backward[s.lower])
+                    let bit = keyBit(pass: p, position: s.lower)
                     // Honest replies make every correction fix a real error, so no bit is flipped
                     // twice; a second flip means the peer's parities contradict each other, and
                     // wrong cached parities could otherwise cycle here without a round trip.
@@ -299,7 +330,7 @@ struct CascadeEngine {
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
         for p in 0..<startedPassCount {
-            let position = p == 0 ? bit : permutations[p].forward(bit)
+            let position = passPosition(p, keyBit: bit)
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
@@ -323,7 +354,7 @@ struct CascadeEngine {
     }
 }
 
-/// A uniformly random permutation of 0..<n for one Cascade pass (Spec/postprocessing.md
+/// The round's uniformly random permutation of 0..<n for Cascade (Spec/postprocessing.md
 /// section 5.2), drawn by the Rao-Sandelius method so that every pass over memory is sequential
 /// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
 /// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
@@ -335,12 +366,6 @@ struct PassPermutation {
     let backward: [UInt32]
     private let preSlot: [UInt32]
     private let inverse: [UInt32]
-
-    init(identity: Void) {
-        backward = []
-        preSlot = []
-        inverse = []
-    }
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
