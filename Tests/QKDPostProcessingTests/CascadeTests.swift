@@ -55,9 +55,11 @@ import QKDCrypto
             switch g.next() % 3 {
             case 0:
                 let v = g.next() & 1 == 1
+                cache.prepareForWrites()
                 cache.set(pass: p, index, v)
                 reference[key] = v
             case 1:
+                cache.prepareForWrites()
                 #expect(cache.toggle(pass: p, index) == (reference[key] != nil))
                 reference[key]?.toggle()
             default:

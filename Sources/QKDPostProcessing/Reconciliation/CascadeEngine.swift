@@ -204,6 +204,7 @@ struct CascadeEngine {
         }
         disclosedParities += expected
         steps += 1
+        known.prepareForWrites()  // Every cache write of this step happens below.
         switch pending {
         case .done:
             return
@@ -359,13 +360,13 @@ struct CascadeEngine {
 /// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
 /// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
 /// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
-/// Fisher-Yates. The inverse is kept as "pre-shuffle slot" plus the in-bucket inverse, both
+/// Fisher-Yates. The inverse is built from "pre-shuffle slot" and the in-bucket inverse, both
 /// written sequentially, so no random writes over the whole key are needed.
 struct PassPermutation {
     /// backward[j] = the key bit at position j.
     let backward: [UInt32]
-    private let preSlot: [UInt32]
-    private let inverse: [UInt32]
+    /// forwardMap[i] = the position of key bit i.
+    private let forwardMap: [UInt32]
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
@@ -449,15 +450,24 @@ struct PassPermutation {
                 }
             }
         }
+        // forward[i] = inverse[preSlot[i]]: sequential in i, reads within 256 streams. One
+        // lookup per flip instead of two dependent cache misses.
+        var fwd = uninitializedWords(n)
+        fwd.withUnsafeMutableBufferPointer { f in
+            pre.withUnsafeBufferPointer { p in
+                inv.withUnsafeBufferPointer { iv in
+                    for i in 0..<n { f[i] = iv[Int(p[i])] }
+                }
+            }
+        }
         random = rng
         backward = back
-        preSlot = pre
-        inverse = inv
+        forwardMap = fwd
     }
 
     /// The position of key bit `i` in this pass.
     @inline(__always)
-    func forward(_ i: Int) -> Int { Int(inverse[Int(preSlot[i])]) }
+    func forward(_ i: Int) -> Int { Int(forwardMap[i]) }
 }
 
 /// An array of `n` words whose contents the caller writes in full before reading (skips the

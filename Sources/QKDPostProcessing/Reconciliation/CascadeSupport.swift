@@ -66,6 +66,7 @@ struct SubBlockParityCache {
     mutating func addPass(blockSize: Int, blockCount: Int) {
         let shift = Self.strideShift(blockSize: blockSize)
         shifts.append(shift)
+        prepareForWrites()
         planes.append(ParityPlane(bits: blockCount << shift))
     }
 
@@ -82,31 +83,32 @@ struct SubBlockParityCache {
         return w[1] & m != 0
     }
 
-    /// Stores an error parity.
+    /// Stores an error parity. Call ``prepareForWrites()`` first in each mutating operation.
     @inline(__always)
     mutating func set(pass: Int, _ index: Int, _ value: Bool) {
-        makeUnique(pass)
         let w = planes[pass].storage + 2 * (index >> 6)
         let m = UInt64(1) << UInt64(index & 63)
         w[0] |= m
         w[1] = value ? w[1] | m : w[1] & ~m
     }
 
-    /// Flips a stored parity; returns false if it is not stored.
+    /// Flips a stored parity; returns false if it is not stored. Call ``prepareForWrites()``
+    /// first in each mutating operation.
     @inline(__always)
     mutating func toggle(pass: Int, _ index: Int) -> Bool {
         let w = planes[pass].storage + 2 * (index >> 6)
         let m = UInt64(1) << UInt64(index & 63)
         guard w[0] & m != 0 else { return false }
-        makeUnique(pass)
-        planes[pass].storage[2 * (index >> 6) + 1] ^= m
+        w[1] ^= m
         return true
     }
 
-    /// Copy on write: an engine copied by value must not share its cache.
-    @inline(__always)
-    private mutating func makeUnique(_ pass: Int) {
-        if !isKnownUniquelyReferenced(&planes[pass]) { planes[pass] = ParityPlane(copying: planes[pass]) }
+    /// Copy on write, once per operation rather than per bit: an engine copied by value must not
+    /// share its cache. Call before ``set(pass:_:_:)`` or ``toggle(pass:_:)``.
+    mutating func prepareForWrites() {
+        for p in planes.indices where !isKnownUniquelyReferenced(&planes[p]) {
+            planes[p] = ParityPlane(copying: planes[p])
+        }
     }
 }
 
