@@ -16,6 +16,22 @@ import QKDCrypto
         if n > 1000 { #expect(p != (0..<n).map { UInt32($0) }) }
     }
 
+    /// The word-level cyclic rotation used before each pass's gather, against a bit-by-bit
+    /// reference, for lengths that are and are not multiples of 64 and every kind of offset.
+    @Test(arguments: [1, 2, 63, 64, 65, 127, 128, 129, 1000, 4097])
+    func cyclicRotationMatchesReference(n: Int) {
+        var g = TestRNG(state: UInt64(n) &* 977)
+        let v = randomBits(n, &g)
+        var shifts = Set([0, n - 1, n / 2, min(n - 1, 1), min(n - 1, 63), min(n - 1, 64), min(n - 1, 65)])
+        for _ in 0..<8 { shifts.insert(Int(g.next() % UInt64(n))) }
+        for r in shifts.sorted() {
+            let rotated = BitVector(words: cyclicRotation(v.words, count: n, by: r), count: n)
+            var reference = BitVector(count: n)
+            for x in 0..<n where v[(x + r) % n] { reference[x] = true }
+            #expect(rotated == reference, "n=\(n) r=\(r)")
+        }
+    }
+
     /// xoshiro256** from state (1, 2, 3, 4): values computed by a separate Python transcription
     /// of Blackman and Vigna's reference C code.
     @Test func xoshiroKnownAnswer() {

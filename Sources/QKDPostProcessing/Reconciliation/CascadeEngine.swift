@@ -120,21 +120,28 @@ struct CascadeEngine {
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
             rotations.append(r)
+            // Rotate with word operations first, so that the gather is a plain table lookup:
+            // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
+            var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permuted[0].words.withUnsafeBufferPointer { kw in
+            rotated.withUnsafeBufferPointer { kw in
                 perm.backward.withUnsafeBufferPointer { b in
                     words.withUnsafeMutableBufferPointer { out in
-                        var acc: UInt64 = 0
-                        for j in 0..<n {
-                            var src = Int(b[j]) + r
-                            if src >= n { src -= n }
-                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
-                            if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
+                        var j = 0
+                        while j < n {
+                            let end = min(n, j + 64)
+                            var acc: UInt64 = 0
+                            for t in j..<end {
+                                let src = Int(b[t])
+                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
+                            }
+                            out[j >> 6] = acc
+                            j = end
                         }
-                        if n & 63 != 0 { out[n >> 6] = acc }
                     }
                 }
             }
+            rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
@@ -468,6 +475,45 @@ struct PassPermutation {
     /// The position of key bit `i` in this pass.
     @inline(__always)
     func forward(_ i: Int) -> Int { Int(forwardMap[i]) }
+}
+
+/// The cyclic rotation of an `n`-bit vector towards bit 0: bit x of the result is bit
+/// `(x + r) mod n` of `bits` (packed as in ``BitVector``; bits past `n` are zero in both).
+/// - Parameters:
+///   - bits: at least `ceil(n / 64)` words, bits past `n` zero.
+///   - n: the bit count.
+///   - r: the rotation, `0 <= r < n` (any value when `n == 0`).
+/// - Returns: `ceil(n / 64)` words.
+func cyclicRotation(_ bits: [UInt64], count n: Int, by r: Int) -> [UInt64] {
+    var out = [UInt64](repeating: 0, count: (n + 63) >> 6)
+    guard n > 0 else { return out }
+    precondition(r >= 0 && r < n && bits.count >= out.count, "rotation out of range")
+    bits.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
+            orBits(dst, at: 0, from: src, at: r, count: n - r)
+            orBits(dst, at: n - r, from: src, at: 0, count: r)
+        }
+    }
+    return out
+}
+
+/// ORs `count` bits of `src` starting at bit `sOff` into `dst` starting at bit `dOff`, 64 at a
+/// time (funnel shifts); both ranges must lie inside the buffers.
+@inline(__always)
+private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
+                    from src: UnsafeBufferPointer<UInt64>, at sOff: Int, count: Int) {
+    var t = 0
+    while t < count {
+        let len = min(64, count - t)
+        let o = sOff + t
+        var v = src[o >> 6] >> UInt64(o & 63)
+        if o & 63 != 0, (o >> 6) + 1 < src.count { v |= src[(o >> 6) + 1] << UInt64(64 - (o & 63)) }
+        if len < 64 { v &= (UInt64(1) << UInt64(len)) &- 1 }
+        let d = dOff + t
+        dst[d >> 6] |= v << UInt64(d & 63)
+        if d & 63 != 0, (d & 63) + len > 64 { dst[(d >> 6) + 1] |= v >> UInt64(64 - (d & 63)) }
+        t += len
+    }
 }
 
 /// An array of `n` words whose contents the caller writes in full before reading (skips the
