@@ -111,6 +111,7 @@ let package = Package(
                 "QKDCrypto", "QKDWire", "QKDSession", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "X509", package: "swift-certificates"),  // the node's own certificate name (NodePKI)
             ],
             swiftSettings: strictSettings
         ),

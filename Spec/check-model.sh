@@ -23,7 +23,7 @@ echo "model: assertions and end states: $safety; LTL noDowngrade: $ltl"
 if sed -n '/unreached in proctype/,$p' safety.out | grep -q 'assert('; then
     echo "an assertion is unreachable: the model is vacuous"; sed -n '/unreached in proctype/,$p' safety.out; status=1
 fi
-for mutant in BUG_NO_TRANSCRIPT_CHECK BUG_VOLATILE_WATERMARK BUG_NO_REPLAY_CHECK BUG_IGNORE_VALIDATION; do
+for mutant in BUG_NO_TRANSCRIPT_CHECK BUG_VOLATILE_WATERMARK BUG_NO_REPLAY_CHECK BUG_IGNORE_VALIDATION BUG_PREAUTH_SKIP; do
     s=$(run "$mutant" "-D$mutant" "-DSAFETY -DNOCLAIM" "")
     l=$(run "$mutant-ltl" "-D$mutant" "" "-a")
     if [ "$s" = "errors: 0" ] && [ "$l" = "errors: 0" ]; then

@@ -18,6 +18,16 @@
  * certificate (cert = 0) in the ServerHello or in the initiator's Finished, and then, being the
  * peer of that key agreement, can also make tags that verify for that side (a man in the middle).
  *
+ * Pool mode resume (Spec/session.md 4.1): each hello carries its sender's watermarks (outbound
+ * cursor, inbound next) packed in `w` = out * 8 + in, and the transcript binds both. The
+ * responder may start with its inbound watermark one slot ahead of the initiator's outbound one
+ * (it restarted: its durable inbound watermark ran ahead in chunks), so the honest initiator's
+ * Finished would need a skip; then the responder sends its Finished first. The attacker may
+ * raise the watermark claims of either hello. Checked: before a side verified a peer tag it
+ * uses only its own next outbound slot (its Finished) and moves no inbound watermark.
+ * (The implementation's one exception, both sides restarted with both inbound watermarks
+ * ahead, bounded by maxPreAuthSkip, is not modelled: the initiator's inbound starts at 0.)
+ *
  * Pads: each side's outbound pad stream has slots 0..NSLOTS-1. A sender reserves slots durably
  * in chunks of CHUNK before it uses them (Spec/keypool.md "Reserve before use"); a crash loses
  * the in-memory cursor but never the durable watermark. Ghost arrays record every slot whose tag
@@ -28,7 +38,9 @@
    violation): BUG_NO_TRANSCRIPT_CHECK (Finished does not cover the negotiation),
    BUG_VOLATILE_WATERMARK (a crash restarts from an in-memory, not durable, pad cursor),
    BUG_NO_REPLAY_CHECK (a receiver accepts any authentic slot, not only fresh ones),
-   BUG_IGNORE_VALIDATION (a pki session goes on whatever the chain validation answered). */
+   BUG_IGNORE_VALIDATION (a pki session goes on whatever the chain validation answered),
+   BUG_PREAUTH_SKIP (the old resync: the initiator moves both watermarks to the hellos' claimed
+   maxima before any peer tag verified, and always sends its Finished first). */
 #ifdef BUG_NO_TRANSCRIPT_CHECK
 #define TRANSCRIPT_OK(t, mine) (1)
 #else
@@ -62,11 +74,11 @@ mtype mode = POOL;
 
 /* frame: type, pad slot (or offer for HELLO / choice for REPLY), transcript value, tag ok,
    certificate (pki: 1 = the honest peer's, 0 = the attacker's; carried by REPLY and the
-   initiator's FIN) */
-chan I2X = [1] of { mtype, byte, byte, bit, bit };
-chan X2R = [1] of { mtype, byte, byte, bit, bit };
-chan R2X = [1] of { mtype, byte, byte, bit, bit };
-chan X2I = [1] of { mtype, byte, byte, bit, bit };
+   initiator's FIN), watermarks (HELLO / REPLY: out * 8 + in) */
+chan I2X = [1] of { mtype, byte, int, bit, bit, byte };
+chan X2R = [1] of { mtype, byte, int, bit, bit, byte };
+chan R2X = [1] of { mtype, byte, int, bit, bit, byte };
+chan X2I = [1] of { mtype, byte, int, bit, bit, byte };
 
 /* The validation pause: request (the certificate) and answer (valid or not), one per side. The
    validator answers "valid" exactly for the honest peer's certificate, or never answers (the
@@ -84,8 +96,8 @@ bit usedR[NSLOTS];
 bit acceptedByR[NSLOTS];
 bit acceptedByI[NSLOTS];
 
-byte transcriptI = 0;
-byte transcriptR = 0;
+int transcriptI = 0;
+int transcriptR = 0;
 bit establishedI = 0;
 bit establishedR = 0;
 byte suiteI = 0;   /* the suite each side ends up using */
@@ -97,8 +109,13 @@ byte attacks = 0;
 #define STRONG 2
 #define WEAK 1
 #define choose(offer) ((((offer) & STRONG) != 0) -> STRONG : WEAK)
-/* The transcript binds the offer and the choice (the real one hashes every handshake byte). */
-#define transcript(offer, choice) ((offer) * 4 + (choice))
+/* The transcript binds the offer, the choice and both hellos' watermarks (the real one MACs
+   every handshake byte). */
+#define transcript(offer, choice, wi, wr) ((offer) * 4 + (choice) + 16 * (wi) + 1024 * (wr))
+#define WOUT(w) ((w) / 8)
+#define WIN(w) ((w) % 8)
+#define MAX(a, b) (((a) > (b)) -> (a) : (b))
+#define ANY 255
 
 /* Durable pad watermarks and in-memory cursors. */
 byte durableI = 0; byte cursorI = 0;
@@ -106,6 +123,9 @@ byte durableR = 0; byte cursorR = 0;
 byte crashes = 0;
 /* Receivers' next acceptable pad slot (durable with the pool's inbound watermark). */
 byte nextI = 0; byte nextR = 0;
+/* Ghosts: whether each side verified a peer tag yet, and its watermarks when it began. */
+bit verifiedI = 0; bit verifiedR = 0;
+byte baseCursorI = 0; byte baseCursorR = 0; byte baseNextI = 0; byte baseNextR = 0;
 
 inline reserveI() {
     if
@@ -121,10 +141,12 @@ inline reserveR() {
 }
 
 proctype Initiator() {
-    byte t; byte slot; byte choice; bit ok; bit cert; bit valid; mtype m;
-    I2X ! HELLO, (STRONG | WEAK), 0, 1, 0;
+    byte slot; byte choice; bit ok; bit cert; bit valid; mtype m; byte w; byte myW;
+    byte sOut; byte sIn; bit first; int t;
+    myW = cursorI * 8 + nextI;
+    I2X ! HELLO, (STRONG | WEAK), 0, 1, 0, myW;
     if
-    :: X2I ? m, choice, t, ok, cert
+    :: X2I ? m, choice, t, ok, cert, w
     :: timeout -> goto abort   /* handleTimeout(now:) closes a stalled handshake */
     fi;
     if
@@ -145,29 +167,71 @@ proctype Initiator() {
         fi
     :: else -> skip
     fi;
-    transcriptI = transcript(STRONG | WEAK, choice);
-    /* Finished: authenticated with an outbound pad, MAC over the transcript. */
-    reserveI();
+    transcriptI = transcript(STRONG | WEAK, choice, myW, w);
+    /* The plan (Spec/session.md 4.1): starts and who sends the first Finished. Pki mode runs
+       on fresh bootstrap streams: no resync, the initiator first. */
     if
-    :: cursorI < durableI ->
-        slot = cursorI; cursorI++;
-        assert(!usedI[slot]); usedI[slot] = 1;
-        I2X ! FIN, slot, transcriptI, 1, 1
-    :: else -> goto abort   /* pool exhausted: typed error, nothing sent */
+    :: mode == POOL ->
+        if
+        :: WOUT(w) >= NSLOTS || WIN(w) >= NSLOTS -> goto abort   /* pool-desync */
+        :: else -> skip
+        fi;
+        sOut = MAX(cursorI, WIN(w)); sIn = MAX(WOUT(w), nextI);
+#ifdef BUG_PREAUTH_SKIP
+        first = 1;
+        /* The old rule: advance to the claimed maxima at once, before any tag verified. */
+        cursorI = sOut; if :: durableI < cursorI -> durableI = cursorI :: else -> skip fi;
+        nextI = MAX(nextI, sIn);
+#else
+        if
+        :: sOut > cursorI && sIn > WOUT(w) -> goto abort   /* both behind: not modelled */
+        :: else -> first = (sOut == cursorI)
+        fi
+#endif
+    :: else -> sOut = cursorI; sIn = ANY; first = 1
     fi;
     if
-    :: X2I ? m, slot, t, ok, cert
+    :: first ->
+        /* Finished from the own next outbound slot: nothing skipped, nothing inbound moved. */
+        assert(verifiedI || (cursorI == baseCursorI && nextI == baseNextI));
+        reserveI();
+        if
+        :: cursorI < durableI && cursorI == sOut ->
+            slot = cursorI; cursorI++;
+            assert(!usedI[slot]); usedI[slot] = 1;
+            I2X ! FIN, slot, transcriptI, 1, 1, 0
+        :: else -> goto abort   /* pool exhausted: typed error, nothing sent */
+        fi
+    :: else -> skip
+    fi;
+    if
+    :: X2I ? m, slot, t, ok, cert, w
     :: timeout -> goto abort
     fi;
     if
-    :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptI) && slot < NSLOTS && FRESH(slot, nextI) ->
+    :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptI) && slot < NSLOTS && FRESH(slot, nextI) && (sIn == ANY || slot == sIn) ->
         /* Only pads the peer handed out are consumed (no MITM got this far). */
         assert(!acceptedByI[slot]); assert(usedR[slot]); acceptedByI[slot] = 1; nextI = slot + 1;
+        verifiedI = 1;
         /* Established only with the authentic peer. */
-        assert(mode == POOL || !substitutedI);
-        atomic { suiteI = choice; establishedI = 1 }
+        assert(mode == POOL || !substitutedI)
     :: else -> goto abort   /* bad tag, transcript mismatch (downgrade) or replay: alert */
     fi;
+    if
+    :: !first ->
+        /* Second: the hellos are authentic now; skip to the agreed start, then Finished. */
+        cursorI = sOut; if :: durableI < cursorI -> durableI = cursorI :: else -> skip fi;
+        reserveI();
+        if
+        :: cursorI < durableI ->
+            slot = cursorI; cursorI++;
+            assert(!usedI[slot]); usedI[slot] = 1;
+endSecondFin: I2X ! FIN, slot, transcriptI, 1, 1, 0
+        :: else -> goto abort
+        fi
+    :: else -> skip
+    fi;
+    atomic { suiteI = choice; establishedI = 1 };
     /* Established: send data frames, each with a fresh pad; crashes may happen between. */
     do
     :: crashes < MAXCRASH -> crashes++; cursorI = RESTART_CURSOR   /* crash: in-memory cursor lost */
@@ -176,29 +240,61 @@ proctype Initiator() {
        :: cursorI < durableI ->
            slot = cursorI; cursorI++;
            assert(!usedI[slot]); usedI[slot] = 1;
-           I2X ! DATA, slot, transcriptI, 1, 0
+           /* Blocked at the end: the responder left (the transport just buffers). */
+endData:   I2X ! DATA, slot, transcriptI, 1, 0, 0
        :: else -> break
        fi
     :: break
     od;
 abort:
-    skip
+    /* A handshake that failed before a peer tag verified cost at most the own Finished slot. */
+    assert(verifiedI || (cursorI <= baseCursorI + 1 && nextI == baseNextI))
 }
 
 proctype Responder() {
-    byte offer; byte t; byte slot; bit ok; bit cert; bit valid; mtype m;
+    byte offer; byte slot; bit ok; bit cert; bit valid; mtype m; byte w; byte myW;
+    byte sOut; byte sIn; bit first; int t;
     if
-    :: X2R ? m, offer, t, ok, cert
+    :: X2R ? m, offer, t, ok, cert, w
     :: timeout -> goto abort
     fi;
     if
     :: m != HELLO || offer == 0 -> goto abort
     :: else -> skip
     fi;
-    transcriptR = transcript(offer, choose(offer));
-    R2X ! REPLY, choose(offer), 0, 1, 1;
+    myW = cursorR * 8 + nextR;
+    transcriptR = transcript(offer, choose(offer), w, myW);
     if
-    :: X2R ? m, slot, t, ok, cert
+    :: mode == POOL ->
+        if
+        :: WOUT(w) >= NSLOTS || WIN(w) >= NSLOTS -> goto abort   /* pool-desync */
+        :: else -> skip
+        fi;
+        sOut = MAX(cursorR, WIN(w)); sIn = MAX(WOUT(w), nextR);
+        if
+        :: sOut > cursorR && sIn > WOUT(w) -> goto abort   /* both behind: not modelled */
+        :: else -> first = (sIn > WOUT(w))   /* only the initiator would need a skip */
+        fi
+    :: else -> sOut = cursorR; sIn = ANY; first = 0
+    fi;
+    R2X ! REPLY, choose(offer), 0, 1, 1, myW;
+    if
+    :: first ->
+        assert(verifiedR || (cursorR == baseCursorR && nextR == baseNextR));
+        reserveR();
+        if
+        :: cursorR < durableR && cursorR == sOut ->
+            slot = cursorR; cursorR++;
+            assert(!usedR[slot]); usedR[slot] = 1;
+            /* A send still blocked at the end means the initiator gave up (its deadline);
+               the responder's deadline closes it too. */
+endFirstFin: R2X ! FIN, slot, transcriptR, 1, 0, 0
+        :: else -> goto abort
+        fi
+    :: else -> skip
+    fi;
+    if
+    :: X2R ? m, slot, t, ok, cert, w
     :: timeout -> goto abort
     fi;
     if
@@ -217,23 +313,29 @@ proctype Responder() {
     :: else -> skip
     fi;
     if
-    :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptR) && slot < NSLOTS && FRESH(slot, nextR) ->
+    :: m == FIN && ok && TRANSCRIPT_OK(t, transcriptR) && slot < NSLOTS && FRESH(slot, nextR) && (sIn == ANY || slot == sIn) ->
         assert(!acceptedByR[slot]); assert(usedI[slot]); acceptedByR[slot] = 1; nextR = slot + 1;
+        verifiedR = 1;
         assert(mode == POOL || !substitutedR)
     :: else -> goto abort
     fi;
-    reserveR();
     if
-    :: cursorR < durableR ->
-        slot = cursorR; cursorR++;
-        assert(!usedR[slot]); usedR[slot] = 1;
-        R2X ! FIN, slot, transcriptR, 1, 0;
-        atomic { suiteR = choose(offer); establishedR = 1 }
-    :: else -> goto abort
+    :: !first ->
+        cursorR = MAX(cursorR, sOut); if :: durableR < cursorR -> durableR = cursorR :: else -> skip fi;
+        reserveR();
+        if
+        :: cursorR < durableR ->
+            slot = cursorR; cursorR++;
+            assert(!usedR[slot]); usedR[slot] = 1;
+            R2X ! FIN, slot, transcriptR, 1, 0, 0
+        :: else -> goto abort
+        fi
+    :: else -> skip
     fi;
+    atomic { suiteR = choose(offer); establishedR = 1 };
     /* Receive data: accept only authentic frames with fresh slots, in order. */
     do
-    :: X2R ? m, slot, t, ok, cert ->
+    :: X2R ? m, slot, t, ok, cert, w ->
         if
         :: m == DATA && ok && TRANSCRIPT_OK(t, transcriptR) && slot < NSLOTS && FRESH(slot, nextR) ->
             assert(!acceptedByR[slot]); assert(usedI[slot]); acceptedByR[slot] = 1; nextR = slot + 1
@@ -242,7 +344,7 @@ proctype Responder() {
     :: timeout -> break
     od;
 abort:
-    skip
+    assert(verifiedR || (cursorR <= baseCursorR + 1 && nextR == baseNextR))
 }
 
 /* The attacker relays each direction and may drop, duplicate, replay the last frame seen,
@@ -250,33 +352,36 @@ abort:
    substitute its own certificate; it is then the peer of that side's key agreement and makes
    Finished tags that verify there (ok = 1, transcript as that side computed it). */
 proctype Attacker() {
-    mtype m; byte a; byte t; bit ok; bit c;
-    mtype lm = DATA; byte la = 0; byte lt = 0; bit have = 0;
+    mtype m; byte a; int t; bit ok; bit c; byte w;
+    mtype lm = DATA; byte la = 0; int lt = 0; byte lw = 0; bit have = 0;
 end:
     do
-    :: I2X ? m, a, t, ok, c ->
+    :: I2X ? m, a, t, ok, c, w ->
         if
-        :: end6: X2R ! m, a, t, ok, c
+        :: end6: X2R ! m, a, t, ok, c, w
         :: full(X2R) -> skip   /* the responder stopped reading: the frame is lost */
         :: attacks < MAXATTACK -> attacks++                       /* drop */
-        :: attacks < MAXATTACK && m == HELLO -> attacks++; end1: X2R ! m, WEAK, t, ok, c   /* downgrade */
-        :: attacks < MAXATTACK -> attacks++; end2: X2R ! m, a, t, ok, c; lm = m; la = a; lt = t; have = 1  /* keep for replay */
+        :: attacks < MAXATTACK && m == HELLO -> attacks++; end1: X2R ! m, WEAK, t, ok, c, w   /* downgrade */
+        :: attacks < MAXATTACK && m == HELLO && mode == POOL -> attacks++; end11: X2R ! m, a, t, ok, c, w + 1   /* raise the inbound claim */
+        :: attacks < MAXATTACK -> attacks++; end2: X2R ! m, a, t, ok, c, w; lm = m; la = a; lt = t; lw = w; have = 1  /* keep for replay */
         :: attacks < MAXATTACK && m == FIN && mode == PKI ->        /* impersonate the initiator */
-            attacks++; substitutedR = 1; end8: X2R ! FIN, a, transcriptR, 1, 0
+            attacks++; substitutedR = 1; end8: X2R ! FIN, a, transcriptR, 1, 0, 0
         fi
-    :: have && attacks < MAXATTACK -> attacks++; end3: X2R ! lm, la, lt, 1, 0; have = 0      /* replay */
-    :: attacks < MAXATTACK -> attacks++; end4: X2R ! DATA, 0, transcriptR, 0, 0               /* forged tag */
-    :: R2X ? m, a, t, ok, c ->
+    :: have && attacks < MAXATTACK -> attacks++; end3: X2R ! lm, la, lt, 1, 0, lw; have = 0      /* replay */
+    :: attacks < MAXATTACK -> attacks++; end4: X2R ! DATA, 0, transcriptR, 0, 0, 0               /* forged tag */
+    :: R2X ? m, a, t, ok, c, w ->
         if
-        :: end7: X2I ! m, a, t, ok, c
+        :: end7: X2I ! m, a, t, ok, c, w
         :: full(X2I) -> skip
         :: attacks < MAXATTACK -> attacks++
-        :: attacks < MAXATTACK && m == REPLY -> attacks++; end5: X2I ! m, WEAK, t, ok, c   /* downgrade the choice */
+        :: attacks < MAXATTACK && m == REPLY -> attacks++; end5: X2I ! m, WEAK, t, ok, c, w   /* downgrade the choice */
+        :: attacks < MAXATTACK && m == REPLY && mode == POOL -> attacks++; end12: X2I ! m, a, t, ok, c, w + 1   /* raise the inbound claim */
+        :: attacks < MAXATTACK && m == REPLY && mode == POOL -> attacks++; end13: X2I ! m, a, t, ok, c, w + 8   /* raise the outbound claim */
         :: attacks < MAXATTACK && m == REPLY && mode == PKI ->     /* impersonate the responder */
-            attacks++; substitutedI = 1; end9: X2I ! m, a, t, ok, 0
+            attacks++; substitutedI = 1; end9: X2I ! m, a, t, ok, 0, w
         fi
     :: substitutedI && attacks < MAXATTACK && nfull(X2I) ->          /* the MITM's Finished */
-        attacks++; end10: X2I ! FIN, 0, transcriptI, 1, 0
+        attacks++; end10: X2I ! FIN, 0, transcriptI, 1, 0, 0
     :: timeout -> break
     od
 }
@@ -299,6 +404,7 @@ init {
     atomic {
         if
         :: mode = POOL
+        :: mode = POOL; nextR = 1; baseNextR = 1   /* the responder restarted: its inbound ahead */
         :: mode = PKI
         fi;
         run Validator(VreqI, VresI); run Validator(VreqR, VresR);

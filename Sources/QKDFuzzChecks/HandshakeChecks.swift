@@ -30,7 +30,10 @@ import QKDSession
 ///   slots consumed in strictly increasing order and only slots the honest peer really used;
 ///   before the session is established it consumes no inbound slot at all, and the responder
 ///   hands out no outbound slot and leaves both watermarks as they were (a rejected ClientHello
-///   costs no key); the initiator hands out at most its Finished's two slots and one alert's;
+///   costs no key); the initiator hands out at most its Finished's two slots and one alert's,
+///   contiguous from its outbound watermark, and its watermarks moved by exactly those: no
+///   skip on the word of an unauthenticated ServerHello (Spec/session.md section 4.1; the
+///   fixture's stores start at 0, so the both-restarted exception cannot arise);
 /// - the observers agree with the actions: established exactly once iff `isEstablished` (or
 ///   closed after it), a security level iff established, a timeout past the deadline closes
 ///   with `session.timeout` and never before.
@@ -235,6 +238,11 @@ enum HandshakeCheck {
                 }
             case .initiator:
                 guard store.handedOut.count <= 3 else { throw FuzzInvariantViolation("Alice handed out \(store.handedOut.count) slots before establishment") }
+                let own = UInt64(store.handedOut.count)
+                guard store.handedOut == Array(initialWatermarks.outboundNext..<initialWatermarks.outboundNext + own),
+                      store.watermarks == PoolWatermarks(outboundNext: initialWatermarks.outboundNext + own, inboundNext: initialWatermarks.inboundNext) else {
+                    throw FuzzInvariantViolation("a handshake that did not finish moved Alice's watermarks beyond her own slots: \(initialWatermarks) -> \(store.watermarks), handed out \(store.handedOut)")
+                }
             }
         }
         try SessionProbe.checkPoisoned(&session, "after the stream")

@@ -108,8 +108,8 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
     func appendPKIRows(_ results: inout [Result]) async throws {
         let setup = try PKISetup()
         for (name, groups) in [("pki x25519", [KeyAgreementSuite.x25519]), ("pki hybrid", [.x25519MLKEM768])] {
-            var ours = AsyncTimer(budget: seconds / Double(Self.runs))
-            var base = AsyncTimer(budget: seconds / Double(Self.runs))
+            var ours = Timer(budget: seconds / Double(Self.runs))
+            var base = Timer(budget: seconds / Double(Self.runs))
             for _ in 0..<Self.runs {
                 try await ours.run { n in try await Self.pkiHandshakes(n, setup: setup, groups: groups) }
                 try await base.run { n in try Self.pkiBaseline(n, setup: setup, hybrid: groups == [.x25519MLKEM768]) }
@@ -123,43 +123,12 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
         }
     }
 
-    /// CPU time of the whole process: the async validation may resume on another thread.
-    static func processCPUSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-
-    /// Like ``BenchSupport/Timer`` for an async workload.
-    struct AsyncTimer {
-        let budget: Double
-        var batch = 1
-        var warmedUp = false
-        var best = Double.infinity
-
-        mutating func run(_ body: (Int) async throws -> Double) async throws {
-            if !warmedUp {
-                _ = try await body(1)
-                warmedUp = true
-            }
-            var items = 0
-            var elapsed = 0.0
-            while elapsed < budget {
-                let t = try await body(batch)
-                items += batch
-                elapsed += t
-                if t < 0.005 { batch *= 2 }
-            }
-            best = min(best, elapsed / Double(items))
-        }
-    }
-
     static func pkiHandshakes(_ count: Int, setup: PKISetup, groups: [KeyAgreementSuite]) async throws -> Double {
         let random = SystemRandomSource()
         let store = InMemoryKeyStore.empty()
         let ca = SessionConfiguration(role: .alice, mode: .pki, linkID: linkID)
         let cb = SessionConfiguration(role: .bob, acceptedModes: [.pki], linkID: linkID)
-        let start = processCPUSeconds()
+        let start = BenchSupport.processCPUSeconds()
         for _ in 0..<count {
             var alice = Session(configuration: ca, keyStore: store, random: random,
                                 pki: X509Authenticator(identity: setup.alice, anchors: setup.anchors, peerName: "bob.example",
@@ -169,7 +138,7 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
                                                      validationTime: setup.time, kexGroups: groups))
             try await asyncHandshake(&alice, &bob)
         }
-        return processCPUSeconds() - start
+        return BenchSupport.processCPUSeconds() - start
     }
 
     /// Runs a PKI handshake to completion, answering each `validatePeer` as a driver does.
@@ -206,7 +175,7 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
         let tbs = try setup.bob.chainDER()[0]      // the CA's signature covers about this many bytes
         let caSignature = random.bytes(count: 64)
         var sink: UInt8 = 0
-        let start = processCPUSeconds()
+        let start = BenchSupport.processCPUSeconds()
         for _ in 0..<count {
             for identity in [setup.alice, setup.bob] {
                 let signature = identity.signingKey.signature(for: transcript)
@@ -221,7 +190,7 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
                                                     mlkemCiphertext: response.mlkemCiphertext, transcriptHash: transcript[0..<32])
             sink ^= secret.count == 32 ? 1 : 0
         }
-        let elapsed = processCPUSeconds() - start
+        let elapsed = BenchSupport.processCPUSeconds() - start
         if sink == 0xff { print("") }  // keep the work observable
         return elapsed
     }
@@ -245,12 +214,6 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
                               baseline: base.best * 1e6, ratio: nil, note: "both sides, wall-clock time per handshake including fsync waits"))
     }
 
-    static func wallSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-
     /// `count` resumed pool-mode handshakes over two fresh durable pools (made outside the timing).
     static func poolStoreHandshakes(_ count: Int) throws -> (cpu: Double, wall: Double) {
         let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("qkd-bench-\(UUID().uuidString)")
@@ -265,14 +228,14 @@ struct BenchHandshakeCommand: AsyncParsableCommand {
         _ = try bobPool.importPSK(pskFile)
         let a = PoolKeyStore(pool: alicePool), b = PoolKeyStore(pool: bobPool)
         let (ca, cb) = configurations(.pool, psk: PreSharedKey(id: [UInt8](repeating: 7, count: 16), secret: SecretBytes(copying: [UInt8](repeating: 9, count: 32))))
-        let startWall = wallSeconds()
+        let startWall = BenchSupport.wallSeconds()
         let start = cpuSeconds()
         for _ in 0..<count {
             var alice = Session(configuration: ca, keyStore: a, random: random)
             var bob = Session(configuration: cb, keyStore: b, random: random)
             try handshake(&alice, &bob)
         }
-        return (cpuSeconds() - start, wallSeconds() - startWall)
+        return (cpuSeconds() - start, BenchSupport.wallSeconds() - startWall)
     }
 
     // MARK: Workloads. Each returns the CPU seconds for `count` handshakes.

@@ -15,9 +15,17 @@ enum BenchSupport {
     /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in seconds. The machine is
     /// shared: wall time would count the time other processes hold the cores, which varies from
     /// one workload to the next and biases the ratio; CPU time does not.
-    static func cpuSeconds() -> Double {
+    static func cpuSeconds() -> Double { seconds(CLOCK_THREAD_CPUTIME_ID) }
+
+    /// CPU time of the whole process, for async workloads that may resume on another thread.
+    static func processCPUSeconds() -> Double { seconds(CLOCK_PROCESS_CPUTIME_ID) }
+
+    /// Monotonic wall-clock time, for workloads whose waits (fsync, sockets) are the point.
+    static func wallSeconds() -> Double { seconds(CLOCK_MONOTONIC) }
+
+    private static func seconds(_ clock: clockid_t) -> Double {
         var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        clock_gettime(clock, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
@@ -50,6 +58,23 @@ enum BenchSupport {
 
         mutating func run(_ body: (Int) -> Double) {
             try! runThrowing(body)  // `body` does not throw.
+        }
+
+        /// ``runThrowing(_:)`` for an async workload.
+        mutating func run(_ body: (Int) async throws -> Double) async throws {
+            if !warmedUp {
+                _ = try await body(1)
+                warmedUp = true
+            }
+            var items = 0
+            var elapsed = 0.0
+            while elapsed < budget {
+                let t = try await body(batch)
+                items += batch
+                elapsed += t
+                if t < 0.005 { batch *= 2 }
+            }
+            best = min(best, elapsed / Double(items))
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QKDCrypto
 import QKDKeyPool
+import QKDSession
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -16,17 +17,20 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Run Alice and Bob as two processes over loopback TCP and check they end with the same keys.",
         discussion: """
-        Makes a private temporary state directory and a PSK, starts 'qkd-node run --role bob' (listening \
-        on an ephemeral port) and 'qkd-node run --role alice', prints one line per round and a summary. \
-        Exits 0 only if both nodes finished rounds and hold the same consumer keys (compared by \
-        BLAKE2b-256 digest; keys are never printed).
+        Makes a private temporary state directory and a PSK (--mode psk) or a test CA with two node \
+        certificates (--mode pki), starts 'qkd-node run --role bob' (listening on an ephemeral port) and \
+        'qkd-node run --role alice', prints one line per round and a summary. Exits 0 only if both nodes \
+        finished rounds and hold the same consumer keys (compared by BLAKE2b-256 digest; keys are never \
+        printed). In PKI mode the first round runs on the computational certificate bootstrap: its key \
+        fills the empty pad streams and its consumer keys are withheld; later rounds are \
+        information-theoretic. On a terminal, a long round shows a progress line on stderr.
         """
     )
 
     @Option(name: .long, help: "Rounds to run.")
     var rounds: Int = 5
 
-    @Option(name: .long, help: "psk (pool seeded from a pre-shared key) or pki (not available in this build).")
+    @Option(name: .long, help: "psk (pool seeded from a pre-shared key) or pki (X.509 certificates from a throw-away CA; the pool starts empty).")
     var mode: String = "psk"
 
     @OptionGroup var simulation: SimulationOptions
@@ -38,6 +42,10 @@ struct DemoCommand: AsyncParsableCommand {
     var keep = false
 
     static let pskBytes = 16_384
+
+    /// The live progress line (one demo per process; enabled in `runDemo` on a terminal only).
+    private static let progressLine = ProgressLine()
+    private var progress: ProgressLine { Self.progressLine }
 
     func validate() throws {
         guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be in 1...10000, got \(rounds)") }
@@ -56,9 +64,6 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func runDemo() async throws {
-        guard mode == "psk" else {
-            throw CLIError("--mode pki needs the session's X.509 authenticator, which is not merged into this build yet; use --mode psk")
-        }
         let binary = try Self.ownBinary()
         var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("qkd-demo-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw CLIError("cannot create a temporary directory: \(String(cString: strerror(errno)))") }
@@ -67,23 +72,44 @@ struct DemoCommand: AsyncParsableCommand {
         defer { if !keep { try? FileManager.default.removeItem(atPath: dir) } }
         func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
-        // A 16 KiB PSK: the two pad streams start just under the refill policy's 8 KiB target
-        // level, so every round first tops them up, then yields consumer keys.
         var random = SystemRandomSource()
-        let psk = try PSKFile.generate(byteCount: Self.pskBytes, using: &random)
-        var encoded: [UInt8] = []
-        psk.encode(into: &encoded)
-        try SecretFile.createExclusive(path("link.psk"), contents: encoded)
-        secureZero(&encoded)
-
         let seed = simulation.seed ?? random.next() >> 1
         var sim = simulation
         sim.seed = seed
-        let common = ["--psk", path("link.psk"), "--json", "--digest"] + sim.arguments
         say("QKDChannel demo: Alice and Bob as two processes over loopback TCP; \(rounds) rounds of \(simulation.pulses) pulses, misalignment \(simulation.qber), loss \(simulation.lossDB) dB, eavesdropper \(simulation.eve), seed \(seed)")
-        say("state in \(dir) (mode 0700), PSK \(psk.id.uuidString.lowercased()) (\(Self.pskBytes) bytes)")
+        var aliceArguments: [String], bobArguments: [String]
+        if mode == "pki" {
+            // A throw-away CA and two Ed25519 node certificates (swift-certificates), valid from an
+            // hour ago for a day; keys written with mode 0600. The pools start empty: the PKI
+            // bootstrap is computational until the first round's key is in both pad streams. A
+            // 2 KiB pad target lets a round of 100 000 pulses put pads in both, so the next
+            // round is information-theoretic and delivers keys.
+            let pki = try TestPKI.make(nodeNames: ["alice.example", "bob.example"], notBefore: Date().addingTimeInterval(-3600),
+                                       validity: 86_400, using: &random)
+            let files = try PKIFiles.write(pki, to: dir)
+            func arguments(_ name: String, peer: String) -> [String] {
+                let node = files.nodes[name]!
+                return ["--cert", node.certificate, "--key", node.privateKey, "--ca", files.caCertificate, "--peer-name", peer,
+                        "--pad-target", "2048"]
+            }
+            aliceArguments = arguments("alice.example", peer: "bob.example")
+            bobArguments = arguments("bob.example", peer: "alice.example")
+            say("state in \(dir) (mode 0700); test CA and certificates for alice.example and bob.example (Ed25519, made with swift-certificates); empty pools")
+        } else {
+            // A 16 KiB PSK: the two pad streams start just under the refill policy's 8 KiB target
+            // level, so every round first tops them up, then yields consumer keys.
+            let psk = try PSKFile.generate(byteCount: Self.pskBytes, using: &random)
+            var encoded: [UInt8] = []
+            psk.encode(into: &encoded)
+            try SecretFile.createExclusive(path("link.psk"), contents: encoded)
+            secureZero(&encoded)
+            aliceArguments = ["--psk", path("link.psk")]
+            bobArguments = aliceArguments
+            say("state in \(dir) (mode 0700), PSK \(psk.id.uuidString.lowercased()) (\(Self.pskBytes) bytes)")
+        }
+        let common = ["--json", "--digest"] + sim.arguments
 
-        let bob = try Child(binary, ["run", "--role", "bob", "--listen", "127.0.0.1:0", "--state", path("bob")] + common)
+        let bob = try Child(binary, ["run", "--role", "bob", "--listen", "127.0.0.1:0", "--state", path("bob")] + bobArguments + common)
         defer { bob.terminate() }
         guard let listening = await bob.nextJSON(), listening["event"] as? String == "listening", let port = listening["port"] as? Int else {
             let err = bob.waitAndStderr()
@@ -91,12 +117,14 @@ struct DemoCommand: AsyncParsableCommand {
         }
         say("bob: pid \(bob.pid), listening on 127.0.0.1:\(port)")
         let alice = try Child(binary, ["run", "--role", "alice", "--connect", "127.0.0.1:\(port)", "--state", path("alice"),
-                                       "--rounds", "\(rounds)"] + common)
+                                       "--rounds", "\(rounds)"] + aliceArguments + common)
         defer { alice.terminate() }
         say("alice: pid \(alice.pid), connecting")
 
+        progress.start(enabled: !json && isatty(STDERR_FILENO) == 1)
         async let bobSummary = Self.collect(bob, echo: nil)
         let aliceSummary = await Self.collect(alice) { event in self.show(event) }
+        progress.stop()
         let bobResult = await bobSummary
         let aliceStatus = alice.wait(), bobStatus = bob.wait()
 
@@ -123,7 +151,10 @@ struct DemoCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         guard keysA > 0 || keysB > 0 else {
-            FileHandle.standardError.write(Data("qkd-node demo: error: \(finished) rounds finished but no consumer key was left after refilling the pad streams; run more rounds or more --pulses\n".utf8))
+            let why = mode == "pki"
+                ? "the rounds on the computational PKI bootstrap only fill the empty pad streams (their keys are withheld); run more rounds (at least 2 with 100000 pulses) or more --pulses"
+                : "no consumer key was left after refilling the pad streams; run more rounds or more --pulses"
+            FileHandle.standardError.write(Data("qkd-node demo: error: \(finished) rounds finished but \(why)\n".utf8))
             throw ExitCode(1)
         }
         guard let digestA, digestA == digestB, keysA == keysB else {
@@ -136,7 +167,10 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func say(_ text: String) {
-        if !json { FileHandle.standardOutput.write(Data("\(text)\n".utf8)) }
+        if !json {
+            progress.clear()
+            FileHandle.standardOutput.write(Data("\(text)\n".utf8))
+        }
     }
 
     /// One live line per round (from Alice, who drives them).
@@ -150,6 +184,7 @@ struct DemoCommand: AsyncParsableCommand {
         switch event["event"] as? String {
         case "established":
             say("session established: \(event["security"] as? String ?? "?")")
+            progress.roundBegins(1)
         case "round":
             let qber = (event["qber"] as? Double ?? 0) * 100
             let f = (event["f"] as? Double).map { String(format: "%.3f", $0) } ?? "  -  "
@@ -158,8 +193,10 @@ struct DemoCommand: AsyncParsableCommand {
                               (event["security"] as? String ?? "?") == "information-theoretic" ? "ITS" : "computational",
                               event["pool_out"] as? Int ?? 0, event["pool_in"] as? Int ?? 0)
             say(text)
+            progress.roundBegins((event["round"] as? Int ?? 0) + 1)
         case "aborted":
             say("round \(event["round"] as? Int ?? 0)  aborted: \(Self.stripAborted(event["reason"] as? String ?? "?"))")
+            progress.roundBegins((event["round"] as? Int ?? 0) + 1)
         case "disconnected":
             say("link lost: \(event["reason"] as? String ?? "?"); reconnecting")
         default:
@@ -262,5 +299,70 @@ final class Child: Sendable {
 
     func terminate() {
         if process.isRunning { process.terminate() }
+    }
+}
+
+/// A single carriage-return-updated line on stderr while a round runs longer than half a
+/// second: the round number and its elapsed time (the demo sees only the events Alice prints,
+/// so it does not claim to know the round's phase). Only on a terminal and without --json; it
+/// is erased before every ordinary line, so stdout and redirected output never carry it.
+final class ProgressLine: Sendable {
+    private struct State {
+        var round: Int?
+        var started = ContinuousClock.now
+        var drawn = false
+        var ticker: Task<Void, Never>?
+        var frame = 0
+    }
+    private let state = Mutex(State())
+    private let on = Atomic<Bool>(false)
+    private var enabled: Bool { on.load(ordering: .relaxed) }
+
+    /// Starts redrawing (every 200 ms) if `enabled`.
+    func start(enabled: Bool) {
+        guard enabled else { return }
+        on.store(true, ordering: .relaxed)
+        let task = Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                redraw()
+            }
+        }
+        state.withLock { $0.ticker = task }
+    }
+
+    /// Stops and erases the line.
+    func stop() {
+        guard enabled else { return }
+        state.withLock { $0.ticker?.cancel(); $0.ticker = nil; $0.round = nil }
+        clear()
+    }
+
+    /// Round `n` is now running (the previous one just ended).
+    func roundBegins(_ n: Int) {
+        guard enabled else { return }
+        state.withLock { $0.round = n; $0.started = .now }
+    }
+
+    /// Erases the line if drawn (before an ordinary line is printed).
+    func clear() {
+        guard enabled else { return }
+        state.withLock { s in
+            if s.drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); s.drawn = false }
+        }
+    }
+
+    private func redraw() {
+        state.withLock { s in
+            guard let round = s.round else { return }
+            let elapsed = ContinuousClock.now - s.started
+            guard elapsed > .milliseconds(500) else { return }
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let spinner = ["|", "/", "-", "\\"][s.frame % 4]
+            s.frame += 1
+            let text = String(format: "\r\u{1B}[Kround %3d  %@ running for %.1f s", round, spinner, seconds)
+            FileHandle.standardError.write(Data(text.utf8))
+            s.drawn = true
+        }
     }
 }

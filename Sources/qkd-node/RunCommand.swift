@@ -87,8 +87,17 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "PKI mode: the trust anchors (PEM).")
     var ca: String?
 
-    @Option(name: .customLong("peer-name"), help: "PKI mode: the name the peer's certificate must carry.")
+    @Option(name: .customLong("peer-name"), help: "PKI mode: the name the peer's certificate must carry (default: the peer's role in this node's certificate domain, e.g. bob.example for alice.example).")
     var peerName: String?
+
+    @Option(name: .long, help: "PKI mode: the key agreement, x25519 or hybrid (X25519 + ML-KEM-768; default). Both nodes must choose the same.")
+    var kex: String?
+
+    @Option(name: .customLong("mldsa-key"), help: "PKI mode: this node's ML-DSA-65 key (PEM), bound in its certificate: adds a post-quantum transcript signature.")
+    var mlDSAKey: String?
+
+    @Option(name: .customLong("pad-target"), help: "Bytes each pad stream is topped up to before a round yields consumer keys (multiple of 16, 2048...16777216; default 8192). Both nodes must use the same.")
+    var padTarget: Int?
 
     @Option(name: .long, help: "Alice: rounds to run before closing the link (default: until interrupted).")
     var rounds: Int?
@@ -110,8 +119,6 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         guard role == "alice" || role == "bob" else { throw ValidationError("--role must be 'alice' or 'bob', got '\(role)'") }
         guard (listen == nil) != (connect == nil) else { throw ValidationError("give exactly one of --listen HOST:PORT or --connect HOST:PORT") }
-        let pki = [cert, key, ca].contains { $0 != nil }
-        guard psk != nil || pki else { throw ValidationError("give --psk FILE, or --cert, --key and --ca for PKI mode") }
         if let rounds { guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") } }
     }
 
@@ -127,11 +134,11 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     private func runNode() async throws {
-        if cert != nil || key != nil || ca != nil {
-            throw CLIError("PKI mode (--cert/--key/--ca) needs the session's X.509 authenticator, which is not merged into this build yet; use --psk FILE")
-        }
         let sessionRole: SessionRole = role == "alice" ? .alice : .bob
-        let pool = try Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, psk: psk)
+        let refillPolicy = try Self.refillPolicy(padTarget: padTarget)
+        let pki = try loadPKI(role: sessionRole)
+        let pool = try pki.map { try Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, pki: $0) }
+            ?? Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, psk: psk)
         defer { pool.close() }
         let output = EventPrinter(json: json, role: role)
 
@@ -165,6 +172,8 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(role: sessionRole, simulation: simulation.parameters, logger: logger)
         configuration.seed = simulation.seed.map { $0 &+ (sessionRole == .alice ? 0 : 1) }
         configuration.rounds = rounds
+        configuration.pki = pki
+        configuration.refillPolicy = refillPolicy
         configuration.maxReconnectAttempts = 3
         let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
 
@@ -203,6 +212,74 @@ struct RunCommand: AsyncParsableCommand {
         output.summary(finished: finished, aborted: aborted, digest: keysDigest, error: nil)
     }
 
+    /// The PKI configuration from --cert/--key/--ca (nil in PSK mode). Bad combinations are
+    /// refused here rather than in `validate()`, so the message is one line on stderr.
+    /// - Throws: ``CLIError`` for a bad combination; a `pki.*` error for an unreadable file, bad
+    ///   PEM, a key that does not match the certificate or is readable by others.
+    private func loadPKI(role: SessionRole) throws -> NodePKI? {
+        let given = [("--cert", cert), ("--key", key), ("--ca", ca)]
+        let missing = given.filter { $0.1 == nil }.map(\.0)
+        if missing.count == given.count {
+            guard psk != nil else { throw CLIError("give --psk FILE, or --cert FILE --key FILE --ca FILE for PKI mode") }
+            let stray = [("--peer-name", peerName), ("--kex", kex), ("--mldsa-key", mlDSAKey)].filter { $0.1 != nil }.map(\.0)
+            guard stray.isEmpty else { throw CLIError("\(stray.joined(separator: ", ")) \(stray.count == 1 ? "is" : "are") for PKI mode only (--cert, --key, --ca)") }
+            return nil
+        }
+        guard psk == nil else { throw CLIError("give either --psk FILE or --cert/--key/--ca, not both") }
+        guard missing.isEmpty else { throw CLIError("PKI mode needs --cert, --key and --ca together; missing \(missing.joined(separator: ", "))") }
+        let keyAgreement: NodeKeyAgreement
+        switch kex ?? "hybrid" {
+        case "x25519": keyAgreement = .x25519
+        case "hybrid": keyAgreement = .hybrid
+        case let other: throw CLIError("--kex must be 'x25519' or 'hybrid', got '\(other)'")
+        }
+        let identity = try PKIFiles.loadIdentity(certificateChainPath: cert!, privateKeyPath: key!, mlDSAKeyPath: mlDSAKey)
+        let anchors = try PKIFiles.loadTrustAnchors(ca!)
+        var pki = NodePKI(identity: identity, anchors: anchors, peerName: "", keyAgreement: keyAgreement)
+        guard let own = pki.localName else { throw CLIError("\(cert!): the certificate carries no DNS name or common name; a node certificate must name its node") }
+        if let peerName {
+            pki.peerName = peerName
+        } else {
+            // alice.example <-> bob.example; a bare name maps to the bare role name.
+            let domain = own.firstIndex(of: ".").map { String(own[$0...]) } ?? ""
+            pki.peerName = (role == .alice ? "bob" : "alice") + domain
+        }
+        return pki
+    }
+
+    /// The split policy: the default, or one whose target level is `padTarget` bytes per stream
+    /// (4 rounds of 256 pad bytes plus the rest as reserve; Spec/keypool.md section 4).
+    ///
+    /// The floor of 2048: the node's between-round sync moves the agreed watermarks only when
+    /// the streams hold its margin (three chunks of ``poolConfiguration`` plus a round's pads)
+    /// above the pads used since the last sync (a quarter of the target); below that the sync
+    /// never runs, the split stops topping the streams up, and they drain within a few dozen
+    /// rounds (Spec/quantum-link.md section 5.4).
+    static func refillPolicy(padTarget: Int?) throws -> RefillPolicy {
+        guard let padTarget else { return RefillPolicy() }
+        guard (2048...(1 << 24)).contains(padTarget), padTarget % 16 == 0 else {
+            throw CLIError("--pad-target must be a multiple of 16 in 2048...16777216, got \(padTarget)")
+        }
+        return RefillPolicy(padBytesPerRound: 256, roundsAhead: 4, reserveBytes: padTarget - 1024)
+    }
+
+    /// Opens the pool in `state` for a PKI link, creating an empty one (no pads: the PKI
+    /// bootstrap fills it) with the link id both nodes derive from their names.
+    static func openPool(state: String, role: Role, pki: NodePKI) throws -> KeyPool {
+        guard let linkID = pki.linkID(role: role == .alice ? .alice : .bob) else {
+            throw CLIError("this node's certificate carries no name to derive the link id from")
+        }
+        if FileManager.default.fileExists(atPath: (state as NSString).appendingPathComponent("pool.sqlite")) {
+            let pool = try KeyPool.open(directory: state, configuration: poolConfiguration)
+            guard pool.linkID == linkID else {
+                pool.close()
+                throw CLIError("the pool in \(state) belongs to link \(pool.linkID.uuidString.lowercased()), not to the PKI link between these certificates (\(linkID.uuidString.lowercased())); use another --state directory")
+            }
+            return pool
+        }
+        return try KeyPool.create(directory: state, role: role, linkID: linkID, configuration: poolConfiguration)
+    }
+
     /// `HOST:PORT` means TCP; any other transport is written as an endpoint (`unix:/path`, ...,
     /// Spec/transport.md section 2).
     static func endpoint(_ text: String, option: String) throws -> TransportEndpoint {
@@ -215,8 +292,10 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     /// Pads per durable reservation for a running node: small, because the between-round
-    /// watermark sync burns a margin of three chunks (Spec/quantum-link.md section 5.4).
-    static let poolConfiguration = KeyPool.Configuration(chunkPads: 64, lowWaterBytes: 2048)
+    /// watermark sync burns a margin of three chunks (Spec/quantum-link.md section 5.4), and
+    /// that margin decides the smallest pad target the sync can keep topped up (--pad-target).
+    /// A round spends a few pads per direction, so 16 costs about one fsync every few rounds.
+    static let poolConfiguration = KeyPool.Configuration(chunkPads: 16, lowWaterBytes: 1024)
 
     /// Opens the pool in `state`, creating it from the PSK first if the directory holds none.
     static func openPool(state: String, role: Role, psk: String?) throws -> KeyPool {

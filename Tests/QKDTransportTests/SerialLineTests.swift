@@ -18,8 +18,16 @@ import Testing
         guard openpty(&master, &slave, nil, nil, nil) == 0 else {
             throw QKDError(.serialOpenFailed, "openpty failed: errno \(errno)")
         }
-        guard let name = ttyname(slave) else { throw QKDError(.serialOpenFailed, "ttyname failed") }
-        return PTY(master: master, slave: slave, path: String(cString: name))
+        // ttyname_r, not ttyname: ttyname returns a static buffer, and the parameterised
+        // cases run in parallel, so one case could get (and configure, and read) another
+        // case's device. That was a flaky failure and a hang in the full suite.
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard ttyname_r(slave, &buffer, buffer.count) == 0 else {
+            close(master)
+            close(slave)
+            throw QKDError(.serialOpenFailed, "ttyname_r failed")
+        }
+        return PTY(master: master, slave: slave, path: String(cString: buffer))
     }
 
     /// The serial transport on the slave device path, and the master wrapped as the peer.

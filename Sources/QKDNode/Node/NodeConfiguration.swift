@@ -45,6 +45,10 @@ public struct NodeConfiguration: Sendable {
     /// PSKs for a `psk-kdf` bootstrap when the pool holds no pads yet (Alice uses the first).
     /// A pool seeded from a PSK file runs in pool mode and needs none.
     public var preSharedKeys: [PreSharedKey]
+    /// A PKI bootstrap (certificates) for the first contact when the pool holds no pads yet;
+    /// nil for none. Alice prefers it to a `psk-kdf` PSK; Bob accepts both. Like `psk-kdf` it
+    /// is computational until the pool absorbed distilled key (Spec/session.md section 5.2).
+    public var pki: NodePKI?
     /// How distilled keys are split; both nodes must use the same (the session compares the
     /// encodings).
     public var refillPolicy: RefillPolicy
@@ -82,6 +86,7 @@ public struct NodeConfiguration: Sendable {
                 logger: Logger = Logger(label: "qkd.node")) {
         self.role = role
         self.preSharedKeys = []
+        self.pki = nil
         self.refillPolicy = RefillPolicy()
         self.postProcessing = PostProcessingConfiguration()
         self.simulation = simulation

@@ -16,8 +16,10 @@ import QKDWire
 /// quantum link, `beginRound`, `roundStart`), both sides run their post-processing machine over
 /// round frames, each closes its direction of the round when its machine is done, and the key
 /// is absorbed into the pool only after the session's `roundAuthenticated` (Spec/session.md
-/// section 6). A computational session (psk-kdf) switches to pool epochs (`poolReady`) once both
-/// sides have absorbed a round.
+/// section 6). A computational session (psk-kdf, or pki with ``NodeConfiguration/pki``) switches
+/// to pool epochs (`poolReady`) once both sides have absorbed a round. In PKI mode the session
+/// pauses for the peer's chain validation; the node runs it in its own task and feeds the
+/// result back in input order (Spec/quantum-link.md section 6).
 ///
 /// On a link failure the node reconnects through ``NodeLinks`` and resumes from the pool: the
 /// new session's handshake starts above every pad either side used (Spec/session.md section 4),
@@ -72,6 +74,9 @@ public actor QKDLinkNode {
     private var sessionEnded: SessionEnd?
     private var lastProgress = ContinuousClock.now
     private var writeFailure: String?
+    /// A PKI chain validation the session asked for and the connection loop has not started
+    /// yet (Spec/handshake.md section 6.2).
+    private var pendingValidation: PeerValidationRequest?
 
     private enum SessionEnd {
         case graceful
@@ -90,6 +95,8 @@ public actor QKDLinkNode {
         case quantum([UInt8]?)
         case failed(String)
         case tick
+        /// The outcome of a PKI peer validation the session asked for.
+        case validated(PeerValidationResult)
     }
 
     private enum RoundOutcome {
@@ -173,8 +180,9 @@ public actor QKDLinkNode {
     /// Runs the link until Alice's configured rounds are done (and Bob sees her close), the
     /// task is cancelled, or a fatal error. Call once.
     /// - Throws: ``QKDError/Code/nodeLinkLost`` after too many failed connection attempts;
-    ///   ``QKDError/Code/nodePoolDiverged``, ``QKDError/Code/sessionPoolExhausted`` or a storage
-    ///   error (fatal: reconnecting would not help). Cancellation is a clean stop, not an error.
+    ///   ``QKDError/Code/nodePoolDiverged``, ``QKDError/Code/sessionPoolExhausted``,
+    ///   ``QKDError/Code/sessionBadCertificate`` (a PKI chain or signature refused by either side)
+    ///   or a storage error (fatal: reconnecting would not help). Cancellation is a clean stop, not an error.
     public func run() async throws {
         precondition(!running, "QKDLinkNode.run() called twice")
         running = true
@@ -244,6 +252,7 @@ public actor QKDLinkNode {
 
     private func runConnection(_ classical: any ByteTransport, _ quantum: any ByteTransport) async -> Outcome {
         let (stream, sink) = AsyncStream<Input>.makeStream()
+        var validations: [Task<Void, Never>] = []
         let readers = [
             Task { await Self.pump(classical, sink) { .classical($0) } },
             Task { await Self.pump(quantum, sink) { .quantum($0) } },
@@ -256,12 +265,23 @@ public actor QKDLinkNode {
         ]
         defer {
             for r in readers { r.cancel() }
+            for v in validations { v.cancel() }
             sink.finish()
+        }
+        // PKI mode: the session paused for a chain validation (`validatePeer`). It runs in its
+        // own task, off the actor; its result comes back through the input stream as one more
+        // input, so the session sees it in order: classical bytes received meanwhile wait in
+        // the session's decoder until `peerValidated` (Spec/handshake.md section 6.2).
+        func startPendingValidation() {
+            guard let request = pendingValidation else { return }
+            pendingValidation = nil
+            validations.append(Task { sink.yield(.validated(await request.run())) })
         }
         startConnection()
         do {
             if configuration.role == .alice { try session!.start(now: now) }
             try processSessionActions()
+            startPendingValidation()
             if let outcome = try await flush(classical, quantum) { return outcome }
             for await input in stream {
                 switch input {
@@ -296,6 +316,15 @@ public actor QKDLinkNode {
                 case .failed(let reason):
                     if case .graceful? = sessionEnded { return .finished }
                     return .linkFailed(reason)
+                case .validated(let result):
+                    // Nil or closed (e.g. the handshake timed out meanwhile): nothing waits for it.
+                    guard let s = session, s.isAwaitingPeerValidation else { break }
+                    do {
+                        try session!.peerValidated(result, now: now)
+                    } catch let error as QKDError {
+                        sessionEnded = .failed(error)
+                    }
+                    try processSessionActions()
                 case .tick:
                     if let s = session, !s.isClosed {
                         do { try session!.handleTimeout(now: now) } catch let error as QKDError { sessionEnded = .failed(error) }
@@ -309,6 +338,7 @@ public actor QKDLinkNode {
                     }
                 }
                 try maybeStartRound()
+                startPendingValidation()
                 if let outcome = try await flush(classical, quantum) { return outcome }
             }
             // The stream ends only when this task is cancelled.
@@ -343,7 +373,10 @@ public actor QKDLinkNode {
 
     /// Errors after which reconnecting cannot help.
     private static func isFatal(_ error: QKDError) -> Bool {
-        [.nodePoolDiverged, .sessionPoolExhausted, .storageFailure, .storageCorrupt, .nodeConfiguration, .nodePolicyRefused].contains(error.code)
+        // A refused certificate (ours or the peer's, `session.bad-certificate` either way) stays
+        // refused on the next attempt: stop with the reason instead of retrying.
+        [.nodePoolDiverged, .sessionPoolExhausted, .storageFailure, .storageCorrupt, .nodeConfiguration, .nodePolicyRefused,
+         .sessionBadCertificate].contains(error.code)
     }
 
     private var now: UInt64 {
@@ -355,10 +388,21 @@ public actor QKDLinkNode {
         var sessionConfiguration = SessionConfiguration(role: configuration.role, linkID: withUnsafeBytes(of: pool.linkID.uuid) { Array($0) },
                                                         splitPolicy: Self.encode(configuration.refillPolicy),
                                                         preSharedKeys: configuration.preSharedKeys)
+        // Spec/session.md 4.1: after both nodes restarted, Alice's unauthenticated skip is at most
+        // one reservation chunk (the most a durable inbound watermark runs ahead), so a forged
+        // hello can burn no more than that. Both nodes of a link use the same chunk size.
+        sessionConfiguration.maxPreAuthSkip = UInt64(pool.configuration.chunkPads)
+        // First contact (no pads in the pool yet): PKI if configured, else a psk-kdf PSK. Once the
+        // pool holds QKD key every connection resumes in pool mode (DESIGN.md, "Resume").
         if configuration.role == .alice {
-            sessionConfiguration.mode = keyStore.holdsPoolMaterial || configuration.preSharedKeys.isEmpty ? .pool : .pskKDF
+            sessionConfiguration.mode = keyStore.holdsPoolMaterial ? .pool
+                : configuration.pki != nil ? .pki : configuration.preSharedKeys.isEmpty ? .pool : .pskKDF
+        } else if configuration.pki != nil {
+            sessionConfiguration.acceptedModes.insert(.pki)
         }
-        session = Session(configuration: sessionConfiguration, keyStore: keyStore, random: SystemRandomSource())
+        session = Session(configuration: sessionConfiguration, keyStore: keyStore, random: SystemRandomSource(),
+                          pki: configuration.pki?.authenticator())
+        pendingValidation = nil
         outgoing = []
         quantumOutgoing = []
         pulseParser = PulseFrameParser()
@@ -472,10 +516,11 @@ public actor QKDLinkNode {
             case .frameDropped(let error):
                 metrics.authenticationFailures.increment()
                 logger.warning("frame dropped", metadata: ["error": "\(error)"])
-            case .validatePeer:
-                // PKI mode is not wired into the node yet (no authenticator is passed to the
-                // session, so a pki handshake is refused before it gets here).
-                throw QKDError(.nodeConfiguration, "the session asked for a PKI peer validation, which this node does not support yet; use a PSK")
+            case .validatePeer(let request):
+                // Started by the connection loop (asynchronous); the session buffers input until
+                // `peerValidated`.
+                logger.debug("validating the peer's certificate chain", metadata: ["certificates": "\(request.certificateChain.count)"])
+                pendingValidation = request
             case .closed(let error):
                 if let error {
                     if case .failed? = sessionEnded {} else { sessionEnded = .failed(error) }
@@ -573,6 +618,9 @@ public actor QKDLinkNode {
             try processSessionActions()
             return
         }
+        // A computational bootstrap that already asked for pool epochs: wait for the peer's switch
+        // too, so the next round is information-theoretic and its keys are not withheld.
+        if configuration.deliveryPolicy == .informationTheoreticOnly, poolReadySent, s.securityLevel == .computational { return }
         try maybeSync()
         let id = max(lastStartedRound, lastAbsorbed, peerLastAbsorbed) + 1
         lastStartedRound = id

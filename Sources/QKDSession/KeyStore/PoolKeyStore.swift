@@ -102,8 +102,10 @@ public final class PoolKeyStore: SessionKeyStore, Sendable {
     /// later distilled key reads (Spec/keypool.md sections 4 and 5), and moves the served
     /// offsets forward to it where they are behind (never backward: pads consumed since the
     /// agreement stay consumed). The session calls this once per handshake with the starts
-    /// both sides agreed on, so both pools record the same values
-    /// (``KeyPool/synchronise(to:)``).
+    /// both sides agreed on, only after the peer's Finished verified, so both pools record the
+    /// same values (``KeyPool/synchronise(to:)``, Spec/session.md section 4.1). (One exception:
+    /// when both nodes' inbound watermarks are ahead, Alice calls it once more before, to skip
+    /// her outbound stream by at most `maxPreAuthSkip` slots.)
     /// - Parameter target: the agreed starting points in slots.
     /// - Throws: ``QKDError/Code/sessionPoolDesync`` if a target lies beyond the stream (the
     ///   peer holds material this node lacks); a storage error.

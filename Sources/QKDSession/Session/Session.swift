@@ -35,14 +35,17 @@ public struct Session {
 
     /// Where each direction's handshake keys come from, once the hellos are known.
     private enum HandshakeKeySource {
-        /// Pool mode: the agreed start slot of each direction (key slot; Finished uses start + 1).
-        case pool(outboundStart: UInt64, inboundStart: UInt64)
+        /// Pool mode: the agreed start slot of each direction (key slot; Finished uses start + 1)
+        /// and whether this node sends its Finished before the peer's verified (Spec/session.md
+        /// section 4.1: only a node that needs no outbound skip goes first).
+        case pool(outboundStart: UInt64, inboundStart: UInt64, sendsFirst: Bool)
         /// Computational: the bootstrap streams.
         case bootstrap(BootstrapStreams)
     }
 
-    /// Both hellos are known; this node waits for the peer's Finished. For Alice her own
-    /// Finished is already sent (`outbound` set); for Bob it is sent after Alice's verifies.
+    /// Both hellos are known; this node waits for the peer's Finished. If this node went first
+    /// its own Finished is already sent (`outbound` set: Alice, or Bob in pool mode when only
+    /// Alice's outbound needs a skip); otherwise it is sent after the peer's verifies.
     private struct AwaitingFinishedState {
         var negotiated: Negotiated
         var clientHelloFrame: Frame
@@ -502,7 +505,8 @@ public struct Session {
         case .established(var s):
             sentAuthenticated = (try? sendTagged(type: .alert, payload: payload, &s)) != nil
         case .awaitingFinished(let s):
-            // Alice has sent her Finished: Bob may already be established, and only an
+            // This node sent the first Finished (Alice, or Bob going first in pool mode): the
+            // peer may already be established, and only an
             // authenticated alert closes an established session (Spec/session.md section 6).
             if var keys = s.outbound {
                 var streams: BootstrapStreams?
@@ -784,14 +788,14 @@ public struct Session {
         var body: ServerHello.Body
         var psk: PreSharedKey?
         var pkiSecret: SecretBytes?
-        var starts: (outbound: UInt64, inbound: UInt64)?
+        var starts: PoolPlan?
         switch hello.body {
         case .pool(let peer):
             guard keyStore.holdsPoolMaterial else {
                 throw QKDError(.sessionPoolExhausted, "the peer asks for pool mode but this node's pool is empty")
             }
             let local = keyStore.watermarks
-            starts = try agreeStarts(local: local, peer: peer)
+            starts = try planPool(local: local, peer: peer)
             body = .pool(local)
         case .pskKDF(let id):
             guard let key = configuration.preSharedKeys.first(where: { $0.id == id }) else {
@@ -824,7 +828,7 @@ public struct Session {
                                     sessionID: Session.sessionID(hello.nonce, serverHello))
         let keys: HandshakeKeySource
         if let starts {
-            keys = .pool(outboundStart: starts.outbound, inboundStart: starts.inbound)
+            keys = .pool(outboundStart: starts.outbound, inboundStart: starts.inbound, sendsFirst: starts.sendsFirst)
         } else if let psk {
             keys = .bootstrap(try Session.bootstrapStreams(ikm: psk.secret, label: KeyScheduleLabel.pskKDF, clientHelloFrame: frame,
                                                            serverHelloFrame: serverFrame, nonceA: hello.nonce, nonceB: serverHello.nonce,
@@ -835,14 +839,37 @@ public struct Session {
                                                            outbound: outboundDirection))
         }
         try transmit(serverFrame)
-        state = .awaitingFinished(AwaitingFinishedState(negotiated: negotiated, clientHelloFrame: frame, serverHelloFrame: serverFrame,
-                                                         keys: keys, outbound: nil))
+        var next = AwaitingFinishedState(negotiated: negotiated, clientHelloFrame: frame, serverHelloFrame: serverFrame,
+                                         keys: keys, outbound: nil)
+        if case .pool(_, _, true) = keys {
+            // Only Alice's outbound needs a skip (Bob's inbound watermark is ahead of it, after a
+            // restart of Bob): Bob's Finished, from his own watermark, authenticates both hellos
+            // first (Spec/session.md section 4.1).
+            next.outbound = try sendFinished(&next)
+        }
+        state = .awaitingFinished(next)
     }
 
-    /// Spec/session.md section 4.1: `start_out = max(local.outbound, peer.inbound)` and
-    /// `start_in = max(peer.outbound, local.inbound)`, each claim at most `maxResyncSkip`
-    /// beyond the local value it overrides.
-    private func agreeStarts(local: PoolWatermarks, peer: PoolWatermarks) throws -> (outbound: UInt64, inbound: UInt64) {
+    /// The pool-mode plan of Spec/session.md section 4.1, computed alike by both nodes from the
+    /// two hellos.
+    private struct PoolPlan {
+        /// `start_out = max(local.outbound, peer.inbound)`: this node's Finished key slot.
+        var outbound: UInt64
+        /// `start_in = max(peer.outbound, local.inbound)`: the peer's Finished key slot.
+        var inbound: UInt64
+        /// Whether this node sends its Finished before the peer's verified.
+        var sendsFirst: Bool
+    }
+
+    /// Spec/session.md section 4.1: the starts `start_out = max(local.outbound, peer.inbound)`
+    /// and `start_in = max(peer.outbound, local.inbound)` (each claim at most `maxResyncSkip`
+    /// beyond the local value it overrides), and the order of the Finished messages. A hello is
+    /// unauthenticated until the peer's Finished verifies, so no watermark may move on its word
+    /// before then: the node that goes first is one whose Finished needs no outbound skip
+    /// (`start_out == local.outbound`). Alice goes first if she can, else Bob if he can; if
+    /// neither can (both restarted, each one's durable inbound watermark ahead of the other's
+    /// outbound one), Alice goes first with a skip of at most `maxPreAuthSkip` slots.
+    private func planPool(local: PoolWatermarks, peer: PoolWatermarks) throws -> PoolPlan {
         let skip = configuration.maxResyncSkip
         guard peer.inboundNext <= local.outboundNext || peer.inboundNext - local.outboundNext <= skip else {
             throw QKDError(.sessionPoolDesync, "the peer's inbound watermark \(peer.inboundNext) is more than \(skip) slots beyond this node's outbound watermark \(local.outboundNext); the pools are out of step")
@@ -850,7 +877,21 @@ public struct Session {
         guard peer.outboundNext <= local.inboundNext || peer.outboundNext - local.inboundNext <= skip else {
             throw QKDError(.sessionPoolDesync, "the peer's outbound watermark \(peer.outboundNext) is more than \(skip) slots beyond this node's inbound watermark \(local.inboundNext); the pools are out of step")
         }
-        return (max(local.outboundNext, peer.inboundNext), max(peer.outboundNext, local.inboundNext))
+        let outbound = max(local.outboundNext, peer.inboundNext)
+        let inbound = max(peer.outboundNext, local.inboundNext)
+        let localNeedsSkip = outbound > local.outboundNext
+        let peerNeedsSkip = inbound > peer.outboundNext
+        let aliceNeedsSkip = configuration.role == .alice ? localNeedsSkip : peerNeedsSkip
+        let bobNeedsSkip = configuration.role == .alice ? peerNeedsSkip : localNeedsSkip
+        let aliceFirst = !aliceNeedsSkip || bobNeedsSkip
+        if aliceNeedsSkip && bobNeedsSkip {
+            let preAuth = configuration.maxPreAuthSkip
+            let gap = configuration.role == .alice ? outbound - local.outboundNext : inbound - peer.outboundNext
+            guard gap <= preAuth else {
+                throw QKDError(.sessionPoolDesync, "both nodes' inbound watermarks are ahead of the peer's outbound ones (out \(local.outboundNext) vs peer in \(peer.inboundNext), in \(local.inboundNext) vs peer out \(peer.outboundNext)) and Alice's gap of \(gap) slots exceeds maxPreAuthSkip (\(preAuth)); raise maxPreAuthSkip to the pools' reservation chunk")
+            }
+        }
+        return PoolPlan(outbound: outbound, inbound: inbound, sendsFirst: aliceFirst == (configuration.role == .alice))
     }
 
     /// session id = first 16 bytes of BLAKE2b-256(nonce_a || nonce_b || session_id_material).
@@ -889,8 +930,14 @@ public struct Session {
         let keys: HandshakeKeySource
         switch (offer.body, hello.body) {
         case (.pool(let local), .pool(let peer)):
-            let starts = try agreeStarts(local: local, peer: peer)
-            keys = .pool(outboundStart: starts.outbound, inboundStart: starts.inbound)
+            let plan = try planPool(local: local, peer: peer)
+            keys = .pool(outboundStart: plan.outbound, inboundStart: plan.inbound, sendsFirst: plan.sendsFirst)
+            if !plan.sendsFirst {
+                // Bob goes first (section 4.1): Alice sends her Finished once his verified.
+                state = .awaitingFinished(AwaitingFinishedState(negotiated: negotiated, clientHelloFrame: s.clientHelloFrame,
+                                                                serverHelloFrame: frame, keys: keys, outbound: nil))
+                return
+            }
         case (.pskKDF, .pskKDF):
             keys = .bootstrap(try Session.bootstrapStreams(ikm: configuration.preSharedKeys[0].secret, label: KeyScheduleLabel.pskKDF,
                                                            clientHelloFrame: s.clientHelloFrame, serverHelloFrame: frame,
@@ -939,10 +986,19 @@ public struct Session {
         let padSlot: UInt64
         let padMaterial: PadBytes
         switch s.keys {
-        case .pool(let outboundStart, let inboundStart):
-            // Both sides advance to the same agreed starts: the durable pool records them as the
-            // agreed watermarks its split reads (Spec/keypool.md sections 4-5).
-            try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: inboundStart))
+        case .pool(let outboundStart, let inboundStart, let sendsFirst):
+            // Spec/session.md section 4.1. The second sender comes here after the peer's
+            // Finished verified (the hellos are authentic): it skips its outbound stream to the
+            // agreed start and records the agreed starts, which the pool's split reads
+            // (Spec/keypool.md sections 4-5; both sides record the same values). The first
+            // sender moves nothing: its Finished uses its own next outbound slots, and it records
+            // the starts once the peer's Finished verified (completeFinished). Only in the
+            // both-restarted case does Alice skip first, bounded by maxPreAuthSkip (planPool).
+            if !sendsFirst {
+                try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: inboundStart))
+            } else if outboundStart > keyStore.watermarks.outboundNext {
+                try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: keyStore.watermarks.inboundNext))
+            }
             let (keySlot, keyBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
             actions.append(.padUsed(direction: outboundDirection, slot: keySlot))
             let (pad, padBytes) = try keyStore.takeOutbound { ($0, PadBytes($1)) }
@@ -1013,7 +1069,7 @@ public struct Session {
     /// The handshake epoch, the peer's key slot and the peer's Finished pad slot.
     private static func finishedSlots(_ s: AwaitingFinishedState) -> (epoch: UInt32, keySlot: UInt64, padSlot: UInt64) {
         switch s.keys {
-        case .pool(_, let inboundStart):
+        case .pool(_, let inboundStart, _):
             (s.negotiated.mode.handshakeEpoch, inboundStart, inboundStart + 1)
         case .bootstrap(let streams):
             (s.negotiated.mode.handshakeEpoch, 0, streams.inboundNext)
@@ -1060,6 +1116,12 @@ public struct Session {
         let outbound: DirectionKeys
         if let sent = s.outbound {
             outbound = sent
+            if case .pool(let outboundStart, let inboundStart, _) = s.keys {
+                // The first sender records the agreed starts now that the hellos are
+                // authentic; its watermarks are already past them, so nothing moves
+                // (Spec/session.md section 4.1).
+                try keyStore.advance(to: PoolWatermarks(outboundNext: outboundStart, inboundNext: inboundStart))
+            }
         } else {
             outbound = try sendFinished(&s)
         }

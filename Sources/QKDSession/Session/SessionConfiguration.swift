@@ -63,6 +63,14 @@ public struct SessionConfiguration: Sendable {
     /// Largest watermark claim accepted beyond the local value, in slots (Spec/session.md
     /// section 4, default 65536): a tampered hello cannot burn more of the pool.
     public var maxResyncSkip: UInt64 = 65_536
+    /// Largest outbound skip Alice makes *before* any peer tag verified, in slots
+    /// (Spec/session.md section 4.1, default 4096, the key pool's default reservation chunk).
+    /// Only needed when both nodes restarted and each one's durable inbound watermark (reserved
+    /// in chunks) lies beyond the peer's outbound one; every other resume skips only after the
+    /// peer's Finished verified. It bounds what a forged hello can burn in that case; 0 turns
+    /// the case into `session.pool-desync`. Set it at least to the peer pool's
+    /// `KeyPool.Configuration.chunkPads`.
+    public var maxPreAuthSkip: UInt64 = 4096
     /// Verification failures (bad tags, replays, gaps) tolerated before the session closes
     /// (Spec/session.md section 6, default 8).
     public var maxAuthenticationFailures = 8
