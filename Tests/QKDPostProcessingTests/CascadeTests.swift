@@ -16,6 +16,22 @@ import QKDCrypto
         if n > 1000 { #expect(p != (0..<n).map { UInt32($0) }) }
     }
 
+    /// The word-level cyclic rotation used before each pass's gather, against a bit-by-bit
+    /// reference, for lengths that are and are not multiples of 64 and every kind of offset.
+    @Test(arguments: [1, 2, 63, 64, 65, 127, 128, 129, 1000, 4097])
+    func cyclicRotationMatchesReference(n: Int) {
+        var g = TestRNG(state: UInt64(n) &* 977)
+        let v = randomBits(n, &g)
+        var shifts = Set([0, n - 1, n / 2, min(n - 1, 1), min(n - 1, 63), min(n - 1, 64), min(n - 1, 65)])
+        for _ in 0..<8 { shifts.insert(Int(g.next() % UInt64(n))) }
+        for r in shifts.sorted() {
+            let rotated = BitVector(words: cyclicRotation(v.words, count: n, by: r), count: n)
+            var reference = BitVector(count: n)
+            for x in 0..<n where v[(x + r) % n] { reference[x] = true }
+            #expect(rotated == reference, "n=\(n) r=\(r)")
+        }
+    }
+
     /// xoshiro256** from state (1, 2, 3, 4): values computed by a separate Python transcription
     /// of Blackman and Vigna's reference C code.
     @Test func xoshiroKnownAnswer() {
@@ -23,26 +39,53 @@ import QKDCrypto
         #expect((0..<6).map { _ in g.next() } == [11520, 0, 1_509_978_240, 1_215_971_899_390_074_240, 1_216_172_134_540_287_360, 607_988_272_756_665_600])
     }
 
-    /// The sub-block parity cache against a Dictionary, through growth and toggles.
-    @Test func parityCacheMatchesDictionary() {
+    /// The sub-block parity cache against a Dictionary, over passes of different block sizes
+    /// (including non-powers of two and a short last block), with sets and toggles, and a copy
+    /// that must not share storage.
+    @Test func parityCacheMatchesDictionary() throws {
         var g = TestRNG(state: 77)
-        var cache = ParityCache()
-        var reference: [UInt64: Bool] = [:]
-        for _ in 0..<20_000 {
-            let key = ParityCache.key(pass: Int(g.next() % 10), block: Int(g.next() % 3000), node: 1 + Int(g.next() % 64))
+        var cache = SubBlockParityCache()
+        struct Key: Hashable { var pass, block, node: Int }
+        var reference: [Key: Bool] = [:]
+        let n = 10_001
+        let sizes = [1, 2, 3, 16, 73, 146, 5001, n]
+        for k in sizes { cache.addPass(blockSize: k, blockCount: (n + k - 1) / k) }
+        // Heap indices of a block of k bits are below 2^strideShift(k).
+        for k in [1, 2, 3, 5, 73, 5001, 10_001] {
+            var deepest = 0
+            func walk(_ lo: Int, _ hi: Int, _ node: Int) {
+                deepest = max(deepest, node)
+                if hi - lo > 1 { let mid = lo + (hi - lo) / 2; walk(lo, mid, 2 * node); walk(mid, hi, 2 * node + 1) }
+            }
+            walk(0, k, 1)
+            #expect(deepest < 1 << SubBlockParityCache.strideShift(blockSize: k))
+        }
+        var copy: SubBlockParityCache?
+        var copyReference: [Key: Bool] = [:]
+        for step in 0..<40_000 {
+            let p = Int(g.next() % UInt64(sizes.count))
+            let k = sizes[p]
+            let blocks = (n + k - 1) / k
+            let key = Key(pass: p, block: Int(g.next() % UInt64(blocks)), node: 1 + Int(g.next() % UInt64((1 << SubBlockParityCache.strideShift(blockSize: k)) - 1)))
+            let index = cache.base(pass: key.pass, block: key.block) + key.node
             switch g.next() % 3 {
             case 0:
                 let v = g.next() & 1 == 1
-                cache.set(key, v)
+                cache.prepareForWrites()
+                cache.set(pass: p, index, v)
                 reference[key] = v
             case 1:
-                #expect(cache.toggle(key) == (reference[key] != nil))
+                cache.prepareForWrites()
+                #expect(cache.toggle(pass: p, index) == (reference[key] != nil))
                 reference[key]?.toggle()
             default:
-                #expect(cache.get(key) == reference[key])
+                #expect(cache.get(pass: p, index) == reference[key])
             }
+            if step == 20_000 { copy = cache; copyReference = reference }
         }
-        #expect(cache.count == reference.count)
+        for (key, v) in reference { #expect(cache.get(pass: key.pass, cache.base(pass: key.pass, block: key.block) + key.node) == v) }
+        let frozen = try #require(copy)
+        for (key, v) in copyReference { #expect(frozen.get(pass: key.pass, frozen.base(pass: key.pass, block: key.block) + key.node) == v) }
     }
 
     @Test(arguments: [0.01, 0.03, 0.08])

@@ -35,18 +35,24 @@ struct CascadeEngine {
     /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
-    /// Per pass: its permutation (identity for pass 0).
-    private var permutations: [PassPermutation] = []
+    /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
+    /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
+    /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
+    /// off.
+    private var permutation: PassPermutation?
+    /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
+    private var permutationStream: Xoshiro256StarStar?
+    /// Per started pass: its rotation r (0 for pass 0).
+    private var rotations: [Int] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
     private var blockOdd: [[UInt8]] = []
     /// Per started pass and block: index into `searches`, or -1.
     private var searchOf: [[Int32]] = []
     private var searches: [Search] = []
     /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
-    /// has been disclosed or follows from a disclosed one, keyed by `block << 28 | node`
-    /// (Spec/postprocessing.md section 5.3). Kept current under flips; a search whose next left
-    /// half is known moves on without a query.
-    private var known = ParityCache()
+    /// has been disclosed or follows from a disclosed one (Spec/postprocessing.md section 5.3).
+    /// Kept current under flips; a search whose next left half is known moves on without a query.
+    private var known = SubBlockParityCache()
     /// Per started pass: whether any sub-block parity of it is cached.
     private var knownInPass: [Bool] = []
     private var random: DeterministicRandomSource
@@ -82,61 +88,106 @@ struct CascadeEngine {
         return (n + k - 1) / k
     }
 
-    /// Draws pass `pass`'s permutation from the shared stream and arranges this side's
-    /// current key in that order.
+    /// The key bit at `position` of started pass `p`.
+    @inline(__always)
+    private func keyBit(pass p: Int, position: Int) -> Int {
+        guard p > 0, let perm = permutation else { return position }
+        let i = Int(perm.backward[position]) + rotations[p]
+        return i >= n ? i - n : i
+    }
+
+    /// The position of key bit `bit` in started pass `p`.
+    @inline(__always)
+    private func passPosition(_ p: Int, keyBit bit: Int) -> Int {
+        guard p > 0, let perm = permutation else { return bit }
+        let r = rotations[p]
+        return perm.forward(bit >= r ? bit - r : bit - r + n)
+    }
+
+    /// Starts pass `pass`: for pass 1, draws the round's permutation from the shared stream;
+    /// for every pass >= 1, draws its rotation and arranges this side's current key in the
+    /// pass's order (Spec/postprocessing.md section 5.2).
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
-            permutations.append(PassPermutation(identity: ()))
+            rotations.append(0)
         } else {
-            var stream = Xoshiro256StarStar(seedingFrom: &random)
-            let perm = PassPermutation(size: n, random: &stream)
+            if permutation == nil {
+                var stream = Xoshiro256StarStar(seedingFrom: &random)
+                permutation = PassPermutation(size: n, random: &stream)
+                permutationStream = stream
+            }
+            let perm = permutation!
+            // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
+            let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
+            rotations.append(r)
+            // Rotate with word operations first, so that the gather is a plain table lookup:
+            // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
+            var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
             var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permuted[0].words.withUnsafeBufferPointer { kw in
+            rotated.withUnsafeBufferPointer { kw in
                 perm.backward.withUnsafeBufferPointer { b in
                     words.withUnsafeMutableBufferPointer { out in
-                        var acc: UInt64 = 0
-                        for j in 0..<n {
-                            let src = Int(b[j])
-                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(j & 63)
-                            if j & 63 == 63 { out[j >> 6] = acc; acc = 0 }
+                        var j = 0
+                        while j < n {
+                            let end = min(n, j + 64)
+                            var acc: UInt64 = 0
+                            for t in j..<end {
+                                let src = Int(b[t])
+                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
+                            }
+                            out[j >> 6] = acc
+                            j = end
                         }
-                        if n & 63 != 0 { out[n >> 6] = acc }
                     }
                 }
             }
-            permutations.append(perm)
+            rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
             permuted.append(BitVector(words: words, count: n))
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
+        known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
         knownInPass.append(false)
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
     }
 
-    /// The ranges of the current step, in the order their bits travel.
-    private mutating func queryRanges() -> [(pass: Int, lower: Int, upper: Int)] {
+    /// The number of bits the current step's messages carry.
+    mutating func queryCount() -> Int {
         switch pending {
-        case .done:
-            return []
+        case .done: return 0
         case .newPass(let p):
             if blockOdd.count == p { startPass(p) }
-            let k = schedule.blockSizes[p]
-            return (0..<blockCount(p)).map { (p, $0 * k, min(n, ($0 + 1) * k)) }
-        case .bisect:
-            return searches.map { (Int($0.pass), $0.lower, $0.lower + ($0.upper - $0.lower) / 2) }
+            return blockCount(p)
+        case .bisect: return searches.count
         }
     }
 
-    /// The number of bits the current step's messages carry.
-    mutating func queryCount() -> Int { queryRanges().count }
-
-    /// This side's parities of the current queries (Alice sends these).
+    /// This side's parities of the current queries (Alice sends these), in the order their bits
+    /// travel (Spec/postprocessing.md section 5.2): the top-level blocks of a new pass in block
+    /// order, or the left half of every open search in list order.
     mutating func parities() -> BitVector {
-        let ranges = queryRanges()
-        var words = [UInt64](repeating: 0, count: (ranges.count + 63) >> 6)
-        for (i, r) in ranges.enumerated() {
-            words[i >> 6] |= permuted[r.pass].parity(r.lower, r.upper) << UInt64(i & 63)
+        let count = queryCount()
+        var words = [UInt64](repeating: 0, count: (count + 63) >> 6)
+        switch pending {
+        case .done:
+            break
+        case .newPass(let p):
+            let k = schedule.blockSizes[p]
+            permuted[p].words.withUnsafeBufferPointer { kw in
+                words.withUnsafeMutableBufferPointer { out in
+                    for b in 0..<count {
+                        out[b >> 6] |= rangeParity(kw, b * k, min(n, (b + 1) * k)) << UInt64(b & 63)
+                    }
+                }
+            }
+        case .bisect:
+            words.withUnsafeMutableBufferPointer { out in
+                for (i, s) in searches.enumerated() {
+                    let mid = s.lower + (s.upper - s.lower) / 2
+                    out[i >> 6] |= permuted[Int(s.pass)].parity(s.lower, mid) << UInt64(i & 63)
+                }
+            }
         }
-        return BitVector(words: words, count: ranges.count)
+        return BitVector(words: words, count: count)
     }
 
     /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
@@ -154,12 +205,13 @@ struct CascadeEngine {
     /// Applies the replies of the current step (both sides) and moves to the next step.
     /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one.
     mutating func apply(_ replies: BitVector) throws {
-        let expected = queryRanges().count
+        let expected = queryCount()
         guard replies.count == expected else {
             throw QKDError(.ppInconsistent, "Cascade step \(steps): \(replies.count) replies, expected \(expected)")
         }
         disclosedParities += expected
         steps += 1
+        known.prepareForWrites()  // Every cache write of this step happens below.
         switch pending {
         case .done:
             return
@@ -177,9 +229,9 @@ struct CascadeEngine {
                 let mid = s.lower + (s.upper - s.lower) / 2
                 // The search's range holds an odd number of errors, so the right half's error
                 // parity is the complement of the left half's: both are now known.
-                let key = ParityCache.key(pass: Int(s.pass), block: Int(s.block), node: 2 * s.node)
-                known.set(key, replies[i])
-                known.set(key | 1, !replies[i])
+                let left = known.base(pass: Int(s.pass), block: Int(s.block)) + 2 * s.node
+                known.set(pass: Int(s.pass), left, replies[i])
+                known.set(pass: Int(s.pass), left + 1, !replies[i])
                 knownInPass[Int(s.pass)] = true
                 if replies[i] {
                     searches[i].upper = mid
@@ -223,7 +275,7 @@ struct CascadeEngine {
                     searches[index].live = false
                     searchOf[Int(s.pass)][Int(s.block)] = -1
                     let p = Int(s.pass)
-                    let bit = p == 0 ? s.lower : Int(permutations[p].backward[s.lower])
+                    let bit = keyBit(pass: p, position: s.lower)
                     // Honest replies make every correction fix a real error, so no bit is flipped
                     // twice; a second flip means the peer's parities contradict each other, and
                     // wrong cached parities could otherwise cycle here without a round trip.
@@ -252,8 +304,8 @@ struct CascadeEngine {
         var s = searches[i]
         let p = Int(s.pass)
         guard knownInPass[p] else { return }
-        let base = ParityCache.key(pass: p, block: Int(s.block), node: 0)
-        while s.upper - s.lower > 1, let leftOdd = known.get(base | UInt64(2 * s.node)) {
+        let base = known.base(pass: p, block: Int(s.block))
+        while s.upper - s.lower > 1, let leftOdd = known.get(pass: p, base + 2 * s.node) {
             let mid = s.lower + (s.upper - s.lower) / 2
             if leftOdd {
                 s.upper = mid
@@ -273,11 +325,11 @@ struct CascadeEngine {
         guard knownInPass[p] else { return }
         let k = schedule.blockSizes[p]
         var lower = b * k, upper = min(n, (b + 1) * k), node = 1
-        let base = ParityCache.key(pass: p, block: b, node: 0)
+        let base = known.base(pass: p, block: b)
         while upper - lower > 1 {
             let mid = lower + (upper - lower) / 2
             if position < mid { upper = mid; node = 2 * node } else { lower = mid; node = 2 * node + 1 }
-            guard known.toggle(base | UInt64(node)) else { return }
+            guard known.toggle(pass: p, base + node) else { return }
         }
     }
 
@@ -286,7 +338,7 @@ struct CascadeEngine {
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
         for p in 0..<startedPassCount {
-            let position = p == 0 ? bit : permutations[p].forward(bit)
+            let position = passPosition(p, keyBit: bit)
             if role == .bob { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
@@ -310,58 +362,67 @@ struct CascadeEngine {
     }
 }
 
-/// A uniformly random permutation of 0..<n for one Cascade pass (Spec/postprocessing.md
+/// The round's uniformly random permutation of 0..<n for Cascade (Spec/postprocessing.md
 /// section 5.2), drawn by the Rao-Sandelius method so that every pass over memory is sequential
 /// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
 /// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
 /// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
-/// Fisher-Yates. The inverse is kept as "pre-shuffle slot" plus the in-bucket inverse, both
+/// Fisher-Yates. The inverse is built from "pre-shuffle slot" and the in-bucket inverse, both
 /// written sequentially, so no random writes over the whole key are needed.
 struct PassPermutation {
     /// backward[j] = the key bit at position j.
     let backward: [UInt32]
-    private let preSlot: [UInt32]
-    private let inverse: [UInt32]
-
-    init(identity: Void) {
-        backward = []
-        preSlot = []
-        inverse = []
-    }
+    /// forwardMap[i] = the position of key bit i.
+    private let forwardMap: [UInt32]
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
         let bucketCount = n >= 1 << 16 ? 256 : 1
-        var counts = [n]
+        var rng = random  // A local copy stays in registers in the loops below.
+        var counts = [Int](repeating: 0, count: bucketCount)
         var members = uninitializedWords(n)
         var pre = uninitializedWords(n)
         if bucketCount == 1 {
-            for i in 0..<n { members[i] = UInt32(truncatingIfNeeded: i); pre[i] = UInt32(truncatingIfNeeded: i) }
-        } else {
-            var ids = [UInt8](unsafeUninitializedCapacity: n) { _, c in c = n }  // Every entry is written below.
-            counts = [Int](repeating: 0, count: bucketCount)
-            ids.withUnsafeMutableBufferPointer { id in
-                var i = 0
-                while i < n {
-                    var r = random.next()
-                    var k = 0
-                    while k < 8 && i < n {
-                        let b = UInt8(truncatingIfNeeded: r)
-                        id[i] = b
-                        counts[Int(b)] += 1
-                        r >>= 8
-                        i += 1
-                        k += 1
-                    }
+            counts[0] = n
+            members.withUnsafeMutableBufferPointer { m in
+                pre.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<n { m[i] = UInt32(truncatingIfNeeded: i); p[i] = UInt32(truncatingIfNeeded: i) }
                 }
-                var starts = [Int](repeating: 0, count: bucketCount)
-                for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+            }
+        } else {
+            // Bucket ids: byte i & 7 of word i >> 3 of the stream. They are read twice (count,
+            // then place), by replaying a copy of the generator instead of storing n bytes.
+            let replay = rng
+            counts.withUnsafeMutableBufferPointer { c in
+                var i = 0
+                while i + 8 <= n {
+                    let r = rng.next()
+                    for k in 0..<8 { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
+                    i += 8
+                }
+                if i < n {
+                    let r = rng.next()
+                    for k in 0..<(n - i) { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
+                }
+            }
+            var ids = replay
+            var starts = [Int](repeating: 0, count: bucketCount)
+            for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
+            starts.withUnsafeMutableBufferPointer { st in
                 members.withUnsafeMutableBufferPointer { m in
                     pre.withUnsafeMutableBufferPointer { p in
-                        for i in 0..<n {
-                            let b = Int(id[i])
-                            m[starts[b]] = UInt32(truncatingIfNeeded: i)
-                            p[i] = UInt32(truncatingIfNeeded: starts[b])
-                            starts[b] += 1
+                        var i = 0
+                        while i < n {
+                            var r = ids.next()
+                            let end = min(n, i + 8)
+                            while i < end {
+                                let b = Int(UInt8(truncatingIfNeeded: r))
+                                let slot = st[b]
+                                m[slot] = UInt32(truncatingIfNeeded: i)
+                                p[i] = UInt32(truncatingIfNeeded: slot)
+                                st[b] = slot + 1
+                                r >>= 8
+                                i += 1
+                            }
                         }
                     }
                 }
@@ -379,8 +440,10 @@ struct PassPermutation {
                             for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
                             var i = c - 1
                             while i > 0 {
-                                let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                                l.swapAt(i, j)
+                                let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                                let t = l[i]
+                                l[i] = l[j]
+                                l[j] = t
                                 i -= 1
                             }
                             for pos in 0..<c {
@@ -394,14 +457,63 @@ struct PassPermutation {
                 }
             }
         }
+        // forward[i] = inverse[preSlot[i]]: sequential in i, reads within 256 streams. One
+        // lookup per flip instead of two dependent cache misses.
+        var fwd = uninitializedWords(n)
+        fwd.withUnsafeMutableBufferPointer { f in
+            pre.withUnsafeBufferPointer { p in
+                inv.withUnsafeBufferPointer { iv in
+                    for i in 0..<n { f[i] = iv[Int(p[i])] }
+                }
+            }
+        }
+        random = rng
         backward = back
-        preSlot = pre
-        inverse = inv
+        forwardMap = fwd
     }
 
     /// The position of key bit `i` in this pass.
     @inline(__always)
-    func forward(_ i: Int) -> Int { Int(inverse[Int(preSlot[i])]) }
+    func forward(_ i: Int) -> Int { Int(forwardMap[i]) }
+}
+
+/// The cyclic rotation of an `n`-bit vector towards bit 0: bit x of the result is bit
+/// `(x + r) mod n` of `bits` (packed as in ``BitVector``; bits past `n` are zero in both).
+/// - Parameters:
+///   - bits: at least `ceil(n / 64)` words, bits past `n` zero.
+///   - n: the bit count.
+///   - r: the rotation, `0 <= r < n` (any value when `n == 0`).
+/// - Returns: `ceil(n / 64)` words.
+func cyclicRotation(_ bits: [UInt64], count n: Int, by r: Int) -> [UInt64] {
+    var out = [UInt64](repeating: 0, count: (n + 63) >> 6)
+    guard n > 0 else { return out }
+    precondition(r >= 0 && r < n && bits.count >= out.count, "rotation out of range")
+    bits.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
+            orBits(dst, at: 0, from: src, at: r, count: n - r)
+            orBits(dst, at: n - r, from: src, at: 0, count: r)
+        }
+    }
+    return out
+}
+
+/// ORs `count` bits of `src` starting at bit `sOff` into `dst` starting at bit `dOff`, 64 at a
+/// time (funnel shifts); both ranges must lie inside the buffers.
+@inline(__always)
+private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
+                    from src: UnsafeBufferPointer<UInt64>, at sOff: Int, count: Int) {
+    var t = 0
+    while t < count {
+        let len = min(64, count - t)
+        let o = sOff + t
+        var v = src[o >> 6] >> UInt64(o & 63)
+        if o & 63 != 0, (o >> 6) + 1 < src.count { v |= src[(o >> 6) + 1] << UInt64(64 - (o & 63)) }
+        if len < 64 { v &= (UInt64(1) << UInt64(len)) &- 1 }
+        let d = dOff + t
+        dst[d >> 6] |= v << UInt64(d & 63)
+        if d & 63 != 0, (d & 63) + len > 64 { dst[(d >> 6) + 1] |= v >> UInt64(64 - (d & 63)) }
+        t += len
+    }
 }
 
 /// An array of `n` words whose contents the caller writes in full before reading (skips the

@@ -78,7 +78,7 @@ public struct AliceRound {
             guard id == roundID else {
                 throw QKDError(.ppRoundMismatch, "message for round \(id) given to Alice's round \(roundID)")
             }
-            try receive(message)
+            try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
             state = .failed(error)
             throw error
@@ -109,8 +109,14 @@ public struct AliceRound {
     ///   ``QKDError/Code/ppInconsistent`` for one that contradicts the shared state; after any
     ///   error the machine is poisoned.
     public mutating func receive(_ message: PostProcessingMessage) throws {
+        try receive(message, encodedBytes: message.encodedByteCount)
+    }
+
+    /// ``receive(_:)`` with the encoded size already known (``receive(bytes:)``), which spares
+    /// recounting a detection report's Rice code.
+    private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
-        counters.bytesReceived += message.encodedByteCount
+        counters.bytesReceived += encodedBytes
         let saved = state
         state = .done  // Keep payloads uniquely referenced while they change.
         do {
