@@ -67,10 +67,14 @@ final class RoundTranscriptBox {
     var transcript: RoundTranscript?
     let round: UInt64
     let epoch: UInt32
+    /// The last inbound round id before this one opened: restored if this round turns out to
+    /// be forged (Spec/session.md section 6), so a forged round id cannot block later rounds.
+    let previousRound: UInt64?
 
-    init(_ transcript: consuming RoundTranscript, epoch: UInt32) {
+    init(_ transcript: consuming RoundTranscript, epoch: UInt32, previousRound: UInt64? = nil) {
         self.round = transcript.round
         self.epoch = epoch
+        self.previousRound = previousRound
         self.transcript = consume transcript
     }
 }

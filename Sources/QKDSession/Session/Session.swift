@@ -1220,6 +1220,18 @@ public struct Session {
             guard s.negotiated.granularities.contains(.perFrame) else {
                 throw QKDError(.sessionUnexpectedMessage, "a per-frame data frame, but only per-round tags were negotiated")
             }
+            if let box = s.inboundRound {
+                // An honest peer sends no per-frame data while its round is open (its payloads
+                // go into the round), so the open round is forged, or its closing frame was
+                // lost: it fails, reported before this delivery, and a forged round id does not
+                // stay in the way (Spec/session.md section 6). Without this, an injected
+                // round-opening frame could take the sequence number of a dropped authentic
+                // frame and hide the gap.
+                s.inboundRound = nil
+                s.lastInboundRound = box.previousRound
+                s.rounds[box.round, default: RoundProgress()].failed = true
+                actions.append(.roundFailed(box.round, QKDError(.sessionAuthenticationFailed, "round \(box.round) was still open when the peer sent an authenticated per-frame payload: its opening frame was forged or its closing frame was lost")))
+            }
             actions.append(.deliver(payload: Array(frame.payload), round: nil))
         case .alert:
             let alert = try Alert(decoding: frame.payload)
@@ -1281,7 +1293,8 @@ public struct Session {
             return
         }
         let box = RoundTranscriptBox(RoundTranscript(hashKey: s.inbound.hashKey, direction: outboundDirection.reversed,
-                                                     sessionID: s.negotiated.sessionID, round: round), epoch: epoch)
+                                                     sessionID: s.negotiated.sessionID, round: round), epoch: epoch,
+                                     previousRound: s.lastInboundRound)
         box.transcript!.absorb(frame)
         s.inboundRound = box
         s.lastInboundRound = round
