@@ -127,14 +127,19 @@ enum SessionPairCheck {
                         let sent = records[peer].sent
                         if index < sent.count, sent[index] == payload {
                             records[side].delivered += 1
+                            // Identical payloads make the match ambiguous: it may have been a
+                            // later copy (the expected one lost), so a reported drop still
+                            // covers the next delivery (FailCases/FuzzSessionPair/
+                            // identical-payload-after-drop).
+                            if !sent[(index + 1)...].contains(payload) { records[side].dropSinceDelivery = false }
                         } else if records[side].dropSinceDelivery, let skipped = sent.indices.first(where: { $0 > index && sent[$0] == payload }) {
                             // Frames the peer sent were lost, and this side said so (a dropped
                             // frame or a failed round) before delivering a later payload.
                             records[side].delivered = skipped + 1
+                            records[side].dropSinceDelivery = false
                         } else {
                             throw FuzzInvariantViolation("side \(side) delivered payload #\(index) (\(payload.count) bytes), which the peer did not send as its payload #\(index) (it sent \(sent.count)), and no drop was reported before it, in connection \(connection)")
                         }
-                        records[side].dropSinceDelivery = false
                     }
                 case .roundAuthenticated(let round):
                     try checkAuthenticated(round, side: side)
