@@ -150,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QKDSessionTests",
-            dependencies: ["QKDSession", "QKDKeyPool", "QKDWire", "QKDCrypto", "QKDTestSupport"],
+            dependencies: ["QKDFuzzChecks", "QKDSession", "QKDKeyPool", "QKDWire", "QKDCrypto", "QKDTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,44 +1,48 @@
-import QKDCrypto
-import QKDWire
-import QKDSession
+public import QKDCrypto
+public import QKDWire
+public import QKDSession
 
-/// A stand-in for the X.509 PKI authenticator (no real one conforms to ``PKIAuthenticator``
-/// yet; the session tests use the same stand-in): "certificates" are names, "signatures" are
+/// A stand-in for the X.509 PKI authenticator (the session tests use it too, as `StandInPKI`): "certificates" are names, "signatures" are
 /// BLAKE2b-256 over name, transcript hash and role, the "key agreement" hashes both public
 /// shares with `TH_ka`. It exercises every PKI branch of the state machine (offer, response,
 /// proofs in the hellos and in Alice's Finished) without the cost of Ed25519 and X.509 per
 /// fuzz input; the certificate parsers have their own target (FuzzCertificateChain).
-final class FuzzStandInPKI: PKIAuthenticator {
+public final class FuzzStandInPKI: PKIAuthenticator {
     let name: [UInt8]
     let expectedPeer: [UInt8]
     private var share: [UInt8] = []
 
-    init(role: SessionRole) {
-        name = Array((role == .alice ? "alice" : "bob").utf8)
-        expectedPeer = Array((role == .alice ? "bob" : "alice").utf8)
+    /// A stand-in named `name` that accepts only a peer named `expectedPeer`.
+    public init(name: String, expectedPeer: String) {
+        self.name = Array(name.utf8)
+        self.expectedPeer = Array(expectedPeer.utf8)
     }
 
-    static func signature(_ name: [UInt8], _ hash: [UInt8], _ role: Direction) -> [UInt8] {
+    convenience init(role: SessionRole) {
+        self.init(name: role == .alice ? "alice" : "bob", expectedPeer: role == .alice ? "bob" : "alice")
+    }
+
+    public static func signature(_ name: [UInt8], _ hash: [UInt8], _ role: Direction) -> [UInt8] {
         KeyDerivation.blake2b256(Array("fuzz-stand-in-signing-key".utf8) + name + hash + [role.rawValue]) + [UInt8](repeating: 0, count: 32)
     }
 
-    func makeClientOffer(random: inout any RandomSource) throws -> PKIClientOffer {
+    public func makeClientOffer(random: inout any RandomSource) throws -> PKIClientOffer {
         share = random.bytes(count: HandshakeLimits.x25519ShareByteCount)
         return PKIClientOffer(kexGroups: [1], x25519Share: share, mlkem768EncapsulationKey: [])
     }
 
-    func respond(to offer: PKIClientOffer, clientHelloHash: [UInt8], random: inout any RandomSource) throws
+    public func respond(to offer: PKIClientOffer, clientHelloHash: [UInt8], random: inout any RandomSource) throws
         -> (kexGroup: UInt8, x25519Share: [UInt8], mlkem768Ciphertext: [UInt8], secret: SecretBytes) {
         guard offer.kexGroups.contains(1) else { throw QKDError(.sessionNoCommonSuite, "the stand-in PKI only speaks group 1") }
         let mine = random.bytes(count: HandshakeLimits.x25519ShareByteCount)
         return (1, mine, [], SecretBytes(copying: KeyDerivation.blake2b256(clientHelloHash + offer.x25519Share + mine)))
     }
 
-    func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof {
+    public func prove(transcriptHash: [UInt8], role: Direction) throws -> PKIIdentityProof {
         PKIIdentityProof(certificateChain: [name], ed25519Signature: Self.signature(name, transcriptHash, role), mldsa65Signature: [])
     }
 
-    func validationRequest(for proof: PKIIdentityProof, peerRole: Direction) -> PeerValidationRequest {
+    public func validationRequest(for proof: PKIIdentityProof, peerRole: Direction) -> PeerValidationRequest {
         let expected = expectedPeer
         return PeerValidationRequest(certificateChain: proof.certificateChain, peerRole: peerRole) { chain in
             guard chain.first == expected else {
@@ -48,13 +52,13 @@ final class FuzzStandInPKI: PKIAuthenticator {
         }
     }
 
-    func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction, peer: any Sendable) throws {
+    public func verify(_ proof: PKIIdentityProof, transcriptHash: [UInt8], peerRole: Direction, peer: any Sendable) throws {
         guard let name = peer as? [UInt8], proof.ed25519Signature == Self.signature(name, transcriptHash, peerRole) else {
             throw QKDError(.sessionBadCertificate, "the peer's stand-in transcript signature does not verify")
         }
     }
 
-    func finishKeyAgreement(with response: PKIServerResponse, clientHelloHash: [UInt8]) throws -> SecretBytes {
+    public func finishKeyAgreement(with response: PKIServerResponse, clientHelloHash: [UInt8]) throws -> SecretBytes {
         guard response.x25519Share.count == HandshakeLimits.x25519ShareByteCount else {
             throw QKDError(.sessionMalformedHandshake, "the stand-in key share is not 32 bytes")
         }
