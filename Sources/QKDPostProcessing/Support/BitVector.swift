@@ -157,3 +157,34 @@ func rangeParity(_ w: UnsafeBufferPointer<UInt64>, _ lower: Int, _ upper: Int) -
     while i < lastWord { acc ^= w[i]; i += 1 }
     return UInt64(acc.nonzeroBitCount & 1)
 }
+
+/// Appends bits to a caller-sized word buffer through a register accumulator, one store per 64
+/// bits: the sifting loops append a bit or not for every detection without branching on it.
+struct BitPacker {
+    private let base: UnsafeMutablePointer<UInt64>
+    private var accumulator: UInt64 = 0
+    private var used: UInt64 = 0
+    private var stored = 0
+
+    /// - Parameter base: room for every word that will be appended.
+    init(_ base: UnsafeMutablePointer<UInt64>) { self.base = base }
+
+    /// Appends `bit` (0 or 1) if `take` is 1; does nothing if `take` is 0.
+    @inline(__always)
+    mutating func append(_ bit: UInt64, if take: UInt64) {
+        accumulator |= (bit & take) &<< used
+        used &+= take
+        if used == 64 {
+            base[stored] = accumulator
+            stored &+= 1
+            accumulator = 0
+            used = 0
+        }
+    }
+
+    /// Stores the last partial word and returns the number of bits appended.
+    mutating func finish() -> Int {
+        if used > 0 { base[stored] = accumulator }
+        return stored << 6 + Int(used)
+    }
+}
