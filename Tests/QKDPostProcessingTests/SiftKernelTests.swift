@@ -115,6 +115,47 @@ import QKDCrypto
         }
     }
 
+    @Test func compressBitsMatchesReference() {
+        var g = TestRNG(state: 11)
+        for trial in 0..<2_000 {
+            let value = g.next()
+            // Densities from empty to full, both sides of the dense/sparse switch at 32 bits.
+            var mask: UInt64 = 0
+            let density = trial % 66
+            for j in 0..<64 where Int(g.next() % 64) < density { mask |= UInt64(1) << UInt64(j) }
+            var expected: UInt64 = 0, k: UInt64 = 0
+            for j in 0..<64 where (mask >> UInt64(j)) & 1 == 1 {
+                expected |= ((value >> UInt64(j)) & 1) << k
+                k += 1
+            }
+            #expect(compressBits(value, mask) == expected, "value \(value) mask \(mask)")
+        }
+        #expect(compressBits(~0, ~0) == ~0 && compressBits(~0, 0) == 0)
+    }
+
+    @Test func bitPackerAppendsWords() {
+        var g = TestRNG(state: 12)
+        var reference: [Bool] = []
+        var words = [UInt64](repeating: 0, count: 400)  // 300 x (64 + 1) bits at most
+        let count = words.withUnsafeMutableBufferPointer { w in
+            var p = BitPacker(w.baseAddress!)
+            for _ in 0..<300 {
+                let width = Int(g.next() % 65)
+                let value = width == 64 ? g.next() : g.next() & ((UInt64(1) << UInt64(width)) - 1)
+                for j in 0..<width { reference.append((value >> UInt64(j)) & 1 == 1) }
+                p.append(word: value, width: width)
+                if g.next() % 4 == 0 {
+                    let bit = g.next() & 1
+                    reference.append(bit == 1)
+                    p.append(bit, if: 1)
+                }
+            }
+            return p.finish()
+        }
+        #expect(count == reference.count)
+        #expect(BitVector(words: words, count: count) == BitVector(bits: reference))
+    }
+
     /// Both sides' sifting (the word-level loops) equals a per-detection reference: match bitmap,
     /// Alice's key and test bits, Bob's key bits.
     @Test func siftingMatchesReference() throws {

@@ -215,21 +215,27 @@ public struct AliceRound {
                                     var w = 0
                                     while w << 6 < d {
                                         // One word of 64 detections: gather Alice's basis and bit at
-                                        // each slot, then compare bases a word at a time and append
-                                        // without branches (the outcome is random per detection).
+                                        // each slot, compare bases a word at a time, then append the
+                                        // key bits (dense) by compressing the word and the test bits
+                                        // (rare) one by one.
                                         let end = min(d, (w << 6) + 64)
-                                        let bobBases = bob[w]
-                                        var match: UInt64 = 0
+                                        var aliceBases: UInt64 = 0, aliceBits: UInt64 = 0
                                         for i in (w << 6)..<end {
                                             let s = Int(pos[i])
                                             let shift = UInt64(s & 63)
-                                            let a = (bases[s >> 6] &>> shift) & 1
-                                            let bit = (bits[s >> 6] &>> shift) & 1
                                             let j = UInt64(i & 63)
-                                            let same = ((bobBases &>> j) ^ a ^ 1) & 1
-                                            match |= same << j
-                                            key.append(bit, if: same & (a ^ 1))
-                                            test.append(bit, if: same & a)
+                                            aliceBases |= ((bases[s >> 6] &>> shift) & 1) &<< j
+                                            aliceBits |= ((bits[s >> 6] &>> shift) & 1) &<< j
+                                        }
+                                        let valid = end - (w << 6) == 64 ? ~UInt64(0) : (UInt64(1) &<< UInt64(end - (w << 6))) &- 1
+                                        let match = ~(aliceBases ^ bob[w]) & valid
+                                        let z = match & ~aliceBases
+                                        key.append(word: compressBits(aliceBits, z), width: z.nonzeroBitCount)
+                                        var x = match & aliceBases
+                                        while x != 0 {
+                                            let j = UInt64(x.trailingZeroBitCount)
+                                            x &= x &- 1
+                                            test.append((aliceBits &>> j) & 1, if: 1)
                                         }
                                         m[w] = match
                                         w += 1

@@ -230,15 +230,15 @@ public struct BobRound {
                         testWords.withUnsafeMutableBufferPointer { tw in
                             var key = BitPacker(kw.baseAddress!), test = BitPacker(tw.baseAddress!)
                             for w in 0..<m.count {
-                                // Word-level masks, then a branch-free append per matched detection.
-                                let z = m[w] & ~baseWords[w], x = m[w] & baseWords[w], b = bitWords[w]
-                                var word = m[w]
-                                while word != 0 {
-                                    let j = UInt64(word.trailingZeroBitCount)
-                                    word &= word &- 1
-                                    let bit = (b &>> j) & 1
-                                    key.append(bit, if: (z &>> j) & 1)
-                                    test.append(bit, if: (x &>> j) & 1)
+                                // Word-level masks; key bits (dense) by compressing the word, test
+                                // bits (rare) one by one.
+                                let z = m[w] & ~baseWords[w], b = bitWords[w]
+                                key.append(word: compressBits(b, z), width: z.nonzeroBitCount)
+                                var x = m[w] & baseWords[w]
+                                while x != 0 {
+                                    let j = UInt64(x.trailingZeroBitCount)
+                                    x &= x &- 1
+                                    test.append((b &>> j) & 1, if: 1)
                                 }
                             }
                             keyCount = key.finish()
