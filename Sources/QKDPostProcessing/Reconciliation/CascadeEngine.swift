@@ -32,9 +32,19 @@ struct CascadeEngine {
     let role: Role
     let n: Int
     let schedule: CascadeSchedule
-    /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
+    /// This side's key in each started pass's order, for the passes in ``isBuilt``;
+    /// `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
+    /// Per started pass: whether `permuted[p]` holds the pass's key. A pass of at most two
+    /// blocks (the late passes of the improved schedule, blocks of n/2) gets its top-level
+    /// parities from ``halfMasks`` with word operations, and its permuted key only when a
+    /// search opens in it; most late passes find no odd block, so most never build one.
+    private var isBuilt: [Bool] = []
+    /// Per block size k (of passes of at most two blocks): the bitmap of the rotated-key
+    /// positions `backward[j]`, `j < k`, i.e. of block 0 before the rotation. Public data (a
+    /// function of the shared permutation).
+    private var halfMasks: [Int: [UInt64]] = [:]
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
@@ -105,49 +115,87 @@ struct CascadeEngine {
     }
 
     /// Starts pass `pass`: for pass 1, draws the round's permutation from the shared stream;
-    /// for every pass >= 1, draws its rotation and arranges this side's current key in the
-    /// pass's order (Spec/postprocessing.md section 5.2).
+    /// for every pass >= 1, draws its rotation and, for a pass of more than two blocks, arranges
+    /// this side's current key in the pass's order (Spec/postprocessing.md section 5.2); a pass
+    /// of one or two blocks builds its order only when a search opens in it (``buildPass(_:)``).
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
             rotations.append(0)
+            isBuilt.append(true)
         } else {
             if permutation == nil {
                 var stream = Xoshiro256StarStar(seedingFrom: &random)
                 permutation = PassPermutation(size: n, random: &stream)
                 permutationStream = stream
             }
-            let perm = permutation!
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
             rotations.append(r)
-            // Rotate with word operations first, so that the gather is a plain table lookup:
-            // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
-            var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-            var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            rotated.withUnsafeBufferPointer { kw in
-                perm.backward.withUnsafeBufferPointer { b in
-                    words.withUnsafeMutableBufferPointer { out in
-                        var j = 0
-                        while j < n {
-                            let end = min(n, j + 64)
-                            var acc: UInt64 = 0
-                            for t in j..<end {
-                                let src = Int(b[t])
-                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
-                            }
-                            out[j >> 6] = acc
-                            j = end
-                        }
-                    }
-                }
-            }
-            rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
-            permuted.append(BitVector(words: words, count: n))
+            permuted.append(BitVector(count: 0))
+            isBuilt.append(false)
+            if blockCount(pass) > 2 { buildPass(pass) }
         }
         blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
         known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
         knownInPass.append(false)
         searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
+    }
+
+    /// Arranges this side's current key in started pass `pass`'s order (Bob's current key:
+    /// building late gives the same bits as building at the start and flipping since).
+    private mutating func buildPass(_ pass: Int) {
+        if isBuilt[pass] { return }
+        let perm = permutation!
+        let r = rotations[pass]
+        // Rotate with word operations first, so that the gather is a plain table lookup:
+        // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
+        var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
+        var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
+        rotated.withUnsafeBufferPointer { kw in
+            perm.backward.withUnsafeBufferPointer { b in
+                words.withUnsafeMutableBufferPointer { out in
+                    var j = 0
+                    while j < n {
+                        let end = min(n, j + 64)
+                        var acc: UInt64 = 0
+                        for t in j..<end {
+                            let src = Int(b[t])
+                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
+                        }
+                        out[j >> 6] = acc
+                        j = end
+                    }
+                }
+            }
+        }
+        rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
+        permuted[pass] = BitVector(words: words, count: n)
+        isBuilt[pass] = true
+    }
+
+    /// The top-level parities of started pass `pass` of at most two blocks, without its
+    /// permuted key: block 0 holds the rotated-key bits at the positions of the mask, so its
+    /// parity is that of (rotated key AND mask); block 1's is the key parity minus block 0's.
+    private mutating func halfPassParities(_ pass: Int) -> UInt64 {
+        let k = schedule.blockSizes[pass]
+        if halfMasks[k] == nil {
+            var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
+            permutation!.backward.withUnsafeBufferPointer { b in
+                for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
+            }
+            halfMasks[k] = mask
+        }
+        var rotated = cyclicRotation(permuted[0].words, count: n, by: rotations[pass])
+        defer { rotated.withUnsafeMutableBytes { secureZero($0) } }  // A copy of the key.
+        var first: UInt64 = 0, all: UInt64 = 0
+        halfMasks[k]!.withUnsafeBufferPointer { m in
+            for i in rotated.indices {
+                first ^= rotated[i] & m[i]
+                all ^= rotated[i]
+            }
+        }
+        let p0 = UInt64(first.nonzeroBitCount & 1)
+        return blockCount(pass) == 1 ? UInt64(all.nonzeroBitCount & 1) : p0 | ((p0 ^ UInt64(all.nonzeroBitCount & 1)) << 1)
     }
 
     /// The number of bits the current step's messages carry.
@@ -170,6 +218,8 @@ struct CascadeEngine {
         switch pending {
         case .done:
             break
+        case .newPass(let p) where !isBuilt[p]:
+            words[0] = halfPassParities(p)
         case .newPass(let p):
             let k = schedule.blockSizes[p]
             permuted[p].words.withUnsafeBufferPointer { kw in
@@ -180,6 +230,7 @@ struct CascadeEngine {
                 }
             }
         case .bisect:
+            for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
             words.withUnsafeMutableBufferPointer { out in
                 for (i, s) in searches.enumerated() {
                     let mid = s.lower + (s.upper - s.lower) / 2
@@ -339,7 +390,7 @@ struct CascadeEngine {
         corrections += 1
         for p in 0..<startedPassCount {
             let position = passPosition(p, keyBit: bit)
-            if role == .bob { permuted[p].flip(position) }
+            if role == .bob && isBuilt[p] { permuted[p].flip(position) }
             let b = position / schedule.blockSizes[p]
             blockOdd[p][b] ^= 1
             toggleKnown(pass: p, block: b, position: position)
