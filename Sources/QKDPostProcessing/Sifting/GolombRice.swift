@@ -27,13 +27,14 @@ enum GolombRice {
         guard let first = slots.first else { return 0 }
         // Sum of floor(gap / 2^r): a plain loop over neighbouring slots that the compiler
         // vectorises (gap = slot[i] - slot[i-1] - 1).
-        var unary = first &>> UInt64(r)
+        let p = slots.baseAddress!, count = slots.count, shift = UInt64(r)
+        var unary = first &>> shift
         var i = 1
-        while i < slots.count {
-            unary &+= (slots[i] &- slots[i - 1] &- 1) &>> UInt64(r)
-            i += 1
+        while i < count {
+            unary &+= (p[i] &- p[i &- 1] &- 1) &>> shift
+            i &+= 1
         }
-        return slots.count * (r + 1) + Int(unary)
+        return count * (r + 1) + Int(unary)
     }
 
     /// Encodes sorted, distinct slots.
@@ -113,13 +114,16 @@ enum GolombRice {
         guard slotCount <= UInt64(1) << 62 else {
             throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is out of range")
         }
-        var position = 0
-        var next: UInt64 = 0
+        var finalPosition = 0
         let total = stream.count
         let lowMask: UInt64 = r == 0 ? 0 : (UInt64(1) << UInt64(r)) &- 1
         let result = try [UInt64](unsafeUninitializedCapacity: count) { out, initialized in
             try stream.words.withUnsafeBufferPointer { w in
                 let dst = out.baseAddress
+                // Locals, not captured variables: the loop keeps them in registers.
+                var position = 0
+                var next: UInt64 = 0
+                defer { finalPosition = position }
                 var i = 0
                 while i < count {
                     if position + 64 <= total {
@@ -133,17 +137,17 @@ enum GolombRice {
                         var slot = next
                         while i < count {
                             let ones = (~window).trailingZeroBitCount
-                            let length = ones + 1 + r
+                            let length = ones &+ 1 &+ r
                             if length > avail { break }
                             // Masking shifts: ones + 1 = 64 only if r = 0 (lowMask = 0), and
                             // after length = 64 the window is never read again (avail = 0).
                             let low = (window &>> UInt64(ones + 1)) & lowMask
                             window = window &>> UInt64(length)
-                            avail -= length
+                            avail &-= length
                             slot = next &+ ((UInt64(ones) &<< UInt64(r)) | low)
                             dst![i] = slot
                             next = slot &+ 1
-                            i += 1
+                            i &+= 1
                         }
                         // Slots increase, so checking the last of the batch checks them all; a
                         // batch adds less than 2^63 (64 bits of codes), so nothing wrapped.
@@ -199,8 +203,8 @@ enum GolombRice {
             }
             initialized = count
         }
-        guard position == total else {
-            throw QKDError(.ppMalformed, "detection report: \(total - position) bits left after the last Rice code")
+        guard finalPosition == total else {
+            throw QKDError(.ppMalformed, "detection report: \(total - finalPosition) bits left after the last Rice code")
         }
         return result
     }
