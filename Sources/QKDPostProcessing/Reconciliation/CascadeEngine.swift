@@ -480,47 +480,46 @@ struct PassPermutation {
             }
         }
         var back = uninitializedWords(n)
-        var inv = uninitializedWords(n)
         var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
+        // The in-bucket inverse overwrites `members` in place: iteration `pos` reads and writes
+        // only entry start + l[pos], and l is a permutation of the bucket (one array fewer to
+        // allocate and fault in).
         back.withUnsafeMutableBufferPointer { bk in
-            inv.withUnsafeMutableBufferPointer { iv in
-                members.withUnsafeBufferPointer { m in
-                    local.withUnsafeMutableBufferPointer { l in
-                        var start = 0
-                        for c in counts {
-                            for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
-                            var i = c - 1
-                            while i > 0 {
-                                let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                                let t = l[i]
-                                l[i] = l[j]
-                                l[j] = t
-                                i -= 1
-                            }
-                            for pos in 0..<c {
-                                let k = Int(l[pos])
-                                bk[start + pos] = m[start + k]
-                                iv[start + k] = UInt32(truncatingIfNeeded: start + pos)
-                            }
-                            start += c
+            members.withUnsafeMutableBufferPointer { m in
+                local.withUnsafeMutableBufferPointer { l in
+                    var start = 0
+                    for c in counts {
+                        for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
+                        var i = c - 1
+                        while i > 0 {
+                            let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                            let t = l[i]
+                            l[i] = l[j]
+                            l[j] = t
+                            i -= 1
                         }
+                        for pos in 0..<c {
+                            let k = Int(l[pos])
+                            bk[start + pos] = m[start + k]
+                            m[start + k] = UInt32(truncatingIfNeeded: start + pos)
+                        }
+                        start += c
                     }
                 }
             }
         }
-        // forward[i] = inverse[preSlot[i]]: sequential in i, reads within 256 streams. One
-        // lookup per flip instead of two dependent cache misses.
-        var fwd = uninitializedWords(n)
-        fwd.withUnsafeMutableBufferPointer { f in
-            pre.withUnsafeBufferPointer { p in
-                inv.withUnsafeBufferPointer { iv in
-                    for i in 0..<n { f[i] = iv[Int(p[i])] }
-                }
+        // forward[i] = inverse[preSlot[i]] (the inverse now in `members`), in place over
+        // `pre`: sequential in i, reads within 256 streams. One lookup per flip instead of two
+        // dependent cache misses.
+        pre.withUnsafeMutableBufferPointer { p in
+            members.withUnsafeBufferPointer { iv in
+                for i in 0..<n { p[i] = iv[Int(p[i])] }
             }
         }
+        members = []
         random = rng
         backward = back
-        forwardMap = fwd
+        forwardMap = pre
     }
 
     /// The position of key bit `i` in this pass.
