@@ -71,8 +71,17 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Listen on HOST:PORT (port 0: an ephemeral port, printed on stdout).")
     var listen: String?
 
-    @Option(name: .long, help: "Connect to HOST:PORT (retried with backoff).")
+    @Option(name: .long, help: "Connect to HOST:PORT (retried with backoff for up to --connect-timeout).")
     var connect: String?
+
+    // Issue 6: a refused peer ends `run` with one line after a bounded wait.
+    @Option(name: .customLong("connect-timeout"), parsing: .unconditional,
+            help: "Seconds spent trying to reach the peer (each time the link must be set up) before giving up (default 30).")
+    var connectTimeout: Double?
+
+    @Option(name: .customLong("stall-timeout"), parsing: .unconditional,
+            help: "Seconds without a byte from the peer while a reply is due before the link counts as broken and is reconnected (default 30).")
+    var stallTimeout: Double?
 
     @Option(name: .long, help: "The node's state directory (created from --psk if it holds no pool yet).")
     var state: String
@@ -142,36 +151,42 @@ struct RunCommand: AsyncParsableCommand {
     private func runNode() async throws {
         let sessionRole: SessionRole = role == "alice" ? .alice : .bob
         let refillPolicy = try Self.refillPolicy(padTarget: padTarget)
+        // Checked here rather than in `validate()`, so the message is one line on stderr.
+        let connectBudget = try Self.seconds(connectTimeout, option: "--connect-timeout") ?? .seconds(30)
+        let stall = try Self.seconds(stallTimeout, option: "--stall-timeout")
         let pki = try loadPKI(role: sessionRole)
-        let pool = try pki.map { try Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, pki: $0) }
-            ?? Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, psk: psk)
-        defer { pool.close() }
         let output = EventPrinter(json: json, role: role)
 
-        // Links: a listener routes each accepted connection by its link tag; a connector tags its two.
+        // Links: a listener routes each accepted connection by its link tag; a connector tags its
+        // two. A listener binds before the pool is opened: a port in use then fails the start
+        // without creating or touching the pool in --state.
         let links: NodeLinks
         var listeners: [TransportListener] = []
+        defer { Task { [listeners] in for l in listeners { await l.close() } } }
+        var budget: ConnectBudget?
+        let router = LinkRouter()
         if let listen {
-            let classical = try await Self.endpoint(listen, option: "--listen").listen()
-            listeners.append(classical)
-            let router = LinkRouter()
-            router.serve(classical)
-            if let quantum {
-                let q = try await Self.endpoint(quantum, option: "--quantum").listen()
-                listeners.append(q)
-                router.serve(q)
-                output.listening(endpoint: classical.endpoint, quantum: q.endpoint)
-            } else {
-                output.listening(endpoint: classical.endpoint, quantum: nil)
-            }
+            listeners.append(try await Self.endpoint(listen, option: "--listen").listen())
+            if let quantum { listeners.append(try await Self.endpoint(quantum, option: "--quantum").listen()) }
             links = NodeLinks(classical: { try await router.next(.classical) }, quantum: { try await router.next(.quantum) })
         } else {
             let classical = try Self.endpoint(connect!, option: "--connect")
             let quantumAddress = try quantum.map { try Self.endpoint($0, option: "--quantum") } ?? classical
-            links = NodeLinks(classical: { try await LinkRouter.connect(classical, .classical) },
-                              quantum: { try await LinkRouter.connect(quantumAddress, .quantum) })
+            let connectBudget = ConnectBudget(timeout: connectBudget)
+            budget = connectBudget
+            let (classicalText, quantumText) = (connect!, quantum ?? connect!)
+            links = NodeLinks(classical: { try await connectBudget.connect(classical, .classical, address: classicalText) },
+                              quantum: { try await connectBudget.connect(quantumAddress, .quantum, address: quantumText) })
         }
-        defer { Task { [listeners] in for l in listeners { await l.close() } } }
+
+        let pool = try pki.map { try Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, pki: $0) }
+            ?? Self.openPool(state: state, role: sessionRole == .alice ? .alice : .bob, psk: psk)
+        defer { pool.close() }
+        if !listeners.isEmpty {
+            // Served only now that the pool is open: "listening" means ready.
+            for l in listeners { router.serve(l) }
+            output.listening(endpoint: listeners[0].endpoint, quantum: listeners.count > 1 ? listeners[1].endpoint : nil)
+        }
 
         var logger = Logger(label: "qkd.node")
         logger.logLevel = verbose ? .info : .error
@@ -182,6 +197,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.refillPolicy = refillPolicy
         configuration.maxReconnectAttempts = 3
         configuration.granularity = granularity
+        if let stall { configuration.stallTimeout = stall }
         let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
 
         let task = Task { try await node.run() }
@@ -199,8 +215,11 @@ struct RunCommand: AsyncParsableCommand {
         do {
             try await task.value
         } catch {
-            output.summary(finished: finished, aborted: aborted, digest: nil, error: "\(error)")
-            FileHandle.standardError.write(Data("qkd-node: error: \(error)\n".utf8))
+            // A peer never reached: the budget's own line ("cannot reach the peer at ..."), not
+            // the node's "could not reach the peer after 3 attempts: cannot reach ...".
+            let message = (error as? QKDError)?.code == .nodeLinkLost ? budget?.failure ?? "\(error)" : "\(error)"
+            output.summary(finished: finished, aborted: aborted, digest: nil, error: message)
+            FileHandle.standardError.write(Data("qkd-node: error: \(message)\n".utf8))
             throw ExitCode(1)
         }
         var keysDigest: (count: Int, hex: String)?
@@ -252,6 +271,15 @@ struct RunCommand: AsyncParsableCommand {
             pki.peerName = (role == .alice ? "bob" : "alice") + domain
         }
         return pki
+    }
+
+    /// A duration option in seconds (--connect-timeout, --stall-timeout): nil if not given.
+    /// - Throws: ``CLIError`` unless 0 < seconds <= 86400 (a day: longer is a typo, and
+    ///   `Duration.seconds` must not overflow).
+    static func seconds(_ value: Double?, option: String) throws -> Duration? {
+        guard let value else { return nil }
+        guard value > 0, value <= 86_400 else { throw CLIError("\(option) must be a number of seconds in (0, 86400], got \(value)") }
+        return .seconds(value)
     }
 
     /// The split policy: the default, or one whose target level is `padTarget` bytes per stream
@@ -364,13 +392,71 @@ final class LinkRouter: Sendable {
         return connection
     }
 
+    /// Connects with about 10 s of attempts (`bench pipeline --tcp`; `run` uses ``ConnectBudget``).
     static func connect(_ endpoint: TransportEndpoint, _ kind: LinkKind) async throws -> any ByteTransport {
-        // About 10 s of attempts per connection; the node retries a lost link three times.
         let options = TransportOptions(retry: RetryPolicy(maxAttempts: 12, initialDelay: .milliseconds(100), maxDelay: .seconds(1)),
                                        connectTimeout: .seconds(5))
         let connection = try await endpoint.connect(options: options)
         try await connection.write(Array(kind.rawValue.utf8))
         return connection
+    }
+}
+
+/// Bounds the time a connecting `run` spends reaching its peer (--connect-timeout, issue 6).
+///
+/// The budget starts at the first attempt after the link was last up (or at start) and is shared
+/// by every attempt until one succeeds: the node's own retries of a failed attempt
+/// (`maxReconnectAttempts`) then fail at once, so a refused peer ends `run` after about the
+/// budget, with ``failure`` as its one line on stderr. Within the budget, attempts are retried
+/// with backoff (100 ms doubling to 1 s), each limited to 5 s and to what is left.
+final class ConnectBudget: Sendable {
+    let timeout: Duration
+    private let state = Mutex<(deadline: ContinuousClock.Instant?, failure: String?)>((nil, nil))
+
+    init(timeout: Duration) { self.timeout = timeout }
+
+    /// The message of an exhausted budget ("cannot reach the peer at HOST:PORT: cause; ..."),
+    /// nil while the peer was reached since.
+    var failure: String? { state.withLock { $0.failure } }
+
+    /// Connects to `endpoint` and sends the link tag `kind`.
+    /// - Parameters:
+    ///   - endpoint: the peer.
+    ///   - kind: which link this connection carries.
+    ///   - address: the address as the user wrote it, for the message.
+    /// - Returns: the connection.
+    /// - Throws: ``CLIError`` once the budget is spent; `CancellationError` when cancelled.
+    func connect(_ endpoint: TransportEndpoint, _ kind: LinkKind, address: String) async throws -> any ByteTransport {
+        let deadline = state.withLock { s -> ContinuousClock.Instant in
+            if s.deadline == nil { s.deadline = .now + timeout }
+            return s.deadline!
+        }
+        var delay = Duration.milliseconds(100)
+        var cause: String?
+        while case let left = deadline - .now, left > .zero {
+            do {
+                let connection = try await endpoint.connect(options: TransportOptions(retry: .none, connectTimeout: min(.seconds(5), left)))
+                try await connection.write(Array(kind.rawValue.utf8))
+                state.withLock { $0 = (nil, nil) }
+                return connection
+            } catch let error as QKDError {
+                cause = error.code == .connectionRefused ? "connection refused" : error.detail
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                cause = "\(error)"
+            }
+            let wait = min(delay, deadline - .now)
+            if wait > .zero { try await Task.sleep(for: wait) }
+            delay = min(delay * 2, .seconds(1))
+        }
+        let message = state.withLock { s -> String in
+            if s.failure == nil || cause != nil {
+                s.failure = "cannot reach the peer at \(address): \(cause ?? "no answer") (tried for \(String(format: "%g", Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)) s); is the peer running?"
+            }
+            return s.failure!
+        }
+        throw CLIError(message)
     }
 }
 

@@ -45,7 +45,9 @@ import Glibc
         try await offThePool {
             let dir = TempDir()
             let psk = try await Self.makePSK(dir, bytes: 65_536)
-            let common = ["--psk", psk, "--json", "--digest", "--pulses", Self.pulses]
+            // --stall-timeout 3: a frame cut short by the proxy (or a dropped reply) breaks the link
+            // after 3 s of silence instead of the default 30 s.
+            let common = ["--psk", psk, "--json", "--digest", "--pulses", Self.pulses, "--stall-timeout", "3"]
             let bob = try NodeProcess("bob", ["run", "--role", "bob", "--listen", "127.0.0.1:0", "--quantum", "127.0.0.1:0",
                                               "--state", dir.sub("bob"), "--seed", "21"] + common)
             let listening = try #require(await bob.waitFor("listening"), "Bob did not listen: \(bob.stderrText)")
