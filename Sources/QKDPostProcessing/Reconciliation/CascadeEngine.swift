@@ -59,9 +59,12 @@ struct CascadeEngine {
     /// Per started pass: its rotation r (0 for pass 0).
     private var rotations: [Int] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
-    private var blockOdd: [[UInt8]] = []
+    private var blockOdd: [UInt8] = []
     /// Per started pass and block: index into `searches`, or -1.
-    private var searchOf: [[Int32]] = []
+    private var searchOf: [Int32] = []
+    /// Per started pass: the index of its block 0 in ``blockOdd`` and ``searchOf`` (flat
+    /// arrays: a nested array paid a uniqueness check per level on every write).
+    private var passOffsets: [Int] = []
     private var searches: [Search] = []
     /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
     /// has been disclosed or follows from a disclosed one (Spec/postprocessing.md section 5.3).
@@ -140,10 +143,11 @@ struct CascadeEngine {
             isBuilt.append(false)
             if blockCount(pass) > 2 { buildPass(pass) }
         }
-        blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
+        passOffsets.append(blockOdd.count)
+        blockOdd.append(contentsOf: repeatElement(0, count: blockCount(pass)))
         known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
         knownInPass.append(false)
-        searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
+        searchOf.append(contentsOf: repeatElement(-1, count: blockCount(pass)))
     }
 
     /// Arranges this side's current key in started pass `pass`'s order (Bob's current key:
@@ -208,7 +212,7 @@ struct CascadeEngine {
         switch pending {
         case .done: return 0
         case .newPass(let p):
-            if blockOdd.count == p { startPass(p) }
+            if passOffsets.count == p { startPass(p) }
             return blockCount(p)
         case .bisect: return searches.count
         }
@@ -274,7 +278,7 @@ struct CascadeEngine {
         case .newPass(let p):
             let k = schedule.blockSizes[p]
             for b in 0..<expected where replies[b] {
-                blockOdd[p][b] = 1
+                blockOdd[passOffsets[p] + b] = 1
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
             }
             // The next pass starts only when this one's searches are done.
@@ -300,7 +304,7 @@ struct CascadeEngine {
         }
         try settle()
         searches.removeAll { !$0.live }
-        for (i, s) in searches.enumerated() { searchOf[Int(s.pass)][Int(s.block)] = Int32(i) }
+        for (i, s) in searches.enumerated() { searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = Int32(i) }
         if !searches.isEmpty {
             pending = .bisect
         } else if startedPassCount < passCount {
@@ -313,7 +317,7 @@ struct CascadeEngine {
     private var startedPassCount = 0
 
     private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
-        searchOf[pass][block] = Int32(searches.count)
+        searchOf[passOffsets[pass] + block] = Int32(searches.count)
         searches.append(Search(pass: Int32(pass), block: Int32(block), lower: lower, upper: upper))
     }
 
@@ -329,7 +333,7 @@ struct CascadeEngine {
                 let s = searches[index]
                 if s.live && s.upper - s.lower == 1 {
                     searches[index].live = false
-                    searchOf[Int(s.pass)][Int(s.block)] = -1
+                    searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = -1
                     let p = Int(s.pass)
                     let bit = keyBit(pass: p, position: s.lower)
                     // Honest replies make every correction fix a real error, so no bit is flipped
@@ -344,7 +348,7 @@ struct CascadeEngine {
                 index += 1
             }
             var opened = false
-            for (p, b) in touched where blockOdd[p][b] == 1 && searchOf[p][b] < 0 {
+            for (p, b) in touched where blockOdd[passOffsets[p] + b] == 1 && searchOf[passOffsets[p] + b] < 0 {
                 let k = schedule.blockSizes[p]
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
                 opened = true
@@ -398,13 +402,14 @@ struct CascadeEngine {
             if role == .bob && isBuilt[p] { permuted[p].flip(position) }
             let shift = blockShifts[p]
             let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
-            blockOdd[p][b] ^= 1
+            let flat = passOffsets[p] + b
+            blockOdd[flat] ^= 1
             toggleKnown(pass: p, block: b, position: position)
-            let si = searchOf[p][b]
+            let si = searchOf[flat]
             if si >= 0, searches[Int(si)].live,
                position >= searches[Int(si)].lower, position < searches[Int(si)].upper {
                 searches[Int(si)].live = false  // Its range now holds an even number of errors.
-                searchOf[p][b] = -1
+                searchOf[flat] = -1
             }
             touched.append((p, b))
         }
