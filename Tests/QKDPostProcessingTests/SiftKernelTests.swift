@@ -170,14 +170,13 @@ import QKDCrypto
             let bobBases = randomBits(d, &g)
             let bobBits = randomBits(d, &g)
             let bobMatches = randomBits(d, &g)
-            var matches: [Bool] = [], key: [Bool] = [], tests: [Bool] = []
+            var matches: [Bool] = [], tests: [Bool] = []
             var bobKey: [Bool] = [], bobTests: [Bool] = []
             for (i, s) in positions.enumerated() {
                 let a = aliceBases[Int(s)]
                 matches.append(a == bobBases[i])
-                if a == bobBases[i] {
-                    if a { tests.append(aliceBits[Int(s)]) } else { key.append(aliceBits[Int(s)]) }
-                }
+                // Alice's key bits stay inside her round; RoundTests check both keys agree.
+                if a == bobBases[i] && a { tests.append(aliceBits[Int(s)]) }
                 if bobMatches[i] {
                     if bobBases[i] { bobTests.append(bobBits[i]) } else { bobKey.append(bobBits[i]) }
                 }
@@ -197,7 +196,6 @@ import QKDCrypto
             }
             #expect(response.matches == BitVector(bits: matches), "trial \(trial)")
             #expect(response.testBits == BitVector(bits: tests), "trial \(trial)")
-            _ = key
         }
     }
 }
