@@ -157,10 +157,7 @@ public enum PostProcessingMessage: Sendable, Equatable {
             out.appendBE(d.slotCount)
             out.appendBE(UInt32(d.positions.count))
             let r = GolombRice.parameter(count: d.positions.count, slots: d.slotCount)
-            let (stream, streamBits) = d.positions.withUnsafeBufferPointer {
-                GolombRice.encodeWords($0, parameter: r,
-                                       capacityBits: GolombRice.maxStreamBits(count: $0.count, slotCount: d.slotCount, parameter: r))
-            }
+            let (stream, streamBits) = d.positions.withUnsafeBufferPointer { GolombRice.encodeWords($0, parameter: r) }
             out.reserveCapacity(out.count + 21 + (streamBits + 7) / 8 + (d.bases.count + 7) / 8)
             out.append(UInt8(r))
             out.appendBE(UInt64(streamBits))

@@ -39,9 +39,7 @@ enum GolombRice {
 
     /// Encodes sorted, distinct slots.
     static func encode(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> BitVector {
-        var bound = slots.count * (r + 2)
-        if let last = slots.last { bound = maxStreamBits(count: slots.count, slotCount: last &+ 1, parameter: r) }
-        let (words, count) = encodeWords(slots, parameter: r, capacityBits: bound)
+        let (words, count) = encodeWords(slots, parameter: r)
         return BitVector(words: words, count: count)
     }
 
@@ -51,9 +49,14 @@ enum GolombRice {
     /// - Parameters:
     ///   - slots: sorted, distinct slots.
     ///   - r: the Rice parameter.
-    ///   - capacityBits: at least the stream length (``maxStreamBits(count:slotCount:parameter:)``).
     /// - Returns: the packed stream (bits past `count` zero) and its length in bits.
-    static func encodeWords(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int, capacityBits: Int) -> ([UInt64], Int) {
+    static func encodeWords(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> ([UInt64], Int) {
+        // The buffer is sized from the last slot; the loop traps on a slot that is not above the
+        // one before it, so the gaps sum to at most last + 1 and the writes stay in bounds
+        // whatever a caller passes (a precondition, not a memory error).
+        let last = slots.last ?? 0
+        precondition(last < UInt64(1) << 62, "Rice-coded slots must be below 2^62 (Spec/postprocessing.md section 2.2)")
+        let capacityBits = slots.isEmpty ? 0 : maxStreamBits(count: slots.count, slotCount: last + 1, parameter: r)
         let wordCapacity = (capacityBits + 63) >> 6 + 1
         var written = 0
         let words = [UInt64](unsafeUninitializedCapacity: wordCapacity) { out, initialized in
@@ -79,6 +82,7 @@ enum GolombRice {
             var previous: UInt64 = 0  // slot[-1] + 1
             let lowMask: UInt64 = r == 0 ? 0 : (UInt64(1) << UInt64(r)) &- 1
             for s in slots {
+                precondition(s >= previous, "Rice-coded slots must be strictly increasing")
                 let gap = s &- previous
                 previous = s &+ 1
                 var q = gap &>> UInt64(r)
