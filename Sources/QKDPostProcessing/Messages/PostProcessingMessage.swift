@@ -157,10 +157,11 @@ public enum PostProcessingMessage: Sendable, Equatable {
             out.appendBE(d.slotCount)
             out.appendBE(UInt32(d.positions.count))
             let r = GolombRice.parameter(count: d.positions.count, slots: d.slotCount)
-            let stream = d.positions.withUnsafeBufferPointer { GolombRice.encode($0, parameter: r) }
+            let (stream, streamBits) = d.positions.withUnsafeBufferPointer { GolombRice.encodeWords($0, parameter: r) }
+            out.reserveCapacity(out.count + 21 + (streamBits + 7) / 8 + (d.bases.count + 7) / 8)
             out.append(UInt8(r))
-            out.appendBE(UInt64(stream.count))
-            stream.appendBitmap(to: &out)
+            out.appendBE(UInt64(streamBits))
+            appendBitmap(words: stream, count: streamBits, to: &out)
             d.bases.appendBitmap(to: &out)
         case .siftResponse(let s):
             out.appendBE(UInt32(s.matches.count))
@@ -290,12 +291,7 @@ public enum PostProcessingMessage: Sendable, Equatable {
         switch self {
         case .detections(let d):
             let r = GolombRice.parameter(count: d.positions.count, slots: d.slotCount)
-            var bits = 0
-            var previous: UInt64 = 0
-            for p in d.positions {
-                bits += Int((p &- previous) >> UInt64(r)) + 1 + r
-                previous = p &+ 1
-            }
+            let bits = d.positions.withUnsafeBufferPointer { GolombRice.streamBits($0, parameter: r) }
             return header + 8 + 4 + 1 + 8 + (bits + 7) / 8 + (d.bases.count + 7) / 8
         case .siftResponse(let s):
             return header + 4 + (s.matches.count + 7) / 8 + 4 + (s.testBits.count + 7) / 8 + 32

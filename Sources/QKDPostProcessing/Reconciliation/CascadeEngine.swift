@@ -32,9 +32,23 @@ struct CascadeEngine {
     let role: Role
     let n: Int
     let schedule: CascadeSchedule
-    /// This side's key in each started pass's order; `permuted[0]` is the key itself (pass 0
+    /// Per pass: log2 of the block size if it is a power of two (the improved schedule), else
+    /// -1. A flip finds its block in every started pass; a shift there instead of a 64-bit
+    /// division (tens of cycles) matters at tens of thousands of flips times ten passes.
+    private let blockShifts: [Int]
+    /// This side's key in each started pass's order, for the passes in ``isBuilt``;
+    /// `permuted[0]` is the key itself (pass 0
     /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
     private(set) var permuted: [BitVector] = []
+    /// Per started pass: whether `permuted[p]` holds the pass's key. A pass of at most two
+    /// blocks (the late passes of the improved schedule, blocks of n/2) gets its top-level
+    /// parities from ``halfMasks`` with word operations, and its permuted key only when a
+    /// search opens in it; most late passes find no odd block, so most never build one.
+    private var isBuilt: [Bool] = []
+    /// Per block size k (of passes of at most two blocks): the bitmap of the rotated-key
+    /// positions `backward[j]`, `j < k`, i.e. of block 0 before the rotation. Public data (a
+    /// function of the shared permutation).
+    private var halfMasks: [Int: [UInt64]] = [:]
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
@@ -45,9 +59,12 @@ struct CascadeEngine {
     /// Per started pass: its rotation r (0 for pass 0).
     private var rotations: [Int] = []
     /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
-    private var blockOdd: [[UInt8]] = []
+    private var blockOdd: [UInt8] = []
     /// Per started pass and block: index into `searches`, or -1.
-    private var searchOf: [[Int32]] = []
+    private var searchOf: [Int32] = []
+    /// Per started pass: the index of its block 0 in ``blockOdd`` and ``searchOf`` (flat
+    /// arrays: a nested array paid a uniqueness check per level on every write).
+    private var passOffsets: [Int] = []
     private var searches: [Search] = []
     /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
     /// has been disclosed or follows from a disclosed one (Spec/postprocessing.md section 5.3).
@@ -75,6 +92,7 @@ struct CascadeEngine {
         self.role = role
         self.n = key.count
         self.schedule = schedule
+        blockShifts = schedule.blockSizes.map { $0.nonzeroBitCount == 1 ? $0.trailingZeroBitCount : -1 }
         self.random = try DeterministicRandomSource(seed: seed)
         permuted = [key]
         corrected = BitVector(count: key.count)
@@ -105,49 +123,88 @@ struct CascadeEngine {
     }
 
     /// Starts pass `pass`: for pass 1, draws the round's permutation from the shared stream;
-    /// for every pass >= 1, draws its rotation and arranges this side's current key in the
-    /// pass's order (Spec/postprocessing.md section 5.2).
+    /// for every pass >= 1, draws its rotation and, for a pass of more than two blocks, arranges
+    /// this side's current key in the pass's order (Spec/postprocessing.md section 5.2); a pass
+    /// of one or two blocks builds its order only when a search opens in it (``buildPass(_:)``).
     private mutating func startPass(_ pass: Int) {
         if pass == 0 {
             rotations.append(0)
+            isBuilt.append(true)
         } else {
             if permutation == nil {
                 var stream = Xoshiro256StarStar(seedingFrom: &random)
                 permutation = PassPermutation(size: n, random: &stream)
                 permutationStream = stream
             }
-            let perm = permutation!
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
             rotations.append(r)
-            // Rotate with word operations first, so that the gather is a plain table lookup:
-            // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
-            var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-            var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            rotated.withUnsafeBufferPointer { kw in
-                perm.backward.withUnsafeBufferPointer { b in
-                    words.withUnsafeMutableBufferPointer { out in
-                        var j = 0
-                        while j < n {
-                            let end = min(n, j + 64)
-                            var acc: UInt64 = 0
-                            for t in j..<end {
-                                let src = Int(b[t])
-                                acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
-                            }
-                            out[j >> 6] = acc
-                            j = end
+            permuted.append(BitVector(count: 0))
+            isBuilt.append(false)
+            if blockCount(pass) > 2 { buildPass(pass) }
+        }
+        passOffsets.append(blockOdd.count)
+        blockOdd.append(contentsOf: repeatElement(0, count: blockCount(pass)))
+        known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
+        knownInPass.append(false)
+        searchOf.append(contentsOf: repeatElement(-1, count: blockCount(pass)))
+    }
+
+    /// Arranges this side's current key in started pass `pass`'s order (Bob's current key:
+    /// building late gives the same bits as building at the start and flipping since).
+    private mutating func buildPass(_ pass: Int) {
+        if isBuilt[pass] { return }
+        let perm = permutation!
+        let r = rotations[pass]
+        // Rotate with word operations first, so that the gather is a plain table lookup:
+        // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
+        var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
+        var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
+        rotated.withUnsafeBufferPointer { kw in
+            perm.backward.withUnsafeBufferPointer { b in
+                words.withUnsafeMutableBufferPointer { out in
+                    var j = 0
+                    while j < n {
+                        let end = min(n, j + 64)
+                        var acc: UInt64 = 0
+                        for t in j..<end {
+                            let src = Int(b[t])
+                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
                         }
+                        out[j >> 6] = acc
+                        j = end
                     }
                 }
             }
-            rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
-            permuted.append(BitVector(words: words, count: n))
         }
-        blockOdd.append([UInt8](repeating: 0, count: blockCount(pass)))
-        known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
-        knownInPass.append(false)
-        searchOf.append([Int32](repeating: -1, count: blockCount(pass)))
+        rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
+        permuted[pass] = BitVector(words: words, count: n)
+        isBuilt[pass] = true
+    }
+
+    /// The top-level parities of started pass `pass` of at most two blocks, without its
+    /// permuted key: block 0 holds the rotated-key bits at the positions of the mask, so its
+    /// parity is that of (rotated key AND mask); block 1's is the key parity minus block 0's.
+    private mutating func halfPassParities(_ pass: Int) -> UInt64 {
+        let k = schedule.blockSizes[pass]
+        if halfMasks[k] == nil {
+            var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
+            permutation!.backward.withUnsafeBufferPointer { b in
+                for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
+            }
+            halfMasks[k] = mask
+        }
+        var rotated = cyclicRotation(permuted[0].words, count: n, by: rotations[pass])
+        defer { rotated.withUnsafeMutableBytes { secureZero($0) } }  // A copy of the key.
+        var first: UInt64 = 0, all: UInt64 = 0
+        halfMasks[k]!.withUnsafeBufferPointer { m in
+            for i in rotated.indices {
+                first ^= rotated[i] & m[i]
+                all ^= rotated[i]
+            }
+        }
+        let p0 = UInt64(first.nonzeroBitCount & 1)
+        return blockCount(pass) == 1 ? UInt64(all.nonzeroBitCount & 1) : p0 | ((p0 ^ UInt64(all.nonzeroBitCount & 1)) << 1)
     }
 
     /// The number of bits the current step's messages carry.
@@ -155,7 +212,7 @@ struct CascadeEngine {
         switch pending {
         case .done: return 0
         case .newPass(let p):
-            if blockOdd.count == p { startPass(p) }
+            if passOffsets.count == p { startPass(p) }
             return blockCount(p)
         case .bisect: return searches.count
         }
@@ -170,6 +227,8 @@ struct CascadeEngine {
         switch pending {
         case .done:
             break
+        case .newPass(let p) where !isBuilt[p]:
+            words[0] = halfPassParities(p)
         case .newPass(let p):
             let k = schedule.blockSizes[p]
             permuted[p].words.withUnsafeBufferPointer { kw in
@@ -180,6 +239,7 @@ struct CascadeEngine {
                 }
             }
         case .bisect:
+            for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
             words.withUnsafeMutableBufferPointer { out in
                 for (i, s) in searches.enumerated() {
                     let mid = s.lower + (s.upper - s.lower) / 2
@@ -218,7 +278,7 @@ struct CascadeEngine {
         case .newPass(let p):
             let k = schedule.blockSizes[p]
             for b in 0..<expected where replies[b] {
-                blockOdd[p][b] = 1
+                blockOdd[passOffsets[p] + b] = 1
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
             }
             // The next pass starts only when this one's searches are done.
@@ -244,7 +304,7 @@ struct CascadeEngine {
         }
         try settle()
         searches.removeAll { !$0.live }
-        for (i, s) in searches.enumerated() { searchOf[Int(s.pass)][Int(s.block)] = Int32(i) }
+        for (i, s) in searches.enumerated() { searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = Int32(i) }
         if !searches.isEmpty {
             pending = .bisect
         } else if startedPassCount < passCount {
@@ -257,7 +317,7 @@ struct CascadeEngine {
     private var startedPassCount = 0
 
     private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
-        searchOf[pass][block] = Int32(searches.count)
+        searchOf[passOffsets[pass] + block] = Int32(searches.count)
         searches.append(Search(pass: Int32(pass), block: Int32(block), lower: lower, upper: upper))
     }
 
@@ -273,7 +333,7 @@ struct CascadeEngine {
                 let s = searches[index]
                 if s.live && s.upper - s.lower == 1 {
                     searches[index].live = false
-                    searchOf[Int(s.pass)][Int(s.block)] = -1
+                    searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = -1
                     let p = Int(s.pass)
                     let bit = keyBit(pass: p, position: s.lower)
                     // Honest replies make every correction fix a real error, so no bit is flipped
@@ -288,7 +348,7 @@ struct CascadeEngine {
                 index += 1
             }
             var opened = false
-            for (p, b) in touched where blockOdd[p][b] == 1 && searchOf[p][b] < 0 {
+            for (p, b) in touched where blockOdd[passOffsets[p] + b] == 1 && searchOf[passOffsets[p] + b] < 0 {
                 let k = schedule.blockSizes[p]
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
                 opened = true
@@ -339,15 +399,17 @@ struct CascadeEngine {
         corrections += 1
         for p in 0..<startedPassCount {
             let position = passPosition(p, keyBit: bit)
-            if role == .bob { permuted[p].flip(position) }
-            let b = position / schedule.blockSizes[p]
-            blockOdd[p][b] ^= 1
+            if role == .bob && isBuilt[p] { permuted[p].flip(position) }
+            let shift = blockShifts[p]
+            let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
+            let flat = passOffsets[p] + b
+            blockOdd[flat] ^= 1
             toggleKnown(pass: p, block: b, position: position)
-            let si = searchOf[p][b]
+            let si = searchOf[flat]
             if si >= 0, searches[Int(si)].live,
                position >= searches[Int(si)].lower, position < searches[Int(si)].upper {
                 searches[Int(si)].live = false  // Its range now holds an even number of errors.
-                searchOf[p][b] = -1
+                searchOf[flat] = -1
             }
             touched.append((p, b))
         }
@@ -429,47 +491,46 @@ struct PassPermutation {
             }
         }
         var back = uninitializedWords(n)
-        var inv = uninitializedWords(n)
         var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
+        // The in-bucket inverse overwrites `members` in place: iteration `pos` reads and writes
+        // only entry start + l[pos], and l is a permutation of the bucket (one array fewer to
+        // allocate and fault in).
         back.withUnsafeMutableBufferPointer { bk in
-            inv.withUnsafeMutableBufferPointer { iv in
-                members.withUnsafeBufferPointer { m in
-                    local.withUnsafeMutableBufferPointer { l in
-                        var start = 0
-                        for c in counts {
-                            for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
-                            var i = c - 1
-                            while i > 0 {
-                                let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                                let t = l[i]
-                                l[i] = l[j]
-                                l[j] = t
-                                i -= 1
-                            }
-                            for pos in 0..<c {
-                                let k = Int(l[pos])
-                                bk[start + pos] = m[start + k]
-                                iv[start + k] = UInt32(truncatingIfNeeded: start + pos)
-                            }
-                            start += c
+            members.withUnsafeMutableBufferPointer { m in
+                local.withUnsafeMutableBufferPointer { l in
+                    var start = 0
+                    for c in counts {
+                        for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
+                        var i = c - 1
+                        while i > 0 {
+                            let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
+                            let t = l[i]
+                            l[i] = l[j]
+                            l[j] = t
+                            i -= 1
                         }
+                        for pos in 0..<c {
+                            let k = Int(l[pos])
+                            bk[start + pos] = m[start + k]
+                            m[start + k] = UInt32(truncatingIfNeeded: start + pos)
+                        }
+                        start += c
                     }
                 }
             }
         }
-        // forward[i] = inverse[preSlot[i]]: sequential in i, reads within 256 streams. One
-        // lookup per flip instead of two dependent cache misses.
-        var fwd = uninitializedWords(n)
-        fwd.withUnsafeMutableBufferPointer { f in
-            pre.withUnsafeBufferPointer { p in
-                inv.withUnsafeBufferPointer { iv in
-                    for i in 0..<n { f[i] = iv[Int(p[i])] }
-                }
+        // forward[i] = inverse[preSlot[i]] (the inverse now in `members`), in place over
+        // `pre`: sequential in i, reads within 256 streams. One lookup per flip instead of two
+        // dependent cache misses.
+        pre.withUnsafeMutableBufferPointer { p in
+            members.withUnsafeBufferPointer { iv in
+                for i in 0..<n { p[i] = iv[Int(p[i])] }
             }
         }
+        members = []
         random = rng
         backward = back
-        forwardMap = fwd
+        forwardMap = pre
     }
 
     /// The position of key bit `i` in this pass.

@@ -14,6 +14,11 @@ public struct CascadeRunReport: Sendable {
     public var bytesAliceToBob: Int
     /// Encoded bytes of the Cascade messages, Bob to Alice.
     public var bytesBobToAlice: Int
+    /// Seconds spent in Alice's engine (setup, parities, applying replies), by the clock given
+    /// to ``CascadeRunner/run(alice:bob:qber:schedule:seed:clock:)``; 0 without one.
+    public var aliceSeconds: Double = 0
+    /// Seconds spent in Bob's engine (setup, replies, applying them); 0 without a clock.
+    public var bobSeconds: Double = 0
 }
 
 /// Runs both sides of Cascade in one process, exchanging the same bitmaps as the round
@@ -26,28 +31,46 @@ public enum CascadeRunner {
     ///   - qber: the QBER estimate both sides use to choose block sizes.
     ///   - schedule: improved or original.
     ///   - seed: 32-byte shared permutation seed.
+    ///   - clock: optional seconds source (the caller's CPU clock): with it, the report splits
+    ///     the time between the two roles, which is what one node of a real link spends. The
+    ///     core reads no clock itself (DESIGN.md, sans-IO).
     /// - Returns: the figures.
     /// - Throws: only if the engines disagree (a bug).
     public static func run(alice: BitVector, bob: BitVector, qber: Double, schedule: ReconciliationSchedule,
-                           seed: [UInt8]) throws -> CascadeRunReport {
+                           seed: [UInt8], clock: (() -> Double)? = nil) throws -> CascadeRunReport {
         precondition(alice.count == bob.count)
+        var aliceTime = 0.0, bobTime = 0.0
+        var mark = clock?() ?? 0
+        /// Charges the time since the last mark to one role.
+        func charge(_ total: inout Double) {
+            guard let clock else { return }
+            let now = clock()
+            total += now - mark
+            mark = now
+        }
         let plan = schedule.schedule(qber: qber, keyBits: alice.count)
         var a = try CascadeEngine(role: .alice, key: alice, schedule: plan, seed: seed)
+        charge(&aliceTime)
         var b = try CascadeEngine(role: .bob, key: bob, schedule: plan, seed: seed)
+        charge(&bobTime)
         var toBob = 0, toAlice = 0
         while a.pending != .done {
             let parities = a.parities()
+            charge(&aliceTime)
             toBob += 18 + (parities.count + 7) / 8
             let replies = try b.replies(to: parities)
             try b.apply(replies)
+            charge(&bobTime)
             toAlice += 18 + (replies.count + 7) / 8
             try a.apply(replies)
             try checkStepLimit(a.steps)
+            charge(&aliceTime)
         }
         var residual = 0
         let ka = a.key, kb = b.key
         for i in ka.words.indices { residual += (ka.words[i] ^ kb.words[i]).nonzeroBitCount }
         return CascadeRunReport(leakedBits: a.disclosedParities, steps: a.steps, corrected: b.corrections,
-                                residualErrors: residual, bytesAliceToBob: toBob, bytesBobToAlice: toAlice)
+                                residualErrors: residual, bytesAliceToBob: toBob, bytesBobToAlice: toAlice,
+                                aliceSeconds: aliceTime, bobSeconds: bobTime)
     }
 }

@@ -199,9 +199,10 @@ public struct AliceRound {
         counters.detections = d
         counters.slots = report.slotCount
         var matches = [UInt64](repeating: 0, count: (d + 63) >> 6)
-        // Key and test bits are packed by hand: at most d of each.
-        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6)
-        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6)
+        // Key and test bits are packed by hand: at most d of each, and one spare word so that
+        // the buffers are never empty (BitPacker needs an address).
+        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
+        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
         var keyCount = 0, testCount = 0
         input.bits.words.withUnsafeBufferPointer { bits in
             input.bases.words.withUnsafeBufferPointer { bases in
@@ -210,21 +211,37 @@ public struct AliceRound {
                         matches.withUnsafeMutableBufferPointer { m in
                             keyWords.withUnsafeMutableBufferPointer { kw in
                                 testWords.withUnsafeMutableBufferPointer { tw in
-                                    for i in 0..<d {
-                                        let s = Int(pos[i])
-                                        let aliceBasis = (bases[s >> 6] >> UInt64(s & 63)) & 1
-                                        let bobBasis = (bob[i >> 6] >> UInt64(i & 63)) & 1
-                                        guard aliceBasis == bobBasis else { continue }
-                                        m[i >> 6] |= UInt64(1) << UInt64(i & 63)
-                                        let bit = (bits[s >> 6] >> UInt64(s & 63)) & 1
-                                        if aliceBasis == 0 {
-                                            kw[keyCount >> 6] |= bit << UInt64(keyCount & 63)
-                                            keyCount += 1
-                                        } else {
-                                            tw[testCount >> 6] |= bit << UInt64(testCount & 63)
-                                            testCount += 1
+                                    var key = BitPacker(kw.baseAddress!), test = BitPacker(tw.baseAddress!)
+                                    var w = 0
+                                    while w << 6 < d {
+                                        // One word of 64 detections: gather Alice's basis and bit at
+                                        // each slot, compare bases a word at a time, then append the
+                                        // key bits (dense) by compressing the word and the test bits
+                                        // (rare) one by one.
+                                        let end = min(d, (w << 6) + 64)
+                                        var aliceBases: UInt64 = 0, aliceBits: UInt64 = 0
+                                        for i in (w << 6)..<end {
+                                            let s = Int(pos[i])
+                                            let shift = UInt64(s & 63)
+                                            let j = UInt64(i & 63)
+                                            aliceBases |= ((bases[s >> 6] &>> shift) & 1) &<< j
+                                            aliceBits |= ((bits[s >> 6] &>> shift) & 1) &<< j
                                         }
+                                        let valid = end - (w << 6) == 64 ? ~UInt64(0) : (UInt64(1) &<< UInt64(end - (w << 6))) &- 1
+                                        let match = ~(aliceBases ^ bob[w]) & valid
+                                        let z = match & ~aliceBases
+                                        key.append(word: compressBits(aliceBits, z), width: z.nonzeroBitCount)
+                                        var x = match & aliceBases
+                                        while x != 0 {
+                                            let j = UInt64(x.trailingZeroBitCount)
+                                            x &= x &- 1
+                                            test.append((aliceBits &>> j) & 1, if: 1)
+                                        }
+                                        m[w] = match
+                                        w += 1
                                     }
+                                    keyCount = key.finish()
+                                    testCount = test.finish()
                                 }
                             }
                         }

@@ -185,32 +185,7 @@ public struct BobRound {
         guard response.matches.count == count else {
             throw QKDError(.ppInconsistent, "Alice's match bitmap has \(response.matches.count) bits for \(count) detections")
         }
-        var keyWords = [UInt64](repeating: 0, count: (count + 63) >> 6)
-        var testWords = [UInt64](repeating: 0, count: (count + 63) >> 6)
-        var keyCount = 0, testCount = 0
-        response.matches.words.withUnsafeBufferPointer { m in
-            d.bases.words.withUnsafeBufferPointer { bases in
-                d.bits.words.withUnsafeBufferPointer { bits in
-                    for w in 0..<m.count {
-                        var word = m[w]
-                        while word != 0 {
-                            let i = (w << 6) | word.trailingZeroBitCount
-                            word &= word &- 1
-                            let bit = (bits[i >> 6] >> UInt64(i & 63)) & 1
-                            if (bases[i >> 6] >> UInt64(i & 63)) & 1 == 0 {
-                                keyWords[keyCount >> 6] |= bit << UInt64(keyCount & 63)
-                                keyCount += 1
-                            } else {
-                                testWords[testCount >> 6] |= bit << UInt64(testCount & 63)
-                                testCount += 1
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let key = BitVector(words: keyWords, count: keyCount)
-        let tests = BitVector(words: testWords, count: testCount)
+        let (key, tests) = Self.siftedBits(matches: response.matches, bases: d.bases, bits: d.bits)
         guard tests.count == response.testBits.count else {
             throw QKDError(.ppInconsistent, "Alice disclosed \(response.testBits.count) test bits, Bob has \(tests.count) matched X-basis detections")
         }
@@ -234,5 +209,45 @@ public struct BobRound {
         let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: key.count)
         let engine = try CascadeEngine(role: .bob, key: key, schedule: schedule, seed: response.cascadeSeed)
         return .reconciling(Reconciling(engine: engine))
+    }
+
+    /// Bob's key bits (matched Z-basis detections) and test bits (matched X-basis detections),
+    /// in detection order (Spec/postprocessing.md section 3.2).
+    /// - Parameters:
+    ///   - matches: Alice's match bitmap, one bit per detection.
+    ///   - bases: Bob's bases (1 = X), one per detection.
+    ///   - bits: Bob's bits, one per detection.
+    /// - Returns: the key and test bits.
+    static func siftedBits(matches: BitVector, bases: BitVector, bits: BitVector) -> (key: BitVector, tests: BitVector) {
+        // One spare word, so that the buffers are never empty (BitPacker needs an address).
+        var keyWords = [UInt64](repeating: 0, count: (bits.count + 63) >> 6 + 1)
+        var testWords = [UInt64](repeating: 0, count: (bits.count + 63) >> 6 + 1)
+        var keyCount = 0, testCount = 0
+        matches.words.withUnsafeBufferPointer { m in
+            bases.words.withUnsafeBufferPointer { baseWords in
+                bits.words.withUnsafeBufferPointer { bitWords in
+                    keyWords.withUnsafeMutableBufferPointer { kw in
+                        testWords.withUnsafeMutableBufferPointer { tw in
+                            var key = BitPacker(kw.baseAddress!), test = BitPacker(tw.baseAddress!)
+                            for w in 0..<m.count {
+                                // Word-level masks; key bits (dense) by compressing the word, test
+                                // bits (rare) one by one.
+                                let z = m[w] & ~baseWords[w], b = bitWords[w]
+                                key.append(word: compressBits(b, z), width: z.nonzeroBitCount)
+                                var x = m[w] & baseWords[w]
+                                while x != 0 {
+                                    let j = UInt64(x.trailingZeroBitCount)
+                                    x &= x &- 1
+                                    test.append((b &>> j) & 1, if: 1)
+                                }
+                            }
+                            keyCount = key.finish()
+                            testCount = test.finish()
+                        }
+                    }
+                }
+            }
+        }
+        return (BitVector(words: keyWords, count: keyCount), BitVector(words: testWords, count: testCount))
     }
 }

@@ -157,3 +157,83 @@ func rangeParity(_ w: UnsafeBufferPointer<UInt64>, _ lower: Int, _ upper: Int) -
     while i < lastWord { acc ^= w[i]; i += 1 }
     return UInt64(acc.nonzeroBitCount & 1)
 }
+
+/// Appends bits to a caller-sized word buffer through a register accumulator, one store per 64
+/// bits: the sifting loops append a bit or not for every detection without branching on it.
+struct BitPacker {
+    private let base: UnsafeMutablePointer<UInt64>
+    private var accumulator: UInt64 = 0
+    private var used: UInt64 = 0
+    private var stored = 0
+
+    /// - Parameter base: room for every word that will be appended.
+    init(_ base: UnsafeMutablePointer<UInt64>) { self.base = base }
+
+    /// Appends `bit` (0 or 1) if `take` is 1; does nothing if `take` is 0.
+    @inline(__always)
+    mutating func append(_ bit: UInt64, if take: UInt64) {
+        accumulator |= (bit & take) &<< used
+        used &+= take
+        if used == 64 {
+            base[stored] = accumulator
+            stored &+= 1
+            accumulator = 0
+            used = 0
+        }
+    }
+
+    /// Appends the low `width` bits of `value` (bits at `width` and above must be zero),
+    /// `width` in 0...64.
+    @inline(__always)
+    mutating func append(word value: UInt64, width: Int) {
+        accumulator |= value &<< used
+        let filled = Int(used) + width
+        if filled >= 64 {
+            base[stored] = accumulator
+            stored &+= 1
+            // The bits that did not fit: value >> (64 - used), as two masking shifts so that
+            // used = 0 gives 0.
+            accumulator = (value &>> 1) &>> (63 - used)
+            used = UInt64(filled - 64)
+        } else {
+            used = UInt64(filled)
+        }
+    }
+
+    /// Stores the last partial word and returns the number of bits appended.
+    mutating func finish() -> Int {
+        if used > 0 { base[stored] = accumulator }
+        return stored << 6 + Int(used)
+    }
+}
+
+/// The bits of `value` at the one bits of `mask`, packed towards bit 0 (the software form of
+/// BMI2 `pext`, which is microcoded and slow on the AMD cores this runs on). A dense mask (most
+/// matched detections are Z-basis key bits with p_Z = 0.9) has its zero bits removed from the
+/// highest down; a sparse one has its one bits gathered from the lowest up; either way the cost
+/// is a few operations per bit of the rarer kind. Bits at and above `mask.nonzeroBitCount` of
+/// the result are zero.
+@inline(__always)
+func compressBits(_ value: UInt64, _ mask: UInt64) -> UInt64 {
+    var v = value & mask
+    if mask.nonzeroBitCount >= 32 {
+        var holes = ~mask
+        while holes != 0 {
+            let h = UInt64(63 - holes.leadingZeroBitCount)
+            holes &= ~(UInt64(1) &<< h)
+            let low = (UInt64(1) &<< h) &- 1  // bits below the hole stay
+            v = (v & low) | ((v &>> 1) & ~low)
+        }
+        return v
+    }
+    var ones = mask
+    var k: UInt64 = 0
+    v = 0
+    while ones != 0 {
+        let j = UInt64(ones.trailingZeroBitCount)
+        ones &= ones &- 1
+        v |= ((value &>> j) & 1) &<< k
+        k &+= 1
+    }
+    return v
+}

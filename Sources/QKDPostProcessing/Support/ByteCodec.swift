@@ -92,5 +92,14 @@ struct ByteReader {
 
 extension BitVector {
     /// Appends the canonical bitmap encoding (no length) to `out`.
-    func appendBitmap(to out: inout [UInt8]) { out.append(contentsOf: packedBytes()) }
+    func appendBitmap(to out: inout [UInt8]) { QKDPostProcessing.appendBitmap(words: words, count: count, to: &out) }
+}
+
+/// Appends the canonical bitmap of the first `count` bits of `words` (bits past `count` zero):
+/// `ceil(count / 8)` bytes copied straight from the words, whose little-endian layout is the
+/// LSB-first byte layout (Spec/postprocessing.md section 2.1), with no intermediate array.
+func appendBitmap(words: [UInt64], count: Int, to out: inout [UInt8]) {
+    words.withUnsafeBytes { raw in
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[0..<((count + 7) >> 3)]))
+    }
 }

@@ -1,0 +1,208 @@
+import Testing
+import QKDCrypto
+@testable import QKDPostProcessing
+
+/// The word-at-a-time Rice coder and the branch-free sifting loops against bit-by-bit references
+/// written from Spec/postprocessing.md sections 2.3 and 3, on random inputs whose lengths are
+/// mostly not multiples of 64.
+@Suite struct SiftKernelTests {
+    /// Reference Rice encoder: one bit at a time (q ones, a zero, r low bits LSB first).
+    static func referenceEncode(_ slots: [UInt64], r: Int) -> [Bool] {
+        var out: [Bool] = []
+        var previous: UInt64 = 0
+        for s in slots {
+            let gap = s - previous
+            previous = s + 1
+            for _ in 0..<(gap >> UInt64(r)) { out.append(true) }
+            out.append(false)
+            for k in 0..<r { out.append((gap >> UInt64(k)) & 1 == 1) }
+        }
+        return out
+    }
+
+    /// Random sorted slots: mostly geometric gaps with mean `mean`, some very long gaps (unary
+    /// parts over 64 bits, the slow path), and sometimes adjacent slots (gap 0).
+    static func randomSlots(count: Int, mean: UInt64, _ g: inout TestRNG) -> (slots: [UInt64], slotCount: UInt64) {
+        var slots: [UInt64] = []
+        var next: UInt64 = 0
+        for _ in 0..<count {
+            let kind = g.next() % 100
+            // Long gaps: unary parts of 64 bits and more for small r.
+            let gap: UInt64 = kind < 3 ? UInt64.random(in: 0...(4 * mean + 300), using: &g)
+                : kind < 10 ? 0 : UInt64.random(in: 0...(2 * mean), using: &g)
+            slots.append(next + gap)
+            next += gap + 1
+        }
+        return (slots, next + UInt64.random(in: 0...5, using: &g))
+    }
+
+    @Test func riceEncoderMatchesReferenceAndDecodes() throws {
+        var g = TestRNG(state: 7)
+        for trial in 0..<120 {
+            let count = trial < 20 ? trial : Int.random(in: 0...1_500, using: &g)
+            let mean = [UInt64(0), 1, 3, 12, 100, 2_000][trial % 6]
+            let (slots, slotCount) = Self.randomSlots(count: count, mean: mean, &g)
+            // The chosen parameter, a large one, and a small one.
+            let small = mean <= 100 ? [trial % 5] : []  // r = 0...4 stresses long unary parts
+            for r in [GolombRice.parameter(count: count, slots: slotCount), 17] + small {
+                let stream = slots.withUnsafeBufferPointer { GolombRice.encode($0, parameter: r) }
+                let reference = Self.referenceEncode(slots, r: r)
+                #expect(stream.count == reference.count, "trial \(trial) r \(r)")
+                #expect(slots.withUnsafeBufferPointer { GolombRice.streamBits($0, parameter: r) } == reference.count)
+                #expect(reference.count <= GolombRice.maxStreamBits(count: count, slotCount: slotCount, parameter: r))
+                #expect((0..<stream.count).allSatisfy { stream[$0] == reference[$0] }, "trial \(trial) r \(r)")
+                #expect(try GolombRice.decode(stream, count: count, parameter: r, slotCount: slotCount) == slots)
+                if let last = slots.last {
+                    // Every slot checked against the slot count, also inside a batch.
+                    #expect(throws: QKDError(.ppMalformed)) {
+                        try GolombRice.decode(stream, count: count, parameter: r, slotCount: last)
+                    }
+                }
+                if count > 0 {
+                    #expect(throws: QKDError(.ppMalformed)) {
+                        try GolombRice.decode(stream, count: count + 1, parameter: r, slotCount: slotCount)
+                    }
+                    #expect(throws: QKDError(.ppMalformed)) {
+                        try GolombRice.decode(stream, count: count - 1, parameter: r, slotCount: slotCount)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Truncated and bit-flipped streams give a typed error or other slots, never a crash.
+    @Test func riceDecoderRejectsDamagedStreams() {
+        var g = TestRNG(state: 8)
+        for _ in 0..<200 {
+            let (slots, slotCount) = Self.randomSlots(count: Int.random(in: 1...500, using: &g), mean: 9, &g)
+            let r = GolombRice.parameter(count: slots.count, slots: slotCount)
+            let stream = slots.withUnsafeBufferPointer { GolombRice.encode($0, parameter: r) }
+            var words = stream.words
+            let at = Int.random(in: 0..<stream.count, using: &g)
+            words[at >> 6] ^= UInt64(1) << UInt64(at & 63)
+            let damaged = BitVector(words: words, count: stream.count)
+            let cut = BitVector(words: stream.words, count: Int.random(in: 0..<stream.count, using: &g))
+            for s in [damaged, cut] {
+                do {
+                    let decoded = try GolombRice.decode(s, count: slots.count, parameter: r, slotCount: slotCount)
+                    #expect(decoded.count == slots.count)
+                    #expect(zip(decoded, decoded.dropFirst()).allSatisfy { $0 < $1 } && decoded.last! < slotCount)
+                } catch let e as QKDError {
+                    #expect(e.code == .ppMalformed)
+                } catch {
+                    Issue.record("untyped error \(error)")
+                }
+            }
+        }
+    }
+
+    @Test func bitPackerAppendsOnlyTakenBits() {
+        var g = TestRNG(state: 9)
+        for n in [0, 1, 63, 64, 65, 200, 1_000] {
+            var reference: [Bool] = []
+            var words = [UInt64](repeating: 0, count: n / 64 + 1)
+            let count = words.withUnsafeMutableBufferPointer { w in
+                var p = BitPacker(w.baseAddress!)
+                for _ in 0..<n {
+                    let bit = g.next() & 1, take = g.next() & 1
+                    if take == 1 { reference.append(bit == 1) }
+                    p.append(bit, if: take)
+                }
+                return p.finish()
+            }
+            #expect(count == reference.count)
+            #expect(BitVector(words: words, count: count) == BitVector(bits: reference))
+        }
+    }
+
+    @Test func compressBitsMatchesReference() {
+        var g = TestRNG(state: 11)
+        for trial in 0..<2_000 {
+            let value = g.next()
+            // Densities from empty to full, both sides of the dense/sparse switch at 32 bits.
+            var mask: UInt64 = 0
+            let density = trial % 66
+            for j in 0..<64 where Int(g.next() % 64) < density { mask |= UInt64(1) << UInt64(j) }
+            var expected: UInt64 = 0, k: UInt64 = 0
+            for j in 0..<64 where (mask >> UInt64(j)) & 1 == 1 {
+                expected |= ((value >> UInt64(j)) & 1) << k
+                k += 1
+            }
+            #expect(compressBits(value, mask) == expected, "value \(value) mask \(mask)")
+        }
+        #expect(compressBits(~0, ~0) == ~0 && compressBits(~0, 0) == 0)
+    }
+
+    @Test func bitPackerAppendsWords() {
+        var g = TestRNG(state: 12)
+        var reference: [Bool] = []
+        var words = [UInt64](repeating: 0, count: 400)  // 300 x (64 + 1) bits at most
+        let count = words.withUnsafeMutableBufferPointer { w in
+            var p = BitPacker(w.baseAddress!)
+            for _ in 0..<300 {
+                let width = Int(g.next() % 65)
+                let value = width == 64 ? g.next() : g.next() & ((UInt64(1) << UInt64(width)) - 1)
+                for j in 0..<width { reference.append((value >> UInt64(j)) & 1 == 1) }
+                p.append(word: value, width: width)
+                if g.next() % 4 == 0 {
+                    let bit = g.next() & 1
+                    reference.append(bit == 1)
+                    p.append(bit, if: 1)
+                }
+            }
+            return p.finish()
+        }
+        #expect(count == reference.count)
+        #expect(BitVector(words: words, count: count) == BitVector(bits: reference))
+    }
+
+    /// Both sides' sifting (the word-level loops) equals a per-detection reference: match bitmap,
+    /// Alice's key and test bits, Bob's key bits.
+    @Test func siftingMatchesReference() throws {
+        var g = TestRNG(state: 10)
+        for trial in 0..<12 {
+            let slotCount = [1, 63, 64, 65, 130, 1_000, 4_097, 20_000][trial % 8] + trial
+            let aliceBits = randomBits(slotCount, &g), aliceBases = randomBits(slotCount, &g)
+            var positions: [UInt64] = []
+            for s in 0..<slotCount where g.next() % 3 != 0 { positions.append(UInt64(s)) }
+            guard !positions.isEmpty else { continue }
+            let d = positions.count
+            let bobBases = randomBits(d, &g)
+            let bobBits = randomBits(d, &g)
+            let bobMatches = randomBits(d, &g)
+            var matches: [Bool] = [], tests: [Bool] = []
+            var bobKey: [Bool] = [], bobTests: [Bool] = []
+            for (i, s) in positions.enumerated() {
+                let a = aliceBases[Int(s)]
+                matches.append(a == bobBases[i])
+                // Alice's key bits stay inside her round; RoundTests check both keys agree.
+                if a == bobBases[i] && a { tests.append(aliceBits[Int(s)]) }
+                if bobMatches[i] {
+                    if bobBases[i] { bobTests.append(bobBits[i]) } else { bobKey.append(bobBits[i]) }
+                }
+            }
+            // Bob: his key and test bits under an arbitrary match bitmap.
+            let (k, t) = BobRound.siftedBits(matches: bobMatches, bases: bobBases, bits: bobBits)
+            #expect(k == BitVector(bits: bobKey) && t == BitVector(bits: bobTests), "trial \(trial)")
+            // Alice: the match bitmap and test bits she sends back.
+            var bob = BobRound(roundID: 1, configuration: .init(), slotCount: UInt64(slotCount), positions: positions,
+                               bases: bobBases, bits: bobBits)
+            var alice = AliceRound(roundID: 1, configuration: .init(), bits: aliceBits, bases: aliceBases,
+                                   random: DeterministicRandomSource(seed: UInt64(trial)))
+            guard case .send(let report) = bob.nextAction() else { Issue.record("no report"); continue }
+            try alice.receive(bytes: report.encoded(roundID: 1))
+            guard case .send(let reply) = alice.nextAction(), case .siftResponse(let response) = reply else {
+                Issue.record("no sift response"); continue
+            }
+            #expect(response.matches == BitVector(bits: matches), "trial \(trial)")
+            #expect(response.testBits == BitVector(bits: tests), "trial \(trial)")
+        }
+    }
+}
+
+extension BitVector {
+    init(bits: [Bool]) {
+        self.init(count: bits.count)
+        for (i, b) in bits.enumerated() where b { self[i] = true }
+    }
+}
