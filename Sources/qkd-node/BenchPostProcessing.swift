@@ -349,11 +349,12 @@ struct BenchPipelineCommand: ParsableCommand {
             results[schedule] = f
         }
         let imp = results[.improved]!, orig = results[.original]!
+        let load = loadAverage().map { "load average \(fmt($0)) on the shared machine" } ?? "shared machine"
         var rows: [PostProcessingBenchRow] = []
         rows.append(.init(metric: "pipeline Q=\(q), 2 threads", value: imp.twoThreads, unit: "Mbit/s sifted key (wall clock)", baseline: orig.twoThreads,
-                          note: "Alice and Bob each on their own thread, messages through an in-memory queue, one round at a time, best of \(runs); per role thread CPU: Alice \(fmt(imp.aliceRate)), Bob \(fmt(imp.bobRate)) Mbit/s (original \(fmt(orig.aliceRate)), \(fmt(orig.bobRate))); shared machine, so wall clock includes other load; baseline: same with original Cascade"))
+                          note: "Alice and Bob each on their own thread, messages through an in-memory queue, one round at a time, best of \(runs); per role work CPU (thread CPU time outside the queue): Alice \(fmt(imp.aliceRate)), Bob \(fmt(imp.bobRate)) Mbit/s (original \(fmt(orig.aliceRate)), \(fmt(orig.bobRate))); \(load), so wall clock includes other processes' load; baseline: same with original Cascade"))
         rows.append(.init(metric: "pipeline Q=\(q), 2 threads, 2 rounds in flight", value: imp.inFlight, unit: "Mbit/s sifted key (wall clock)", baseline: orig.inFlight,
-                          note: "\(runs) rounds, round k+1 opened while round k runs (each role thread serves both); per role thread CPU: Alice \(fmt(imp.inFlightCPU.alice)), Bob \(fmt(imp.inFlightCPU.bob)) Mbit/s; baseline: same with original Cascade"))
+                          note: "\(runs) rounds, round k+1 opened while round k runs (each role thread serves both); per role work CPU: Alice \(fmt(imp.inFlightCPU.alice)), Bob \(fmt(imp.inFlightCPU.bob)) Mbit/s, so with a free core per role at most \(fmt(min(imp.inFlightCPU.alice, imp.inFlightCPU.bob))) (original \(fmt(min(orig.inFlightCPU.alice, orig.inFlightCPU.bob)))); \(load); baseline: same with original Cascade"))
         rows.append(.init(metric: "pipeline Q=\(q), one thread", value: imp.oneThread, unit: "Mbit/s sifted key per core", baseline: orig.oneThread,
                           note: "sifting..amplification, both roles on one thread, thread CPU time, best of \(runs); baseline: same with original Cascade"))
         if let s = imp.summary {
@@ -363,6 +364,12 @@ struct BenchPipelineCommand: ParsableCommand {
         }
         printPostProcessingBench(workload: "pipeline", rows: rows, json: options.json)
     }
+}
+
+/// The one-minute load average (/proc/loadavg), to put wall-clock figures in context.
+private func loadAverage() -> Double? {
+    var loads = [Double](repeating: 0, count: 3)
+    return getloadavg(&loads, 3) >= 1 ? loads[0] : nil
 }
 
 /// Runs both roles to the end over an in-memory pipe of encoded messages.
