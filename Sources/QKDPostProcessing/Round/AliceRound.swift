@@ -35,6 +35,14 @@ public struct AliceRound {
         var multiplier: BitVector
         var addend: BitVector
         var finalLength: Int
+        /// The amplified key, computed ahead while Bob verifies (``nextAction()``); released
+        /// only if he reports a match, wiped otherwise.
+        var final: BitVector?
+
+        mutating func wipe() {
+            key.wipe()
+            final?.wipe()
+        }
     }
 
     private var state: State
@@ -64,8 +72,26 @@ public struct AliceRound {
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
     /// - Returns: an action.
+    ///
+    /// Once the verification request has been handed out, the next call runs privacy
+    /// amplification ahead of Bob's answer, so that a driver that sends each message as it gets
+    /// it lets both sides hash at the same time; the result is used only if Bob reports a match.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyAhead() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Computes the amplified key while Alice waits for the verification result.
+    private mutating func amplifyAhead() {
+        guard case .awaitingVerificationResult(var v) = state, v.final == nil else { return }
+        state = .done
+        v.final = amplify(v)
+        state = .awaitingVerificationResult(v)
+    }
+
+    private func amplify(_ v: Verifying) -> BitVector {
+        MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
+                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -135,6 +161,10 @@ public struct AliceRound {
             case .done, .failed:
                 throw QKDError(.ppUnexpectedMessage, "Alice received an abort after the round ended")
             default:
+                if case .awaitingVerificationResult(var v) = state {
+                    state = .done
+                    v.wipe()
+                }
                 state = .done
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
                 return
@@ -189,13 +219,12 @@ public struct AliceRound {
         case .verificationResult(let matched):
             guard case .awaitingVerificationResult(var v) = state else { throw unexpected(message) }
             state = .done
-            defer { v.key.wipe() }
+            defer { v.wipe() }
             guard matched else {
                 outbox.append(.aborted(AbortReason(code: .verificationFailed, initiatedByPeer: true), summary))
                 return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
-                                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
+            var final = v.final.take() ?? amplify(v)  // Taken out, so the wipe below reaches its only copy.
             defer { final.wipe() }
             counters.finalBits = v.finalLength
             outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))

@@ -10,6 +10,9 @@ public struct BobRound {
         case awaitingSiftResponse(Detections)
         case reconciling(Reconciling)
         case awaitingVerification(Reconciled)
+        /// Verification passed and the result is queued; the amplification runs once the driver
+        /// has taken that message (``nextAction()``), so Alice's identical hash can overlap it.
+        case amplifying(Amplifying)
         case done
         case failed(QKDError)
     }
@@ -25,6 +28,12 @@ public struct BobRound {
 
     private struct Reconciled {
         var key: BitVector
+    }
+
+    private struct Amplifying {
+        var key: BitVector
+        var request: VerificationRequest
+        var length: Int
     }
 
     private var state: State
@@ -61,8 +70,23 @@ public struct BobRound {
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
     /// - Returns: an action.
+    ///
+    /// Privacy amplification runs inside this call, after the verification result has been handed
+    /// out: a driver that sends each message as it gets it lets Alice hash at the same time.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyIfDue() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Runs the deferred privacy amplification, if any, and queues the finished round.
+    private mutating func amplifyIfDue() {
+        guard case .amplifying(var a) = state else { return }
+        state = .done
+        defer { a.key.wipe() }
+        var final = MultiplyAddShiftHash.hash(a.key, multiplier: a.request.multiplier, addend: a.request.addend,
+                                              outputBits: a.length, threads: configuration.amplificationThreads)
+        defer { final.wipe() }
+        outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -70,6 +94,7 @@ public struct BobRound {
     /// - Throws: as ``receive(_:)``, and ``QKDError/Code/ppRoundMismatch``.
     public mutating func receive(bytes: [UInt8]) throws {
         try poisonCheck()
+        amplifyIfDue()  // A message after the round's end finds it finished, as if drained.
         do {
             let (id, message) = try PostProcessingMessage.decode(bytes)
             guard id == roundID else {
@@ -112,6 +137,7 @@ public struct BobRound {
     /// recounting a detection report's Rice code.
     private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
+        amplifyIfDue()
         counters.bytesReceived += encodedBytes
         receivedMessages += 1
         do {
@@ -129,7 +155,7 @@ public struct BobRound {
     private mutating func transition(on message: PostProcessingMessage) throws {
         if case .abort(let code) = message {
             switch state {
-            case .done, .failed:
+            case .done, .failed, .amplifying:
                 throw QKDError(.ppUnexpectedMessage, "Bob received an abort after the round ended")
             default:
                 state = .done
@@ -169,7 +195,8 @@ public struct BobRound {
         case .verification(let request):
             guard case .awaitingVerification(var v) = state else { throw unexpected(message) }
             state = .done
-            defer { v.key.wipe() }
+            var handedOn = false
+            defer { if !handedOn { v.key.wipe() } }
             let length = FiniteKey.secretLength(
                 keyBits: v.key.count, testBits: counters.testBits, testErrors: counters.testErrors,
                 leakedBits: counters.leakEC + counters.leakVerification, security: configuration.security) & ~7
@@ -185,12 +212,10 @@ public struct BobRound {
                 abort(.verificationFailed)
                 return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: request.multiplier, addend: request.addend,
-                                                  outputBits: length, threads: configuration.amplificationThreads)
-            defer { final.wipe() }
             counters.finalBits = length
             send(.verificationResult(matched: true))
-            outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
+            state = .amplifying(Amplifying(key: v.key, request: request, length: length))
+            handedOn = true
         default:
             throw unexpected(message)
         }
