@@ -340,13 +340,17 @@ struct BenchPipelineCommand: ParsableCommand {
             }
             f.oneThreadMean = totalTime > 0 ? totalBits / totalTime / 1e6 : 0
             for inFlight in [1, 2] {
-                let batch = try runThreadedPipeline(records, config: config, inFlight: inFlight, seedBase: 0)
-                guard batch.summaries == single.compactMap({ $0 }) else {
-                    throw QKDError(.ppInconsistent, "the two-thread rounds (\(inFlight) in flight) differ from the one-thread rounds; the bench driver is wrong")
+                // Best of two batches: other processes on the shared machine only ever slow a batch down.
+                for _ in 0..<2 {
+                    let batch = try runThreadedPipeline(records, config: config, inFlight: inFlight, seedBase: 0)
+                    guard batch.summaries == single.compactMap({ $0 }) else {
+                        throw QKDError(.ppInconsistent, "the two-thread rounds (\(inFlight) in flight) differ from the one-thread rounds; the bench driver is wrong")
+                    }
+                    let bits = Double(batch.siftedBits)
+                    let t = Threaded(wall: bits / batch.wallSeconds / 1e6, alice: bits / batch.aliceCPUSeconds / 1e6,
+                                     bob: bits / batch.bobCPUSeconds / 1e6)
+                    if t.wall > f.threaded[inFlight]?.wall ?? 0 { f.threaded[inFlight] = t }
                 }
-                let bits = Double(batch.siftedBits)
-                f.threaded[inFlight] = Threaded(wall: bits / batch.wallSeconds / 1e6, alice: bits / batch.aliceCPUSeconds / 1e6,
-                                                bob: bits / batch.bobCPUSeconds / 1e6)
             }
             results[schedule] = f
         }
@@ -360,7 +364,7 @@ struct BenchPipelineCommand: ParsableCommand {
                 : "two rounds in flight: Bob opens round k+1 while round k runs and each role thread serves both, as a node pair would to keep both cores busy"
             rows.append(.init(metric: inFlight == 1 ? "pipeline Q=\(q), 2 threads" : "pipeline Q=\(q), 2 threads, 2 rounds in flight",
                               value: i.wall, unit: "Mbit/s sifted key (wall clock)", baseline: o.wall,
-                              note: "Alice and Bob each on their own thread, messages through an in-memory queue; \(how); all \(runs) rounds' sifted bits over the wall time; per role work CPU (thread CPU time outside the queue): Alice \(fmt(i.alice)), Bob \(fmt(i.bob)) Mbit/s (original \(fmt(o.alice)), \(fmt(o.bob)))\(inFlight == 2 ? ", so with a free core per role at most \(fmt(min(i.alice, i.bob)))" : ""); \(load); baseline: same with original Cascade"))
+                              note: "Alice and Bob each on their own thread, messages through an in-memory queue; \(how); all \(runs) rounds' sifted bits over the wall time, best of 2 batches; per role work CPU (thread CPU time outside the queue): Alice \(fmt(i.alice)), Bob \(fmt(i.bob)) Mbit/s (original \(fmt(o.alice)), \(fmt(o.bob)))\(inFlight == 2 ? ", so with a free core per role at most \(fmt(min(i.alice, i.bob)))" : ""); \(load); baseline: same with original Cascade"))
         }
         rows.append(.init(metric: "pipeline Q=\(q), one thread", value: imp.oneThreadBest, unit: "Mbit/s sifted key per core", baseline: orig.oneThreadBest,
                           note: "sifting..amplification, both roles on one thread, thread CPU time, best of \(runs) (all rounds: \(fmt(imp.oneThreadMean)), original \(fmt(orig.oneThreadMean))); baseline: same with original Cascade"))
