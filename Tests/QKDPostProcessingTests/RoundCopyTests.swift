@@ -45,3 +45,45 @@ import QKDSimulation
         #expect(addresses.count == 1, "Bob's engine key moved \(addresses.count - 1) times over \(stepsWhileReconciling) steps")
     }
 }
+
+/// Amplification runs inside `nextAction()` (Alice ahead of Bob's verification result, Bob after
+/// handing his out). A driver that takes one action at a time from each side, so that Bob's
+/// result reaches Alice before she is asked for her next action, must give the same keys and
+/// summaries as a driver that drains each side.
+@Suite struct RoundDriverOrderTests {
+    @Test func oneActionAtATimeGivesTheSameKeysAsDraining() throws {
+        let (a, b) = simulate(qber: 0.03, pulses: 60_000, seed: 12, probabilityZ: 0.75)
+        var drained = Pair(alice: a, bob: b, seed: 4)
+        drained.run()
+        var lazy = Pair(alice: a, bob: b, seed: 4)
+        var aliceResult: RoundResult?, bobResult: RoundResult?
+        var progress = true
+        while progress {
+            progress = false
+            if let action = lazy.bob.nextAction() {
+                progress = true
+                switch action {
+                case .send(let m): try lazy.alice.receive(bytes: m.encoded(roundID: lazy.alice.roundID))
+                case .finished(let r): bobResult = r
+                case .aborted: Issue.record("Bob aborted")
+                }
+            }
+            if let action = lazy.alice.nextAction() {
+                progress = true
+                switch action {
+                case .send(let m): try lazy.bob.receive(bytes: m.encoded(roundID: lazy.bob.roundID))
+                case .finished(let r): aliceResult = r
+                case .aborted: Issue.record("Alice aborted")
+                }
+            }
+        }
+        guard case .key(let ka) = drained.aliceOutcome, case .key(let kb) = drained.bobOutcome else {
+            Issue.record("the drained round did not finish with a key")
+            return
+        }
+        let la = try #require(aliceResult), lb = try #require(bobResult)
+        #expect(la.key == lb.key)
+        #expect(la.key == ka.key && lb.key == kb.key)
+        #expect(la.summary == ka.summary && lb.summary == kb.summary)
+    }
+}

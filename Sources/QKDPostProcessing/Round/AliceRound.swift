@@ -71,11 +71,11 @@ public struct AliceRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
-    /// - Returns: an action.
     ///
     /// Once the verification request has been handed out, the next call runs privacy
     /// amplification ahead of Bob's answer, so that a driver that sends each message as it gets
     /// it lets both sides hash at the same time; the result is used only if Bob reports a match.
+    /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
         if outbox.isEmpty { amplifyAhead() }
         return outbox.isEmpty ? nil : outbox.removeFirst()

@@ -69,10 +69,10 @@ public struct BobRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
-    /// - Returns: an action.
     ///
     /// Privacy amplification runs inside this call, after the verification result has been handed
     /// out: a driver that sends each message as it gets it lets Alice hash at the same time.
+    /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
         if outbox.isEmpty { amplifyIfDue() }
         return outbox.isEmpty ? nil : outbox.removeFirst()
