@@ -371,7 +371,7 @@ struct BenchPipelineCommand: ParsableCommand {
         if let s = imp.summary {
             rows.append(.init(metric: "final key fraction", value: Double(s.finalBits) / Double(s.siftedKeyBits), unit: "final/sifted key bits",
                               baseline: orig.summary.map { Double($0.finalBits) / Double($0.siftedKeyBits) },
-                              note: "n=\(s.siftedKeyBits), k=\(s.testBits), f=\(s.efficiency.map { fmt($0) } ?? "-"), round trips \(s.roundTrips)"))
+                              note: "n=\(s.siftedKeyBits), k=\(s.testBits), f=\(s.efficiency.map { fmt($0) } ?? "-"), round trips \(s.roundTrips) (original \(orig.summary.map { "\($0.roundTrips)" } ?? "-"): each is a wait for the peer in the threaded rows)"))
         }
         printPostProcessingBench(workload: "pipeline", rows: rows, json: options.json)
     }
