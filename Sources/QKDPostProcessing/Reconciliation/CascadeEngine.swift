@@ -1,4 +1,5 @@
 import QKDCrypto
+internal import CQKDKernels
 
 /// The Cascade state both sides run in lock step (Spec/postprocessing.md section 5).
 ///
@@ -110,7 +111,7 @@ struct CascadeEngine {
     @inline(__always)
     private func keyBit(pass p: Int, position: Int) -> Int {
         guard p > 0, let perm = permutation else { return position }
-        let i = Int(perm.backward[position]) + rotations[p]
+        let i = perm.backward(position) + rotations[p]
         return i >= n ? i - n : i
     }
 
@@ -159,24 +160,7 @@ struct CascadeEngine {
         // Rotate with word operations first, so that the gather is a plain table lookup:
         // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
         var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-        var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-        rotated.withUnsafeBufferPointer { kw in
-            perm.backward.withUnsafeBufferPointer { b in
-                words.withUnsafeMutableBufferPointer { out in
-                    var j = 0
-                    while j < n {
-                        let end = min(n, j + 64)
-                        var acc: UInt64 = 0
-                        for t in j..<end {
-                            let src = Int(b[t])
-                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
-                        }
-                        out[j >> 6] = acc
-                        j = end
-                    }
-                }
-            }
-        }
+        let words = perm.withBackward { gatherBits(rotated, at: $0, count: n) }
         rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
         permuted[pass] = BitVector(words: words, count: n)
         isBuilt[pass] = true
@@ -189,7 +173,7 @@ struct CascadeEngine {
         let k = schedule.blockSizes[pass]
         if halfMasks[k] == nil {
             var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permutation!.backward.withUnsafeBufferPointer { b in
+            permutation!.withBackward { b in
                 for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
             }
             halfMasks[k] = mask
@@ -429,113 +413,89 @@ struct CascadeEngine {
 /// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
 /// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
 /// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
-/// Fisher-Yates. The inverse is built from "pre-shuffle slot" and the in-bucket inverse, both
-/// written sequentially, so no random writes over the whole key are needed.
+/// Fisher-Yates. The C kernel `qkd_cascade_permutation` draws it; the inverse is built from the
+/// in-bucket inverse and the replayed bucket ids, so no random writes over the whole key are
+/// needed.
 struct PassPermutation {
-    /// backward[j] = the key bit at position j.
-    let backward: [UInt32]
-    /// forwardMap[i] = the position of key bit i.
-    private let forwardMap: [UInt32]
+    private let maps: PermutationMaps
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
-        let bucketCount = n >= 1 << 16 ? 256 : 1
-        var rng = random  // A local copy stays in registers in the loops below.
-        var counts = [Int](repeating: 0, count: bucketCount)
-        var members = uninitializedWords(n)
-        var pre = uninitializedWords(n)
-        if bucketCount == 1 {
-            counts[0] = n
-            members.withUnsafeMutableBufferPointer { m in
-                pre.withUnsafeMutableBufferPointer { p in
-                    for i in 0..<n { m[i] = UInt32(truncatingIfNeeded: i); p[i] = UInt32(truncatingIfNeeded: i) }
-                }
-            }
-        } else {
-            // Bucket ids: byte i & 7 of word i >> 3 of the stream. They are read twice (count,
-            // then place), by replaying a copy of the generator instead of storing n bytes.
-            let replay = rng
-            counts.withUnsafeMutableBufferPointer { c in
-                var i = 0
-                while i + 8 <= n {
-                    let r = rng.next()
-                    for k in 0..<8 { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                    i += 8
-                }
-                if i < n {
-                    let r = rng.next()
-                    for k in 0..<(n - i) { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                }
-            }
-            var ids = replay
-            var starts = [Int](repeating: 0, count: bucketCount)
-            for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
-            starts.withUnsafeMutableBufferPointer { st in
-                members.withUnsafeMutableBufferPointer { m in
-                    pre.withUnsafeMutableBufferPointer { p in
-                        var i = 0
-                        while i < n {
-                            var r = ids.next()
-                            let end = min(n, i + 8)
-                            while i < end {
-                                let b = Int(UInt8(truncatingIfNeeded: r))
-                                let slot = st[b]
-                                m[slot] = UInt32(truncatingIfNeeded: i)
-                                p[i] = UInt32(truncatingIfNeeded: slot)
-                                st[b] = slot + 1
-                                r >>= 8
-                                i += 1
-                            }
-                        }
-                    }
-                }
-            }
+        precondition(n < 1 << 32, "Cascade blocks are below 2^32 bits")
+        maps = PermutationMaps(count: n)
+        let (s0, s1, s2, s3) = random.state
+        var state = [s0, s1, s2, s3]
+        let status = state.withUnsafeMutableBufferPointer { s in
+            qkd_cascade_permutation(maps.backward, maps.forward, n, s.baseAddress)
         }
-        var back = uninitializedWords(n)
-        var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
-        // The in-bucket inverse overwrites `members` in place: iteration `pos` reads and writes
-        // only entry start + l[pos], and l is a permutation of the bucket (one array fewer to
-        // allocate and fault in).
-        back.withUnsafeMutableBufferPointer { bk in
-            members.withUnsafeMutableBufferPointer { m in
-                local.withUnsafeMutableBufferPointer { l in
-                    var start = 0
-                    for c in counts {
-                        for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
-                        var i = c - 1
-                        while i > 0 {
-                            let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                            let t = l[i]
-                            l[i] = l[j]
-                            l[j] = t
-                            i -= 1
-                        }
-                        for pos in 0..<c {
-                            let k = Int(l[pos])
-                            bk[start + pos] = m[start + k]
-                            m[start + k] = UInt32(truncatingIfNeeded: start + pos)
-                        }
-                        start += c
-                    }
-                }
-            }
-        }
-        // forward[i] = inverse[preSlot[i]] (the inverse now in `members`), in place over
-        // `pre`: sequential in i, reads within 256 streams. One lookup per flip instead of two
-        // dependent cache misses.
-        pre.withUnsafeMutableBufferPointer { p in
-            members.withUnsafeBufferPointer { iv in
-                for i in 0..<n { p[i] = iv[Int(p[i])] }
-            }
-        }
-        members = []
-        random = rng
-        backward = back
-        forwardMap = pre
+        precondition(status == 0, "out of memory drawing the Cascade permutation (\(n) indices)")
+        random.state = (state[0], state[1], state[2], state[3])
+    }
+
+    /// The number of indices.
+    var count: Int { maps.count }
+
+    /// The key bit at position `j` of this pass.
+    @inline(__always)
+    func backward(_ j: Int) -> Int {
+        precondition(j >= 0 && j < maps.count, "permutation index out of range")
+        return Int(maps.backward[j])
     }
 
     /// The position of key bit `i` in this pass.
     @inline(__always)
-    func forward(_ i: Int) -> Int { Int(forwardMap[i]) }
+    func forward(_ i: Int) -> Int {
+        precondition(i >= 0 && i < maps.count, "permutation index out of range")
+        return Int(maps.forward[i])
+    }
+
+    /// Calls `body` with the backward map (position -> key bit).
+    func withBackward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(maps) { try body(UnsafeBufferPointer(start: maps.backward, count: maps.count)) }
+    }
+
+    /// The backward map as an array (tests).
+    var backwardArray: [UInt32] { withBackward { Array($0) } }
+}
+
+/// The two maps of a ``PassPermutation`` (4n bytes each, public data), from
+/// `qkd_cascade_alloc`: huge pages where the kernel grants them, because faulting in two fresh
+/// 4 MB arrays page by page cost as much as drawing the permutation.
+private final class PermutationMaps: @unchecked Sendable {  // Immutable after init.
+    let count: Int
+    let backward: UnsafeMutablePointer<UInt32>
+    let forward: UnsafeMutablePointer<UInt32>
+
+    init(count n: Int) {
+        count = n
+        let bytes = max(1, n) * MemoryLayout<UInt32>.stride
+        guard let b = qkd_cascade_alloc(bytes), let f = qkd_cascade_alloc(bytes) else {
+            fatalError("out of memory for the Cascade permutation (\(n) indices)")
+        }
+        backward = b.bindMemory(to: UInt32.self, capacity: max(1, n))
+        forward = f.bindMemory(to: UInt32.self, capacity: max(1, n))
+    }
+
+    deinit {
+        qkd_cascade_free(backward)
+        qkd_cascade_free(forward)
+    }
+}
+
+/// Bit j of the result is bit `positions[j]` of `bits`, for `j < n` (the C kernel
+/// `qkd_cascade_gather`; addresses depend on the public permutation only).
+/// - Parameters:
+///   - bits: the packed source bits.
+///   - positions: n source indices, each inside `bits`.
+///   - n: the bit count.
+/// - Returns: `ceil(n / 64)` words, bits past `n` zero.
+func gatherBits(_ bits: [UInt64], at positions: UnsafeBufferPointer<UInt32>, count n: Int) -> [UInt64] {
+    precondition(positions.count >= n && bits.count >= (n + 63) >> 6)
+    return [UInt64](unsafeUninitializedCapacity: (n + 63) >> 6) { out, count in
+        bits.withUnsafeBufferPointer { kw in
+            qkd_cascade_gather(out.baseAddress, kw.baseAddress, positions.baseAddress, n)
+        }
+        count = (n + 63) >> 6
+    }
 }
 
 /// The cyclic rotation of an `n`-bit vector towards bit 0: bit x of the result is bit
@@ -575,11 +535,4 @@ private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
         if d & 63 != 0, (d & 63) + len > 64 { dst[(d >> 6) + 1] |= v >> UInt64(64 - (d & 63)) }
         t += len
     }
-}
-
-/// An array of `n` words whose contents the caller writes in full before reading (skips the
-/// zero fill of a fresh allocation).
-@inline(__always)
-private func uninitializedWords(_ n: Int) -> [UInt32] {
-    [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
 }

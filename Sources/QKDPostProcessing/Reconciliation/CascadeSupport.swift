@@ -30,6 +30,12 @@ struct Xoshiro256StarStar {
         (s0, s1, s2, s3) = state
     }
 
+    /// The four state words (the C kernels take and advance them).
+    var state: (UInt64, UInt64, UInt64, UInt64) {
+        get { (s0, s1, s2, s3) }
+        set { (s0, s1, s2, s3) = newValue }
+    }
+
     @inline(__always)
     mutating func next() -> UInt64 {
         let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
