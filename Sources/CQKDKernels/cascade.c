@@ -8,22 +8,60 @@
 #include "qkd_cascade_kernels.h"
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
+/* Freed huge buffers kept for the next permutation: a fresh one costs the kernel a page fault
+ * and 2 MiB of zeroing per huge page (about a tenth of Cascade's time at 2^20 bits). Only
+ * public data (permutation maps and scratch) goes through here, so nothing needs wiping. At most
+ * QKD_POOL_SLOTS buffers of at most QKD_POOL_MAX bytes each are kept. */
+#define QKD_POOL_SLOTS 4
+#define QKD_POOL_MAX ((size_t)16 << 20)
+static struct { void *p; size_t bytes; } pool[QKD_POOL_SLOTS];
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t huge_rounded(size_t bytes) {
+    const size_t huge = (size_t)1 << 21;
+    return (bytes + huge - 1) & ~(huge - 1);
+}
+
 void *qkd_cascade_alloc(size_t bytes) {
     const size_t huge = (size_t)1 << 21;
     if (bytes < (huge >> 1)) return malloc(bytes ? bytes : 1);
-    size_t rounded = (bytes + huge - 1) & ~(huge - 1);
-    void *p = aligned_alloc(huge, rounded);
+    size_t rounded = huge_rounded(bytes);
+    void *p = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (int i = 0; i < QKD_POOL_SLOTS; i++) {
+        if (pool[i].p && pool[i].bytes == rounded) { p = pool[i].p; pool[i].p = NULL; break; }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (p) return p;
+    p = aligned_alloc(huge, rounded);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (p) (void)madvise(p, rounded, MADV_HUGEPAGE);  /* A hint: failure only costs speed. */
 #endif
     return p;
 }
 
-void qkd_cascade_free(void *p) { free(p); }
+void qkd_cascade_free(void *p, size_t bytes) {
+    const size_t huge = (size_t)1 << 21;
+    if (!p) return;
+    if (bytes >= (huge >> 1) && huge_rounded(bytes) <= QKD_POOL_MAX) {
+        pthread_mutex_lock(&pool_lock);
+        for (int i = 0; i < QKD_POOL_SLOTS; i++) {
+            if (!pool[i].p) {
+                pool[i].p = p;
+                pool[i].bytes = huge_rounded(bytes);
+                p = NULL;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&pool_lock);
+    }
+    free(p);
+}
 
 typedef struct { uint64_t s0, s1, s2, s3; } xoshiro;
 
@@ -106,7 +144,7 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
     }
     uint32_t *m = qkd_cascade_alloc(n * sizeof(uint32_t));
     uint32_t *l = malloc((maxCount ? maxCount : 1) * sizeof(uint32_t));
-    if (!m || !l) { qkd_cascade_free(m); free(l); return -1; }
+    if (!m || !l) { qkd_cascade_free(m, n * sizeof(uint32_t)); free(l); return -1; }
     /* Pass 2: each index into its bucket (256 sequential write streams). */
     {
         xoshiro ids = replay;
@@ -151,7 +189,7 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
         }
     }
     free(l);
-    qkd_cascade_free(m);
+    qkd_cascade_free(m, n * sizeof(uint32_t));
     s[0] = g.s0; s[1] = g.s1; s[2] = g.s2; s[3] = g.s3;
     return 0;
 }

@@ -23,16 +23,23 @@ extern "C" {
  * Returns 0, or -1 if scratch memory ran out (outputs and state then undefined). */
 int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]);
 
-/* Memory for the permutation's maps and scratch: for 1 MiB or more, 2 MiB aligned and marked
- * for transparent huge pages (madvise), so that a fresh multi-MB map costs a few page faults
- * instead of one per 4 KiB page, and random lookups miss the TLB less. Release with
- * qkd_cascade_free. Returns NULL if memory ran out. */
+/* Memory for the permutation's maps and scratch (public data only): for 1 MiB or more, 2 MiB
+ * aligned and marked for transparent huge pages (madvise), so that a fresh multi-MB map costs a
+ * few page faults instead of one per 4 KiB page and random lookups miss the TLB less; a few
+ * freed buffers of up to 16 MiB are kept for reuse (process-wide, locked), which saves the
+ * kernel's zeroing. Contents are not cleared. Release with qkd_cascade_free and the same size.
+ * Returns NULL if memory ran out. */
 void *qkd_cascade_alloc(size_t bytes);
-void qkd_cascade_free(void *p);
+void qkd_cascade_free(void *p, size_t bytes);
 
 /* out[j >> 6] bit (j & 63) = bit backward[j] of key, for j < n: a pass's key in its order.
  * out holds ceil(n / 64) words and is fully written (bits past n cleared). */
 void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n);
+
+/* A software prefetch (read, keep in all levels): Cascade's bookkeeping walks searches in list
+ * order while each one's data sits at a random place in a multi-MB map; asking for the data of
+ * a search a few places ahead overlaps those misses. A hint only: never faults. */
+static inline void qkd_cascade_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
 #ifdef __cplusplus
 }

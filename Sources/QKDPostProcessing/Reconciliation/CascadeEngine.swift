@@ -226,6 +226,10 @@ struct CascadeEngine {
             for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
             words.withUnsafeMutableBufferPointer { out in
                 for (i, s) in searches.enumerated() {
+                    if i + Self.prefetchDistance < searches.count {
+                        let t = searches[i + Self.prefetchDistance]
+                        permuted[Int(t.pass)].prefetch(t.lower)
+                    }
                     let mid = s.lower + (s.upper - s.lower) / 2
                     out[i >> 6] |= permuted[Int(s.pass)].parity(s.lower, mid) << UInt64(i & 63)
                 }
@@ -269,6 +273,7 @@ struct CascadeEngine {
             startedPassCount = p + 1
         case .bisect:
             for i in 0..<expected {
+                if i + Self.prefetchDistance < expected { prefetchNode(of: i + Self.prefetchDistance, child: 0) }
                 let s = searches[i]
                 let mid = s.lower + (s.upper - s.lower) / 2
                 // The search's range holds an odd number of errors, so the right half's error
@@ -300,6 +305,48 @@ struct CascadeEngine {
 
     private var startedPassCount = 0
 
+    /// How many searches ahead the loops of ``apply(_:)`` and ``settle()`` prefetch: each
+    /// search's cache words and map entries sit at random places in arrays larger than L2, and
+    /// one search at a time waits for each miss in turn (tens of thousands per step).
+    private static let prefetchDistance = 12
+
+    /// Prefetches the cache words of node `2 node + child` of search `i` (`child` 0: the left
+    /// half that ``apply(_:)`` writes and ``advanceFromCache(_:)`` reads next).
+    @inline(__always)
+    private func prefetchNode(of i: Int, child: Int) {
+        let t = searches[i]
+        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node + child)
+    }
+
+    /// Prefetches what ``settle()`` reads for search `i` (a few places ahead): its next cache
+    /// node, and when it has narrowed to one bit, the backward map entry of that bit.
+    @inline(__always)
+    private func prefetchSettle(_ i: Int) {
+        let t = searches[i]
+        guard t.live else { return }
+        if t.upper - t.lower == 1 {
+            if t.pass > 0, let perm = permutation { perm.prefetchBackward(t.lower) }
+        } else {
+            prefetchNode(of: i, child: 0)
+        }
+    }
+
+    /// Second stage, closer to the loop: a search resolved to one bit will flip it, so fetch
+    /// its `corrected` word and its position in every started pass (the backward entry asked
+    /// for by ``prefetchSettle(_:)`` should have arrived by now).
+    @inline(__always)
+    private func prefetchFlip(_ i: Int) {
+        let t = searches[i]
+        guard t.live, t.upper - t.lower == 1 else { return }
+        let bit = keyBit(pass: Int(t.pass), position: t.lower)
+        corrected.prefetch(bit)
+        guard let perm = permutation else { return }
+        for p in 1..<max(1, startedPassCount) {
+            let r = rotations[p]
+            perm.prefetchForward(bit >= r ? bit - r : bit - r + n)
+        }
+    }
+
     private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
         searchOf[passOffsets[pass] + block] = Int32(searches.count)
         searches.append(Search(pass: Int32(pass), block: Int32(block), lower: lower, upper: upper))
@@ -313,6 +360,8 @@ struct CascadeEngine {
         var touched: [(Int, Int)] = []
         while true {
             while index < searches.count {
+                if index + Self.prefetchDistance < searches.count { prefetchSettle(index + Self.prefetchDistance) }
+                if index + Self.prefetchDistance / 2 < searches.count { prefetchFlip(index + Self.prefetchDistance / 2) }
                 if searches[index].live { advanceFromCache(index) }
                 let s = searches[index]
                 if s.live && s.upper - s.lower == 1 {
@@ -381,6 +430,14 @@ struct CascadeEngine {
     /// error parity of its block in every started pass.
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
+        // First ask for every pass's words at once (independent misses overlap), then update.
+        for p in 0..<startedPassCount {
+            let position = passPosition(p, keyBit: bit)
+            if isBuilt[p] { permuted[p].prefetch(position) }
+            let shift = blockShifts[p]
+            let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
+            if knownInPass[p] { known.prefetch(pass: p, known.base(pass: p, block: b) + 2) }
+        }
         for p in 0..<startedPassCount {
             let position = passPosition(p, keyBit: bit)
             if role == .bob && isBuilt[p] { permuted[p].flip(position) }
@@ -448,6 +505,13 @@ struct PassPermutation {
         return Int(maps.forward[i])
     }
 
+    /// Prefetch hints for ``backward(_:)`` and ``forward(_:)`` (any index; never faults).
+    @inline(__always)
+    func prefetchBackward(_ j: Int) { qkd_cascade_prefetch(maps.backward + j) }
+
+    @inline(__always)
+    func prefetchForward(_ i: Int) { qkd_cascade_prefetch(maps.forward + i) }
+
     /// Calls `body` with the backward map (position -> key bit).
     func withBackward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
         try withExtendedLifetime(maps) { try body(UnsafeBufferPointer(start: maps.backward, count: maps.count)) }
@@ -458,8 +522,9 @@ struct PassPermutation {
 }
 
 /// The two maps of a ``PassPermutation`` (4n bytes each, public data), from
-/// `qkd_cascade_alloc`: huge pages where the kernel grants them, because faulting in two fresh
-/// 4 MB arrays page by page cost as much as drawing the permutation.
+/// `qkd_cascade_alloc`: huge pages where the kernel grants them, recycled between rounds,
+/// because faulting in two fresh 4 MB arrays page by page cost as much as drawing the
+/// permutation.
 private final class PermutationMaps: @unchecked Sendable {  // Immutable after init.
     let count: Int
     let backward: UnsafeMutablePointer<UInt32>
@@ -476,8 +541,9 @@ private final class PermutationMaps: @unchecked Sendable {  // Immutable after i
     }
 
     deinit {
-        qkd_cascade_free(backward)
-        qkd_cascade_free(forward)
+        let bytes = max(1, count) * MemoryLayout<UInt32>.stride
+        qkd_cascade_free(backward, bytes)
+        qkd_cascade_free(forward, bytes)
     }
 }
 
@@ -534,5 +600,13 @@ private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
         dst[d >> 6] |= v << UInt64(d & 63)
         if d & 63 != 0, (d & 63) + len > 64 { dst[(d >> 6) + 1] |= v >> UInt64(64 - (d & 63)) }
         t += len
+    }
+}
+
+extension BitVector {
+    /// A prefetch hint for the word of bit `index` (any index; never faults).
+    @inline(__always)
+    func prefetch(_ index: Int) {
+        words.withUnsafeBufferPointer { qkd_cascade_prefetch($0.baseAddress.map { $0 + (index >> 6) }) }
     }
 }
