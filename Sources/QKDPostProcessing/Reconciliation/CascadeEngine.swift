@@ -265,7 +265,7 @@ struct CascadeEngine {
             return
         case .newPass(let p):
             let k = schedule.blockSizes[p]
-            for b in 0..<expected where replies[b] {
+            for b in 0..<expected where replies.bit(b) == 1 {
                 blockOdd[passOffsets[p] + b] = 1
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
             }
@@ -279,10 +279,11 @@ struct CascadeEngine {
                 // The search's range holds an odd number of errors, so the right half's error
                 // parity is the complement of the left half's: both are now known.
                 let left = known.base(pass: Int(s.pass), block: Int(s.block)) + 2 * s.node
-                known.set(pass: Int(s.pass), left, replies[i])
-                known.set(pass: Int(s.pass), left + 1, !replies[i])
+                let leftOdd = replies.bit(i) == 1
+                known.set(pass: Int(s.pass), left, leftOdd)
+                known.set(pass: Int(s.pass), left + 1, !leftOdd)
                 knownInPass[Int(s.pass)] = true
-                if replies[i] {
+                if leftOdd {
                     searches[i].upper = mid
                     searches[i].node = 2 * s.node
                 } else {
@@ -380,6 +381,10 @@ struct CascadeEngine {
                 }
                 index += 1
             }
+            // Searches before `index` need no second look: cache entries are only added in
+            // apply(_:), and a flip toggles only nodes containing the flipped bit, which ends
+            // every search whose range holds it. So only the searches opened now can move.
+            let firstNew = searches.count
             var opened = false
             for (p, b) in touched where blockOdd[passOffsets[p] + b] == 1 && searchOf[passOffsets[p] + b] < 0 {
                 let k = schedule.blockSizes[p]
@@ -388,7 +393,7 @@ struct CascadeEngine {
             }
             touched.removeAll(keepingCapacity: true)
             if !opened { break }
-            index = 0
+            index = firstNew
         }
     }
 
