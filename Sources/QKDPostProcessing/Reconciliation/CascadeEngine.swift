@@ -19,15 +19,38 @@ struct CascadeEngine {
     enum Role { case alice, bob }
     enum Pending: Equatable { case newPass(Int), bisect, done }
 
+    /// An open binary search. Stored in 32-bit fields (24 bytes instead of 40): every step
+    /// walks the whole list several times, and tens of thousands of searches then stay in L2.
+    /// Positions and heap indices fit, as blocks are below 2^31 bits (``init(role:key:schedule:seed:)``).
     struct Search {
         var pass: Int32
         var block: Int32
-        var lower: Int
-        var upper: Int
+        private var lower32: UInt32
+        private var upper32: UInt32
+        private var node32: UInt32 = 1
+        var live = true
+
+        init(pass: Int32, block: Int32, lower: Int, upper: Int) {
+            self.pass = pass
+            self.block = block
+            lower32 = UInt32(truncatingIfNeeded: lower)
+            upper32 = UInt32(truncatingIfNeeded: upper)
+        }
+
+        var lower: Int {
+            get { Int(lower32) }
+            set { lower32 = UInt32(truncatingIfNeeded: newValue) }
+        }
+        var upper: Int {
+            get { Int(upper32) }
+            set { upper32 = UInt32(truncatingIfNeeded: newValue) }
+        }
         /// Heap index of the current range in its block's bisection tree (root 1, children
         /// 2i and 2i + 1): the key of the sub-block parity cache.
-        var node: Int = 1
-        var live = true
+        var node: Int {
+            get { Int(node32) }
+            set { node32 = UInt32(truncatingIfNeeded: newValue) }
+        }
     }
 
     let role: Role
@@ -90,6 +113,9 @@ struct CascadeEngine {
     ///   - schedule: the shared schedule.
     ///   - seed: the 32-byte shared seed from the sift response.
     init(role: Role, key: BitVector, schedule: CascadeSchedule, seed: [UInt8]) throws {
+        // Heap indices of a block of k bits stay below 2^(ceil(log2 k) + 1) <= 2^32 for
+        // k < 2^31 (``Search`` keeps them in 32 bits); the round limits cap Cascade at 2^27.
+        precondition(key.count < 1 << 31, "Cascade keys are below 2^31 bits")
         self.role = role
         self.n = key.count
         self.schedule = schedule
