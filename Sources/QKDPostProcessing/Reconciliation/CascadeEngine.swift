@@ -250,18 +250,39 @@ struct CascadeEngine {
             }
         case .bisect:
             for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
-            words.withUnsafeMutableBufferPointer { out in
-                for (i, s) in searches.enumerated() {
-                    if i + Self.prefetchDistance < searches.count {
-                        let t = searches[i + Self.prefetchDistance]
-                        permuted[Int(t.pass)].prefetch(t.lower)
+            withPassWords { keys in
+                searches.withUnsafeBufferPointer { sp in
+                    words.withUnsafeMutableBufferPointer { out in
+                        for i in 0..<sp.count {
+                            if i + Self.prefetchDistance < sp.count {
+                                let t = sp[i + Self.prefetchDistance]
+                                qkd_cascade_prefetch(keys[Int(t.pass)].baseAddress.map { $0 + (t.lower >> 6) })
+                            }
+                            let s = sp[i]
+                            let mid = s.lower + (s.upper - s.lower) / 2
+                            let parity = s.lower < mid ? rangeParity(keys[Int(s.pass)], s.lower, mid) : 0
+                            out[i >> 6] |= parity << UInt64(i & 63)
+                        }
                     }
-                    let mid = s.lower + (s.upper - s.lower) / 2
-                    out[i >> 6] |= permuted[Int(s.pass)].parity(s.lower, mid) << UInt64(i & 63)
                 }
             }
         }
         return BitVector(words: words, count: count)
+    }
+
+    /// Calls `body` with the words of every started pass's permuted key (empty for a pass not
+    /// built): one buffer access per pass, not a retain and release per search.
+    private func withPassWords<R>(_ body: ([UnsafeBufferPointer<UInt64>]) -> R) -> R {
+        var buffers: [UnsafeBufferPointer<UInt64>] = []
+        buffers.reserveCapacity(permuted.count)
+        func nest(_ p: Int) -> R {
+            if p == permuted.count { return body(buffers) }
+            return permuted[p].words.withUnsafeBufferPointer { b in
+                buffers.append(b)
+                return nest(p + 1)
+            }
+        }
+        return nest(0)
     }
 
     /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
@@ -298,29 +319,41 @@ struct CascadeEngine {
             // The next pass starts only when this one's searches are done.
             startedPassCount = p + 1
         case .bisect:
-            for i in 0..<expected {
-                if i + Self.prefetchDistance < expected { prefetchNode(of: i + Self.prefetchDistance, child: 0) }
-                let s = searches[i]
-                let mid = s.lower + (s.upper - s.lower) / 2
-                // The search's range holds an odd number of errors, so the right half's error
-                // parity is the complement of the left half's: both are now known.
-                let left = known.base(pass: Int(s.pass), block: Int(s.block)) + 2 * s.node
-                let leftOdd = replies.bit(i) == 1
-                known.set(pass: Int(s.pass), left, leftOdd)
-                known.set(pass: Int(s.pass), left + 1, !leftOdd)
-                knownInPass[Int(s.pass)] = true
-                if leftOdd {
-                    searches[i].upper = mid
-                    searches[i].node = 2 * s.node
-                } else {
-                    searches[i].lower = mid
-                    searches[i].node = 2 * s.node + 1
+            // The list is taken out of self for the loop: writes through a buffer pointer skip
+            // a uniqueness check per field.
+            var list = searches
+            searches = []
+            list.withUnsafeMutableBufferPointer { sp in
+                var lastPass = -1
+                for i in 0..<expected {
+                    if i + Self.prefetchDistance < expected {
+                        let t = sp[i + Self.prefetchDistance]
+                        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node)
+                    }
+                    var s = sp[i]
+                    let p = Int(s.pass)
+                    let mid = s.lower + (s.upper - s.lower) / 2
+                    // The search's range holds an odd number of errors, so the right half's
+                    // error parity is the complement of the left half's: both are now known.
+                    let left = known.base(pass: p, block: Int(s.block)) + 2 * s.node
+                    let leftOdd = replies.bit(i) == 1
+                    known.set(pass: p, left, leftOdd)
+                    known.set(pass: p, left + 1, !leftOdd)
+                    if p != lastPass { knownInPass[p] = true; lastPass = p }
+                    if leftOdd {
+                        s.upper = mid
+                        s.node = 2 * s.node
+                    } else {
+                        s.lower = mid
+                        s.node = 2 * s.node + 1
+                    }
+                    sp[i] = s
                 }
             }
+            searches = list
         }
         try settle()
-        searches.removeAll { !$0.live }
-        for (i, s) in searches.enumerated() { searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = Int32(i) }
+        compactSearches()
         if !searches.isEmpty {
             pending = .bisect
         } else if startedPassCount < passCount {
@@ -331,6 +364,33 @@ struct CascadeEngine {
     }
 
     private var startedPassCount = 0
+
+    /// Drops ended searches, keeping the order, and points ``searchOf`` at the new indices. A
+    /// live search's entry already holds its index (set when it opened or last moved; only its
+    /// own end clears it), so only moved searches are written.
+    private mutating func compactSearches() {
+        let offsets = passOffsets
+        var list = searches, index = searchOf
+        searches = []
+        searchOf = []
+        var kept = 0
+        list.withUnsafeMutableBufferPointer { sp in
+            index.withUnsafeMutableBufferPointer { so in
+                for i in 0..<sp.count where sp[i].live {
+                    let flat = offsets[Int(sp[i].pass)] + Int(sp[i].block)
+                    assert(so[flat] == Int32(i), "searchOf out of step with the search list")
+                    if kept != i {
+                        sp[kept] = sp[i]
+                        so[flat] = Int32(kept)
+                    }
+                    kept += 1
+                }
+            }
+        }
+        list.removeLast(list.count - kept)
+        searches = list
+        searchOf = index
+    }
 
     /// How many searches ahead the loops of ``apply(_:)`` and ``settle()`` prefetch: each
     /// search's cache words and map entries sit at random places in arrays larger than L2, and
