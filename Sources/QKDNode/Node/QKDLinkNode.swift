@@ -617,10 +617,13 @@ public actor QKDLinkNode {
             try startBobRoundIfReady()
         case .postProcessing(let bytes):
             guard let id = round, var a = active, a.id == id, a.outcome == nil else { return }
+            // `a` must hold the round's only reference while the machine changes: otherwise every
+            // Cascade step copies the engine's arrays (copy on write) and wipes reach a copy.
+            active = nil
             do {
                 if configuration.role == .alice { try a.alice?.receive(bytes: bytes) } else { try a.bob?.receive(bytes: bytes) }
                 active = a
-            } catch let error as QKDError {
+            } catch {
                 active = a
                 try abandon("post-processing failed: \(error)")
                 return
@@ -732,6 +735,7 @@ public actor QKDLinkNode {
 
     private func drainPostProcessing() throws {
         while var a = active, a.outcome == nil {
+            active = nil  // The only reference while the machine changes (see the receive path).
             let action = configuration.role == .alice ? a.alice?.nextAction() : a.bob?.nextAction()
             active = a
             guard let action else { return }

@@ -35,6 +35,14 @@ public struct AliceRound {
         var multiplier: BitVector
         var addend: BitVector
         var finalLength: Int
+        /// The amplified key, computed ahead while Bob verifies (``nextAction()``); released
+        /// only if he reports a match, wiped otherwise.
+        var final: BitVector?
+
+        mutating func wipe() {
+            key.wipe()
+            final?.wipe()
+        }
     }
 
     private var state: State
@@ -63,9 +71,27 @@ public struct AliceRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
+    ///
+    /// Once the verification request has been handed out, the next call runs privacy
+    /// amplification ahead of Bob's answer, so that a driver that sends each message as it gets
+    /// it lets both sides hash at the same time; the result is used only if Bob reports a match.
     /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyAhead() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Computes the amplified key while Alice waits for the verification result.
+    private mutating func amplifyAhead() {
+        guard case .awaitingVerificationResult(var v) = state, v.final == nil else { return }
+        state = .done
+        v.final = amplify(v)
+        state = .awaitingVerificationResult(v)
+    }
+
+    private func amplify(_ v: Verifying) -> BitVector {
+        MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
+                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -117,31 +143,45 @@ public struct AliceRound {
     private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
         counters.bytesReceived += encodedBytes
-        let saved = state
-        state = .done  // Keep payloads uniquely referenced while they change.
         do {
-            state = try transition(from: saved, on: message)
+            try transition(on: message)
         } catch let error as QKDError {
             state = .failed(error)
             throw error
         }
     }
 
-    private mutating func transition(from current: State, on message: PostProcessingMessage) throws -> State {
+    /// Takes the current state's payload out of `state` (leaving `.done` until the transition
+    /// stores the next state) so that the payload is the only reference to its buffers: the
+    /// Cascade engine's arrays then change in place instead of being copied on every step, and a
+    /// wipe reaches the only copy of the key rather than a copy made by the write.
+    private mutating func transition(on message: PostProcessingMessage) throws {
         if case .abort(let code) = message {
-            switch current {
+            switch state {
             case .done, .failed:
                 throw QKDError(.ppUnexpectedMessage, "Alice received an abort after the round ended")
             default:
+                if case .awaitingVerificationResult(var v) = state {
+                    state = .done
+                    v.wipe()
+                }
+                state = .done
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
-                return .done
+                return
             }
         }
-        switch (current, message) {
-        case (.awaitingDetections(var input), .detections(let report)):
+        // Dispatch on the message, then take the payload with `guard case` (a statement whose
+        // temporary copy of `state` ends with it) and overwrite `state` at once: a `switch` on
+        // `(state, message)` would keep its subject's copy alive through the case body.
+        switch message {
+        case .detections(let report):
+            guard case .awaitingDetections(var input) = state else { throw unexpected(message) }
+            state = .done
             defer { input.bits.wipe() }
-            return try sift(input, report)
-        case (.awaitingEstimation(var sifted), .estimation(let errors)):
+            state = try sift(input, report)
+        case .estimation(let errors):
+            guard case .awaitingEstimation(var sifted) = state else { throw unexpected(message) }
+            state = .done
             guard sifted.testCount > 0, sifted.key.count > 0 else {
                 throw QKDError(.ppInconsistent, "Bob sent an estimate although the round has \(sifted.testCount) test bits and \(sifted.key.count) key bits; he should have aborted")
             }
@@ -155,14 +195,16 @@ public struct AliceRound {
             if qber > configuration.security.qberThreshold {
                 sifted.key.wipe()
                 abort(.qberAboveThreshold)
-                return .done
+                return
             }
             let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: sifted.key.count)
             var engine = try CascadeEngine(role: .alice, key: sifted.key, schedule: schedule, seed: sifted.cascadeSeed)
             sifted.key.wipe()
             send(.cascadeParities(CascadeBits(step: 0, bits: engine.parities())))
-            return .reconciling(Reconciling(engine: engine))
-        case (.reconciling(var r), .cascadeReplies(let c)):
+            state = .reconciling(Reconciling(engine: engine))
+        case .cascadeReplies(let c):
+            guard case .reconciling(var r) = state else { throw unexpected(message) }
+            state = .done  // r now holds the engine's only reference: the step mutates in place.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade reply for step \(c.step) while Alice is at step \(r.engine.steps)")
             }
@@ -170,25 +212,29 @@ public struct AliceRound {
             try checkStepLimit(r.engine.steps)
             if r.engine.pending != .done {
                 send(.cascadeParities(CascadeBits(step: UInt32(r.engine.steps), bits: r.engine.parities())))
-                return .reconciling(r)
+                state = .reconciling(r)
+                return
             }
-            return try startVerification(&r.engine)
-        case (.awaitingVerificationResult(var v), .verificationResult(let matched)):
-            defer { v.key.wipe() }
+            state = try startVerification(&r.engine)
+        case .verificationResult(let matched):
+            guard case .awaitingVerificationResult(var v) = state else { throw unexpected(message) }
+            state = .done
+            defer { v.wipe() }
             guard matched else {
-                state = .done
                 outbox.append(.aborted(AbortReason(code: .verificationFailed, initiatedByPeer: true), summary))
-                return .done
+                return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
-                                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
+            var final = v.final.take() ?? amplify(v)  // Taken out, so the wipe below reaches its only copy.
             defer { final.wipe() }
             counters.finalBits = v.finalLength
             outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
-            return .done
         default:
-            throw QKDError(.ppUnexpectedMessage, "Alice cannot take a message of type \(message.typeByte) in her current state (Spec/postprocessing.md section 3.1)")
+            throw unexpected(message)
         }
+    }
+
+    private func unexpected(_ message: PostProcessingMessage) -> QKDError {
+        QKDError(.ppUnexpectedMessage, "Alice cannot take a message of type \(message.typeByte) in her current state (Spec/postprocessing.md section 3.1)")
     }
 
     private mutating func sift(_ input: AwaitingDetections, _ report: DetectionReport) throws -> State {

@@ -10,6 +10,9 @@ public struct BobRound {
         case awaitingSiftResponse(Detections)
         case reconciling(Reconciling)
         case awaitingVerification(Reconciled)
+        /// Verification passed and the result is queued; the amplification runs once the driver
+        /// has taken that message (``nextAction()``), so Alice's identical hash can overlap it.
+        case amplifying(Amplifying)
         case done
         case failed(QKDError)
     }
@@ -25,6 +28,12 @@ public struct BobRound {
 
     private struct Reconciled {
         var key: BitVector
+    }
+
+    private struct Amplifying {
+        var key: BitVector
+        var request: VerificationRequest
+        var length: Int
     }
 
     private var state: State
@@ -60,9 +69,24 @@ public struct BobRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
+    ///
+    /// Privacy amplification runs inside this call, after the verification result has been handed
+    /// out: a driver that sends each message as it gets it lets Alice hash at the same time.
     /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyIfDue() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Runs the deferred privacy amplification, if any, and queues the finished round.
+    private mutating func amplifyIfDue() {
+        guard case .amplifying(var a) = state else { return }
+        state = .done
+        defer { a.key.wipe() }
+        var final = MultiplyAddShiftHash.hash(a.key, multiplier: a.request.multiplier, addend: a.request.addend,
+                                              outputBits: a.length, threads: configuration.amplificationThreads)
+        defer { final.wipe() }
+        outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -70,6 +94,7 @@ public struct BobRound {
     /// - Throws: as ``receive(_:)``, and ``QKDError/Code/ppRoundMismatch``.
     public mutating func receive(bytes: [UInt8]) throws {
         try poisonCheck()
+        amplifyIfDue()  // A message after the round's end finds it finished, as if drained.
         do {
             let (id, message) = try PostProcessingMessage.decode(bytes)
             guard id == roundID else {
@@ -112,32 +137,43 @@ public struct BobRound {
     /// recounting a detection report's Rice code.
     private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
+        amplifyIfDue()
         counters.bytesReceived += encodedBytes
         receivedMessages += 1
-        let saved = state
-        state = .done
         do {
-            state = try transition(from: saved, on: message)
+            try transition(on: message)
         } catch let error as QKDError {
             state = .failed(error)
             throw error
         }
     }
 
-    private mutating func transition(from current: State, on message: PostProcessingMessage) throws -> State {
+    /// Takes the current state's payload out of `state` (leaving `.done` until the transition
+    /// stores the next state) so that the payload is the only reference to its buffers: the
+    /// Cascade engine's arrays then change in place instead of being copied on every step, and a
+    /// wipe reaches the only copy of the key rather than a copy made by the write.
+    private mutating func transition(on message: PostProcessingMessage) throws {
         if case .abort(let code) = message {
-            switch current {
-            case .done, .failed:
+            switch state {
+            case .done, .failed, .amplifying:
                 throw QKDError(.ppUnexpectedMessage, "Bob received an abort after the round ended")
             default:
+                state = .done
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
-                return .done
+                return
             }
         }
-        switch (current, message) {
-        case (.awaitingSiftResponse(let d), .siftResponse(let response)):
-            return try sift(d, response)
-        case (.reconciling(var r), .cascadeParities(let c)):
+        // Dispatch on the message, then take the payload with `guard case` (a statement whose
+        // temporary copy of `state` ends with it) and overwrite `state` at once: a `switch` on
+        // `(state, message)` would keep its subject's copy alive through the case body.
+        switch message {
+        case .siftResponse(let response):
+            guard case .awaitingSiftResponse(let d) = state else { throw unexpected(message) }
+            state = .done
+            state = try sift(d, response)
+        case .cascadeParities(let c):
+            guard case .reconciling(var r) = state else { throw unexpected(message) }
+            state = .done  // r now holds the engine's only reference: the step mutates in place.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade parities for step \(c.step) while Bob is at step \(r.engine.steps)")
             }
@@ -145,14 +181,22 @@ public struct BobRound {
             try r.engine.apply(replies)
             try checkStepLimit(r.engine.steps)
             send(.cascadeReplies(CascadeBits(step: c.step, bits: replies)))
-            if r.engine.pending != .done { return .reconciling(r) }
+            if r.engine.pending != .done {
+                state = .reconciling(r)
+                return
+            }
             counters.steps = r.engine.steps
             counters.corrected = r.engine.corrections
             counters.leakEC = r.engine.disclosedParities
             counters.leakVerification = KeyVerification.tagBits
-            return .awaitingVerification(Reconciled(key: r.engine.key))
-        case (.awaitingVerification(var v), .verification(let request)):
-            defer { v.key.wipe() }
+            let key = r.engine.key
+            r.engine.wipe()  // The pass copies of the key; `key` keeps its own buffer.
+            state = .awaitingVerification(Reconciled(key: key))
+        case .verification(let request):
+            guard case .awaitingVerification(var v) = state else { throw unexpected(message) }
+            state = .done
+            var handedOn = false
+            defer { if !handedOn { v.key.wipe() } }
             let length = FiniteKey.secretLength(
                 keyBits: v.key.count, testBits: counters.testBits, testErrors: counters.testErrors,
                 leakedBits: counters.leakEC + counters.leakVerification, security: configuration.security) & ~7
@@ -166,18 +210,27 @@ public struct BobRound {
             let equal = mine.withUnsafeBytes { a in request.tag.withUnsafeBytes { b in constantTimeEqual(a, b) } }
             guard equal else {
                 abort(.verificationFailed)
-                return .done
+                return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: request.multiplier, addend: request.addend,
-                                                  outputBits: length, threads: configuration.amplificationThreads)
-            defer { final.wipe() }
             counters.finalBits = length
             send(.verificationResult(matched: true))
-            outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
-            return .done
+            state = .amplifying(Amplifying(key: v.key, request: request, length: length))
+            handedOn = true
         default:
-            throw QKDError(.ppUnexpectedMessage, "Bob cannot take a message of type \(message.typeByte) in his current state (Spec/postprocessing.md section 3.2)")
+            throw unexpected(message)
         }
+    }
+
+    private func unexpected(_ message: PostProcessingMessage) -> QKDError {
+        QKDError(.ppUnexpectedMessage, "Bob cannot take a message of type \(message.typeByte) in his current state (Spec/postprocessing.md section 3.2)")
+    }
+
+    /// The address of the Cascade engine's key buffer while Bob reconciles, nil otherwise. Tests
+    /// check that it stays put across steps: Bob flips key bits in place, so a moved buffer
+    /// means the state machine copied the engine (copy on write) during a step.
+    var reconcilingKeyAddress: UInt? {
+        guard case .reconciling(let r) = state else { return nil }
+        return r.engine.permuted[0].words.withUnsafeBufferPointer { $0.baseAddress.map { UInt(bitPattern: $0) } }
     }
 
     private mutating func sift(_ d: Detections, _ response: SiftResponse) throws -> State {
