@@ -554,6 +554,15 @@ struct CascadeEngine {
     mutating func wipe() {
         for i in permuted.indices { permuted[i].wipe() }
     }
+
+    /// Hands the reconciled key on (its buffer, not a copy) and wipes the pass copies: wiping
+    /// `permuted[0]` while the caller holds `key` would only zero a copy (``WipeAudit``).
+    mutating func takeKey() -> BitVector {
+        let key = permuted[0]
+        permuted[0] = BitVector(count: 0)
+        for i in permuted.indices.dropFirst() { permuted[i].wipe() }
+        return key
+    }
 }
 
 /// The round's uniformly random permutation of 0..<n for Cascade (Spec/postprocessing.md

@@ -106,9 +106,38 @@ public struct AliceRound {
             }
             try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
+    }
+
+    /// Ends the round without a result and wipes the key material it holds. The node calls this
+    /// when it drops a round that has not finished (link lost, round superseded or abandoned);
+    /// later calls to ``receive(_:)`` throw ``QKDError/Code/ppUnexpectedMessage``.
+    public mutating func discard() {
+        wipeState()
+        outbox.removeAll()
+    }
+
+    /// Wipes the key material the current state holds and leaves `.done`. Each payload is taken
+    /// out of `state` before its wipe, so that the wipe reaches the only copy (``WipeAudit``).
+    private mutating func wipeState() {
+        if case .awaitingDetections(var input) = state {
+            state = .done
+            input.bits.wipe()
+        } else if case .awaitingEstimation(var sifted) = state {
+            state = .done
+            sifted.key.wipe()
+        } else if case .reconciling(var r) = state {
+            state = .done
+            r.engine.wipe()
+        } else if case .awaitingVerificationResult(var v) = state {
+            state = .done
+            v.wipe()
+        }
+        if case .failed = state { return }
+        state = .done
     }
 
     private func poisonCheck() throws {
@@ -146,6 +175,7 @@ public struct AliceRound {
         do {
             try transition(on: message)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
@@ -161,11 +191,7 @@ public struct AliceRound {
             case .done, .failed:
                 throw QKDError(.ppUnexpectedMessage, "Alice received an abort after the round ended")
             default:
-                if case .awaitingVerificationResult(var v) = state {
-                    state = .done
-                    v.wipe()
-                }
-                state = .done
+                wipeState()
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
                 return
             }
@@ -182,6 +208,7 @@ public struct AliceRound {
         case .estimation(let errors):
             guard case .awaitingEstimation(var sifted) = state else { throw unexpected(message) }
             state = .done
+            defer { sifted.key.wipe() }  // Empty once the engine holds the key.
             guard sifted.testCount > 0, sifted.key.count > 0 else {
                 throw QKDError(.ppInconsistent, "Bob sent an estimate although the round has \(sifted.testCount) test bits and \(sifted.key.count) key bits; he should have aborted")
             }
@@ -193,18 +220,19 @@ public struct AliceRound {
             counters.qberBound = FiniteKey.phaseErrorBound(keyBits: sifted.key.count, testBits: sifted.testCount,
                                                            testErrors: Int(errors), epsilonSecrecy: configuration.security.epsilonSecrecy)
             if qber > configuration.security.qberThreshold {
-                sifted.key.wipe()
                 abort(.qberAboveThreshold)
                 return
             }
             let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: sifted.key.count)
             var engine = try CascadeEngine(role: .alice, key: sifted.key, schedule: schedule, seed: sifted.cascadeSeed)
-            sifted.key.wipe()
+            sifted.key = BitVector(count: 0)  // The engine's copy is now the only one (it wipes it).
             send(.cascadeParities(CascadeBits(step: 0, bits: engine.parities())))
             state = .reconciling(Reconciling(engine: engine))
         case .cascadeReplies(let c):
             guard case .reconciling(var r) = state else { throw unexpected(message) }
             state = .done  // r now holds the engine's only reference: the step mutates in place.
+            var kept = false
+            defer { if !kept { r.engine.wipe() } }  // A failed step or the end: no copy outlives it.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade reply for step \(c.step) while Alice is at step \(r.engine.steps)")
             }
@@ -213,6 +241,7 @@ public struct AliceRound {
             if r.engine.pending != .done {
                 send(.cascadeParities(CascadeBits(step: UInt32(r.engine.steps), bits: r.engine.parities())))
                 state = .reconciling(r)
+                kept = true
                 return
             }
             state = try startVerification(&r.engine)
@@ -311,13 +340,13 @@ public struct AliceRound {
         counters.corrected = engine.corrections
         counters.leakEC = engine.disclosedParities
         counters.leakVerification = KeyVerification.tagBits
-        var key = engine.key
-        engine.wipe()
+        var key = engine.takeKey()
+        var handedOn = false
+        defer { if !handedOn { key.wipe() } }
         let length = FiniteKey.secretLength(
             keyBits: key.count, testBits: counters.testBits, testErrors: counters.testErrors,
             leakedBits: counters.leakEC + counters.leakVerification, security: configuration.security) & ~7
         guard length > 0 else {
-            key.wipe()
             abort(.noSecretKey)
             return .done
         }
@@ -327,6 +356,7 @@ public struct AliceRound {
         let seed = MultiplyAddShiftHash.drawSeed(inputBits: key.count, outputBits: length, random: &random)
         send(.verification(VerificationRequest(hashKey: hashKey, tag: tag, finalLength: UInt64(length),
                                                multiplier: seed.multiplier, addend: seed.addend)))
+        handedOn = true
         return .awaitingVerificationResult(Verifying(key: key, multiplier: seed.multiplier, addend: seed.addend, finalLength: length))
     }
 }

@@ -102,9 +102,38 @@ public struct BobRound {
             }
             try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
+    }
+
+    /// Ends the round without a result and wipes the key material it holds. The node calls this
+    /// when it drops a round that has not finished (link lost, round superseded or abandoned);
+    /// later calls to ``receive(_:)`` throw ``QKDError/Code/ppUnexpectedMessage``.
+    public mutating func discard() {
+        wipeState()
+        outbox.removeAll()
+    }
+
+    /// Wipes the key material the current state holds and leaves `.done`. Each payload is taken
+    /// out of `state` before its wipe, so that the wipe reaches the only copy (``WipeAudit``).
+    private mutating func wipeState() {
+        if case .awaitingSiftResponse(var d) = state {
+            state = .done
+            d.bits.wipe()
+        } else if case .reconciling(var r) = state {
+            state = .done
+            r.engine.wipe()
+        } else if case .awaitingVerification(var v) = state {
+            state = .done
+            v.key.wipe()
+        } else if case .amplifying(var a) = state {
+            state = .done
+            a.key.wipe()
+        }
+        if case .failed = state { return }
+        state = .done
     }
 
     private func poisonCheck() throws {
@@ -143,6 +172,7 @@ public struct BobRound {
         do {
             try transition(on: message)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
@@ -158,7 +188,7 @@ public struct BobRound {
             case .done, .failed, .amplifying:
                 throw QKDError(.ppUnexpectedMessage, "Bob received an abort after the round ended")
             default:
-                state = .done
+                wipeState()
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
                 return
             }
@@ -168,12 +198,15 @@ public struct BobRound {
         // `(state, message)` would keep its subject's copy alive through the case body.
         switch message {
         case .siftResponse(let response):
-            guard case .awaitingSiftResponse(let d) = state else { throw unexpected(message) }
+            guard case .awaitingSiftResponse(var d) = state else { throw unexpected(message) }
             state = .done
+            defer { d.bits.wipe() }  // Bob's raw bits: the sifted key and test bits are copies.
             state = try sift(d, response)
         case .cascadeParities(let c):
             guard case .reconciling(var r) = state else { throw unexpected(message) }
             state = .done  // r now holds the engine's only reference: the step mutates in place.
+            var kept = false
+            defer { if !kept { r.engine.wipe() } }  // A failed step or the end: no copy outlives it.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade parities for step \(c.step) while Bob is at step \(r.engine.steps)")
             }
@@ -183,15 +216,14 @@ public struct BobRound {
             send(.cascadeReplies(CascadeBits(step: c.step, bits: replies)))
             if r.engine.pending != .done {
                 state = .reconciling(r)
+                kept = true
                 return
             }
             counters.steps = r.engine.steps
             counters.corrected = r.engine.corrections
             counters.leakEC = r.engine.disclosedParities
             counters.leakVerification = KeyVerification.tagBits
-            let key = r.engine.key
-            r.engine.wipe()  // The pass copies of the key; `key` keeps its own buffer.
-            state = .awaitingVerification(Reconciled(key: key))
+            state = .awaitingVerification(Reconciled(key: r.engine.takeKey()))
         case .verification(let request):
             guard case .awaitingVerification(var v) = state else { throw unexpected(message) }
             state = .done
@@ -238,7 +270,9 @@ public struct BobRound {
         guard response.matches.count == count else {
             throw QKDError(.ppInconsistent, "Alice's match bitmap has \(response.matches.count) bits for \(count) detections")
         }
-        let (key, tests) = Self.siftedBits(matches: response.matches, bases: d.bases, bits: d.bits)
+        var (key, tests) = Self.siftedBits(matches: response.matches, bases: d.bases, bits: d.bits)
+        var handedOn = false
+        defer { if !handedOn { key.wipe() } }  // An abort or a throw: the sifted key dies here.
         guard tests.count == response.testBits.count else {
             throw QKDError(.ppInconsistent, "Alice disclosed \(response.testBits.count) test bits, Bob has \(tests.count) matched X-basis detections")
         }
@@ -261,6 +295,7 @@ public struct BobRound {
         send(.estimation(testErrors: UInt32(errors)))
         let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: key.count)
         let engine = try CascadeEngine(role: .bob, key: key, schedule: schedule, seed: response.cascadeSeed)
+        handedOn = true  // The engine's copy becomes the only one when `key` goes out of scope.
         return .reconciling(Reconciling(engine: engine))
     }
 
