@@ -66,7 +66,11 @@ import Glibc
             defer { proxy.send(SIGKILL) }
             let proxyPort = try #require(await proxy.waitFor("listening")?["port"] as? Int, "the proxy did not listen: \(proxy.stderrText)")
 
-            let rounds = 6
+            // `--rounds` counts settled rounds, aborted ones included, and a faulty connection can
+            // abort several (a flipped post-processing message aborts a round without breaking
+            // the link; the k2 = 8 k1 schedule doubled the messages per round). With 12, rounds remain for the
+            // clean connections after the five faulty ones, so Alice's close reaches Bob.
+            let rounds = 12
             let alice = try NodeProcess("alice", ["run", "--role", "alice", "--connect", "127.0.0.1:\(proxyPort)",
                                                   "--quantum", "127.0.0.1:\(quantumPort)", "--state", dir.sub("alice"),
                                                   "--rounds", "\(rounds)", "--seed", "21"] + common)
