@@ -289,6 +289,35 @@ import QKDCrypto
             try GolombRice.decode(BitVector(count: 10), count: 1, parameter: 63, slotCount: 100)
         }
     }
+
+    /// The report codes its positions once at creation; the size and encoding agree with a
+    /// fresh coding, also after the positions or slot count change, and a decoded report (not
+    /// coded) encodes to the same bytes.
+    @Test func detectionReportCodesOnce() throws {
+        var g = TestRNG(state: 25)
+        let (slots, slotCount) = Self.randomSlots(count: 700, mean: 11, &g)
+        var report = DetectionReport(slotCount: slotCount, positions: slots, bases: randomBits(slots.count, &g))
+        #expect(report.rice != nil)
+        let message = PostProcessingMessage.detections(report)
+        let bytes = message.encoded(roundID: 9)
+        #expect(message.encodedByteCount == bytes.count)
+        let decoded = try PostProcessingMessage.decode(bytes)
+        guard case .detections(let back) = decoded.message else { Issue.record("not a report"); return }
+        #expect(back == report && back.rice == nil)
+        #expect(decoded.message.encoded(roundID: 9) == bytes && decoded.message.encodedByteCount == bytes.count)
+        // A change drops the cached code; the encoding follows the new positions.
+        report.positions = Array(report.positions.dropLast(5))
+        report.bases = BitVector(words: report.bases.words, count: report.positions.count)
+        #expect(report.rice == nil)
+        let changed = PostProcessingMessage.detections(report)
+        let fresh = PostProcessingMessage.detections(DetectionReport(slotCount: slotCount, positions: report.positions, bases: report.bases))
+        #expect(changed.encoded(roundID: 9) == fresh.encoded(roundID: 9))
+        #expect(changed.encodedByteCount == fresh.encodedByteCount)
+        report.slotCount += 1_000_000
+        #expect(report.rice == nil)
+        // Positions that cannot be coded still make a report (encoding it would trap, as before).
+        #expect(DetectionReport(slotCount: 10, positions: [5, 3], bases: BitVector(count: 2)).rice == nil)
+    }
 }
 
 extension BitVector {

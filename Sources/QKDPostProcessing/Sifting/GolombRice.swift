@@ -54,8 +54,21 @@ enum GolombRice {
     /// - Returns: the packed stream (bits past `count` zero) and its length in bits.
     static func encodeWords(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> ([UInt64], Int) {
         precondition(r >= 0 && r <= 62, "the Rice parameter is at most 62 (Spec/postprocessing.md section 2.3)")
+        if let last = slots.last {
+            precondition(last < UInt64(1) << 62, "Rice-coded slots must be below 2^62 (Spec/postprocessing.md section 2.2)")
+        }
+        guard let coded = encodeWordsIfValid(slots, parameter: r) else {
+            preconditionFailure("Rice-coded slots must be strictly increasing")
+        }
+        return coded
+    }
+
+    /// ``encodeWords(_:parameter:)``, or nil instead of a trap if the slots are not strictly
+    /// increasing or not below 2^62, or `r` is over 62.
+    static func encodeWordsIfValid(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> ([UInt64], Int)? {
+        guard r >= 0 && r <= 62 else { return nil }
         guard let last = slots.last else { return ([], 0) }
-        precondition(last < UInt64(1) << 62, "Rice-coded slots must be below 2^62 (Spec/postprocessing.md section 2.2)")
+        guard last < UInt64(1) << 62 else { return nil }
         // The kernel checks every slot against its predecessor and the last one, so the gaps
         // sum to at most last + 1 and the writes stay inside `capacity` whatever a caller passes.
         let capacity = qkd_rice_encode_capacity(slots.count, last, UInt32(r))
@@ -64,8 +77,7 @@ enum GolombRice {
             written = qkd_rice_encode(slots.baseAddress, slots.count, UInt32(r), out.baseAddress, capacity)
             initialized = written >= 0 ? (written + 63) >> 6 : 0
         }
-        precondition(written >= 0, "Rice-coded slots must be strictly increasing")
-        return (words, written)
+        return written >= 0 ? (words, written) : nil
     }
 
     /// Decodes exactly `count` slots from `stream`, checking every slot is below `slotCount`
