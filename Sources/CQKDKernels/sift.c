@@ -232,9 +232,11 @@ QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count,
                 unsigned ones = ctz64(~window);
                 unsigned length = ones + 1 + r;
                 if (length > avail) break;
-                /* Here ones <= 63 - r; two shifts keep every count below 64. */
-                uint64_t low = ((window >> ones) >> 1) & low_mask;
-                window = (window >> (length - 1)) >> 1;
+                /* Shift counts reduced mod 64 (one SHRX each): ones + 1 = 64 only if r = 0, when
+                 * low_mask = 0; length = 64 leaves avail = 0, so the stale window is never used
+                 * again (the next code's length exceeds avail and ends the batch). */
+                uint64_t low = (window >> ((ones + 1) & 63)) & low_mask;
+                window >>= length & 63;
                 avail -= length;
                 slot = next + (((uint64_t)ones << r) | low);
                 out[i++] = slot;
