@@ -16,6 +16,7 @@ struct BenchCommand: ParsableCommand {
             BenchPipelineCommand.self,
             BenchPipelinePeerCommand.self,  // hidden: a node of `bench pipeline --tcp`
             BenchHandshakeCommand.self,
+            BenchCascadeScanCommand.self,  // hidden: Cascade schedule tuning
         ]
     )
 }

@@ -8,7 +8,7 @@ import QKDCrypto
         var shared = DeterministicRandomSource(seed: UInt64(n))
         var random = Xoshiro256StarStar(seedingFrom: &shared)
         let perm = PassPermutation(size: n, random: &random)
-        let p = perm.backward
+        let p = perm.backwardArray
         var seen = [Bool](repeating: false, count: n)
         for j in p { #expect(Int(j) < n && !seen[Int(j)]); seen[Int(j)] = true }
         #expect(p.count == n)

@@ -431,7 +431,7 @@ public actor QKDLinkNode {
         quantumOutgoing = []
         pulseParser = PulseFrameParser()
         pulses = [:]
-        active = nil
+        dropActiveRound()
         deferredVerdict = nil
         helloReceived = false
         awaitingPeerAbsorb = nil
@@ -493,10 +493,20 @@ public actor QKDLinkNode {
         await Task { try? await classical.write(bytes) }.value
     }
 
+    /// Forgets the active round, wiping the key material its post-processing machine holds.
+    private func dropActiveRound() {
+        guard var a = active else { return }
+        active = nil  // `a` now holds the machine's only reference, so the wipes reach it.
+        a.alice?.discard()
+        a.bob?.discard()
+    }
+
     /// Settles the round state when a connection ends (Spec/quantum-link.md section 5.3).
     private func endConnection(_ outcome: Outcome) {
-        defer { active = nil; session = nil; pulses = [:] }
-        guard let round = active else { return }
+        defer { session = nil; pulses = [:] }
+        guard var round = active else { return }
+        active = nil  // `round` holds the machines' only reference, so their wipes reach it.
+        defer { round.alice?.discard(); round.bob?.discard() }
         if case .key(let result)? = round.outcome, round.ownClosed, round.verdict == nil {
             pending = PendingRound(id: round.id, key: result.key, summary: result.summary, deliverable: round.deliverable, padSlotsAtStart: round.padSlotsAtStart)
             logger.info("round interrupted between the two authentications; held until the peer says whether it accepted it",
@@ -600,9 +610,9 @@ public actor QKDLinkNode {
             guard configuration.role == .bob, round == id, id > lastAbsorbed else {
                 throw QKDError(.nodeProtocolViolation, "an unexpected roundStart for round \(id)")
             }
-            if let old = active {
-                abortedEvent(old.id, "superseded by round \(id) before it settled")
-                active = nil
+            if let old = active?.id {
+                abortedEvent(old, "superseded by round \(id) before it settled")
+                dropActiveRound()
             }
             lastStartedRound = max(lastStartedRound, id)
             var ok = true
@@ -617,10 +627,13 @@ public actor QKDLinkNode {
             try startBobRoundIfReady()
         case .postProcessing(let bytes):
             guard let id = round, var a = active, a.id == id, a.outcome == nil else { return }
+            // `a` must hold the round's only reference while the machine changes: otherwise every
+            // Cascade step copies the engine's arrays (copy on write) and wipes reach a copy.
+            active = nil
             do {
                 if configuration.role == .alice { try a.alice?.receive(bytes: bytes) } else { try a.bob?.receive(bytes: bytes) }
                 active = a
-            } catch let error as QKDError {
+            } catch {
                 active = a
                 try abandon("post-processing failed: \(error)")
                 return
@@ -732,6 +745,7 @@ public actor QKDLinkNode {
 
     private func drainPostProcessing() throws {
         while var a = active, a.outcome == nil {
+            active = nil  // The only reference while the machine changes (see the receive path).
             let action = configuration.role == .alice ? a.alice?.nextAction() : a.bob?.nextAction()
             active = a
             guard let action else { return }

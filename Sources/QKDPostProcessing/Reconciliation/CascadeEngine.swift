@@ -1,4 +1,5 @@
 import QKDCrypto
+internal import CQKDKernels
 
 /// The Cascade state both sides run in lock step (Spec/postprocessing.md section 5).
 ///
@@ -18,15 +19,38 @@ struct CascadeEngine {
     enum Role { case alice, bob }
     enum Pending: Equatable { case newPass(Int), bisect, done }
 
+    /// An open binary search. Stored in 32-bit fields (24 bytes instead of 40): every step
+    /// walks the whole list several times, and tens of thousands of searches then stay in L2.
+    /// Positions and heap indices fit, as blocks are below 2^31 bits (``init(role:key:schedule:seed:)``).
     struct Search {
         var pass: Int32
         var block: Int32
-        var lower: Int
-        var upper: Int
+        private var lower32: UInt32
+        private var upper32: UInt32
+        private var node32: UInt32 = 1
+        var live = true
+
+        init(pass: Int32, block: Int32, lower: Int, upper: Int) {
+            self.pass = pass
+            self.block = block
+            lower32 = UInt32(truncatingIfNeeded: lower)
+            upper32 = UInt32(truncatingIfNeeded: upper)
+        }
+
+        var lower: Int {
+            get { Int(lower32) }
+            set { lower32 = UInt32(truncatingIfNeeded: newValue) }
+        }
+        var upper: Int {
+            get { Int(upper32) }
+            set { upper32 = UInt32(truncatingIfNeeded: newValue) }
+        }
         /// Heap index of the current range in its block's bisection tree (root 1, children
         /// 2i and 2i + 1): the key of the sub-block parity cache.
-        var node: Int = 1
-        var live = true
+        var node: Int {
+            get { Int(node32) }
+            set { node32 = UInt32(truncatingIfNeeded: newValue) }
+        }
     }
 
     let role: Role
@@ -89,6 +113,9 @@ struct CascadeEngine {
     ///   - schedule: the shared schedule.
     ///   - seed: the 32-byte shared seed from the sift response.
     init(role: Role, key: BitVector, schedule: CascadeSchedule, seed: [UInt8]) throws {
+        // Heap indices of a block of k bits stay below 2^(ceil(log2 k) + 1) <= 2^32 for
+        // k < 2^31 (``Search`` keeps them in 32 bits); the round limits cap Cascade at 2^27.
+        precondition(key.count < 1 << 31, "Cascade keys are below 2^31 bits")
         self.role = role
         self.n = key.count
         self.schedule = schedule
@@ -110,7 +137,7 @@ struct CascadeEngine {
     @inline(__always)
     private func keyBit(pass p: Int, position: Int) -> Int {
         guard p > 0, let perm = permutation else { return position }
-        let i = Int(perm.backward[position]) + rotations[p]
+        let i = perm.backward(position) + rotations[p]
         return i >= n ? i - n : i
     }
 
@@ -159,24 +186,7 @@ struct CascadeEngine {
         // Rotate with word operations first, so that the gather is a plain table lookup:
         // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
         var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-        var words = [UInt64](repeating: 0, count: (n + 63) >> 6)
-        rotated.withUnsafeBufferPointer { kw in
-            perm.backward.withUnsafeBufferPointer { b in
-                words.withUnsafeMutableBufferPointer { out in
-                    var j = 0
-                    while j < n {
-                        let end = min(n, j + 64)
-                        var acc: UInt64 = 0
-                        for t in j..<end {
-                            let src = Int(b[t])
-                            acc |= ((kw[src >> 6] >> UInt64(src & 63)) & 1) << UInt64(t & 63)
-                        }
-                        out[j >> 6] = acc
-                        j = end
-                    }
-                }
-            }
-        }
+        let words = perm.withBackward { gatherBits(rotated, at: $0, count: n) }
         rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
         permuted[pass] = BitVector(words: words, count: n)
         isBuilt[pass] = true
@@ -189,7 +199,7 @@ struct CascadeEngine {
         let k = schedule.blockSizes[pass]
         if halfMasks[k] == nil {
             var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permutation!.backward.withUnsafeBufferPointer { b in
+            permutation!.withBackward { b in
                 for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
             }
             halfMasks[k] = mask
@@ -240,14 +250,39 @@ struct CascadeEngine {
             }
         case .bisect:
             for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
-            words.withUnsafeMutableBufferPointer { out in
-                for (i, s) in searches.enumerated() {
-                    let mid = s.lower + (s.upper - s.lower) / 2
-                    out[i >> 6] |= permuted[Int(s.pass)].parity(s.lower, mid) << UInt64(i & 63)
+            withPassWords { keys in
+                searches.withUnsafeBufferPointer { sp in
+                    words.withUnsafeMutableBufferPointer { out in
+                        for i in 0..<sp.count {
+                            if i + Self.prefetchDistance < sp.count {
+                                let t = sp[i + Self.prefetchDistance]
+                                qkd_cascade_prefetch(keys[Int(t.pass)].baseAddress.map { $0 + (t.lower >> 6) })
+                            }
+                            let s = sp[i]
+                            let mid = s.lower + (s.upper - s.lower) / 2
+                            let parity = s.lower < mid ? rangeParity(keys[Int(s.pass)], s.lower, mid) : 0
+                            out[i >> 6] |= parity << UInt64(i & 63)
+                        }
+                    }
                 }
             }
         }
         return BitVector(words: words, count: count)
+    }
+
+    /// Calls `body` with the words of every started pass's permuted key (empty for a pass not
+    /// built): one buffer access per pass, not a retain and release per search.
+    private func withPassWords<R>(_ body: ([UnsafeBufferPointer<UInt64>]) -> R) -> R {
+        var buffers: [UnsafeBufferPointer<UInt64>] = []
+        buffers.reserveCapacity(permuted.count)
+        func nest(_ p: Int) -> R {
+            if p == permuted.count { return body(buffers) }
+            return permuted[p].words.withUnsafeBufferPointer { b in
+                buffers.append(b)
+                return nest(p + 1)
+            }
+        }
+        return nest(0)
     }
 
     /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
@@ -277,34 +312,48 @@ struct CascadeEngine {
             return
         case .newPass(let p):
             let k = schedule.blockSizes[p]
-            for b in 0..<expected where replies[b] {
+            for b in 0..<expected where replies.bit(b) == 1 {
                 blockOdd[passOffsets[p] + b] = 1
                 openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
             }
             // The next pass starts only when this one's searches are done.
             startedPassCount = p + 1
         case .bisect:
-            for i in 0..<expected {
-                let s = searches[i]
-                let mid = s.lower + (s.upper - s.lower) / 2
-                // The search's range holds an odd number of errors, so the right half's error
-                // parity is the complement of the left half's: both are now known.
-                let left = known.base(pass: Int(s.pass), block: Int(s.block)) + 2 * s.node
-                known.set(pass: Int(s.pass), left, replies[i])
-                known.set(pass: Int(s.pass), left + 1, !replies[i])
-                knownInPass[Int(s.pass)] = true
-                if replies[i] {
-                    searches[i].upper = mid
-                    searches[i].node = 2 * s.node
-                } else {
-                    searches[i].lower = mid
-                    searches[i].node = 2 * s.node + 1
+            // The list is taken out of self for the loop: writes through a buffer pointer skip
+            // a uniqueness check per field.
+            var list = searches
+            searches = []
+            list.withUnsafeMutableBufferPointer { sp in
+                var lastPass = -1
+                for i in 0..<expected {
+                    if i + Self.prefetchDistance < expected {
+                        let t = sp[i + Self.prefetchDistance]
+                        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node)
+                    }
+                    var s = sp[i]
+                    let p = Int(s.pass)
+                    let mid = s.lower + (s.upper - s.lower) / 2
+                    // The search's range holds an odd number of errors, so the right half's
+                    // error parity is the complement of the left half's: both are now known.
+                    let left = known.base(pass: p, block: Int(s.block)) + 2 * s.node
+                    let leftOdd = replies.bit(i) == 1
+                    known.set(pass: p, left, leftOdd)
+                    known.set(pass: p, left + 1, !leftOdd)
+                    if p != lastPass { knownInPass[p] = true; lastPass = p }
+                    if leftOdd {
+                        s.upper = mid
+                        s.node = 2 * s.node
+                    } else {
+                        s.lower = mid
+                        s.node = 2 * s.node + 1
+                    }
+                    sp[i] = s
                 }
             }
+            searches = list
         }
         try settle()
-        searches.removeAll { !$0.live }
-        for (i, s) in searches.enumerated() { searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = Int32(i) }
+        compactSearches()
         if !searches.isEmpty {
             pending = .bisect
         } else if startedPassCount < passCount {
@@ -315,6 +364,75 @@ struct CascadeEngine {
     }
 
     private var startedPassCount = 0
+
+    /// Drops ended searches, keeping the order, and points ``searchOf`` at the new indices. A
+    /// live search's entry already holds its index (set when it opened or last moved; only its
+    /// own end clears it), so only moved searches are written.
+    private mutating func compactSearches() {
+        let offsets = passOffsets
+        var list = searches, index = searchOf
+        searches = []
+        searchOf = []
+        var kept = 0
+        list.withUnsafeMutableBufferPointer { sp in
+            index.withUnsafeMutableBufferPointer { so in
+                for i in 0..<sp.count where sp[i].live {
+                    let flat = offsets[Int(sp[i].pass)] + Int(sp[i].block)
+                    assert(so[flat] == Int32(i), "searchOf out of step with the search list")
+                    if kept != i {
+                        sp[kept] = sp[i]
+                        so[flat] = Int32(kept)
+                    }
+                    kept += 1
+                }
+            }
+        }
+        list.removeLast(list.count - kept)
+        searches = list
+        searchOf = index
+    }
+
+    /// How many searches ahead the loops of ``apply(_:)`` and ``settle()`` prefetch: each
+    /// search's cache words and map entries sit at random places in arrays larger than L2, and
+    /// one search at a time waits for each miss in turn (tens of thousands per step).
+    private static let prefetchDistance = 12
+
+    /// Prefetches the cache words of node `2 node + child` of search `i` (`child` 0: the left
+    /// half that ``apply(_:)`` writes and ``advanceFromCache(_:)`` reads next).
+    @inline(__always)
+    private func prefetchNode(of i: Int, child: Int) {
+        let t = searches[i]
+        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node + child)
+    }
+
+    /// Prefetches what ``settle()`` reads for search `i` (a few places ahead): its next cache
+    /// node, and when it has narrowed to one bit, the backward map entry of that bit.
+    @inline(__always)
+    private func prefetchSettle(_ i: Int) {
+        let t = searches[i]
+        guard t.live else { return }
+        if t.upper - t.lower == 1 {
+            if t.pass > 0, let perm = permutation { perm.prefetchBackward(t.lower) }
+        } else {
+            prefetchNode(of: i, child: 0)
+        }
+    }
+
+    /// Second stage, closer to the loop: a search resolved to one bit will flip it, so fetch
+    /// its `corrected` word and its position in every started pass (the backward entry asked
+    /// for by ``prefetchSettle(_:)`` should have arrived by now).
+    @inline(__always)
+    private func prefetchFlip(_ i: Int) {
+        let t = searches[i]
+        guard t.live, t.upper - t.lower == 1 else { return }
+        let bit = keyBit(pass: Int(t.pass), position: t.lower)
+        corrected.prefetch(bit)
+        guard let perm = permutation else { return }
+        for p in 1..<max(1, startedPassCount) {
+            let r = rotations[p]
+            perm.prefetchForward(bit >= r ? bit - r : bit - r + n)
+        }
+    }
 
     private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
         searchOf[passOffsets[pass] + block] = Int32(searches.count)
@@ -329,6 +447,8 @@ struct CascadeEngine {
         var touched: [(Int, Int)] = []
         while true {
             while index < searches.count {
+                if index + Self.prefetchDistance < searches.count { prefetchSettle(index + Self.prefetchDistance) }
+                if index + Self.prefetchDistance / 2 < searches.count { prefetchFlip(index + Self.prefetchDistance / 2) }
                 if searches[index].live { advanceFromCache(index) }
                 let s = searches[index]
                 if s.live && s.upper - s.lower == 1 {
@@ -347,6 +467,10 @@ struct CascadeEngine {
                 }
                 index += 1
             }
+            // Searches before `index` need no second look: cache entries are only added in
+            // apply(_:), and a flip toggles only nodes containing the flipped bit, which ends
+            // every search whose range holds it. So only the searches opened now can move.
+            let firstNew = searches.count
             var opened = false
             for (p, b) in touched where blockOdd[passOffsets[p] + b] == 1 && searchOf[passOffsets[p] + b] < 0 {
                 let k = schedule.blockSizes[p]
@@ -355,7 +479,7 @@ struct CascadeEngine {
             }
             touched.removeAll(keepingCapacity: true)
             if !opened { break }
-            index = 0
+            index = firstNew
         }
     }
 
@@ -397,6 +521,14 @@ struct CascadeEngine {
     /// error parity of its block in every started pass.
     private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
         corrections += 1
+        // First ask for every pass's words at once (independent misses overlap), then update.
+        for p in 0..<startedPassCount {
+            let position = passPosition(p, keyBit: bit)
+            if isBuilt[p] { permuted[p].prefetch(position) }
+            let shift = blockShifts[p]
+            let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
+            if knownInPass[p] { known.prefetch(pass: p, known.base(pass: p, block: b) + 2) }
+        }
         for p in 0..<startedPassCount {
             let position = passPosition(p, keyBit: bit)
             if role == .bob && isBuilt[p] { permuted[p].flip(position) }
@@ -422,6 +554,15 @@ struct CascadeEngine {
     mutating func wipe() {
         for i in permuted.indices { permuted[i].wipe() }
     }
+
+    /// Hands the reconciled key on (its buffer, not a copy) and wipes the pass copies: wiping
+    /// `permuted[0]` while the caller holds `key` would only zero a copy (``WipeAudit``).
+    mutating func takeKey() -> BitVector {
+        let key = permuted[0]
+        permuted[0] = BitVector(count: 0)
+        for i in permuted.indices.dropFirst() { permuted[i].wipe() }
+        return key
+    }
 }
 
 /// The round's uniformly random permutation of 0..<n for Cascade (Spec/postprocessing.md
@@ -429,113 +570,98 @@ struct CascadeEngine {
 /// or stays inside a cache-sized bucket: each index goes to one of 256 buckets (one random byte
 /// each; one bucket below 2^16 indices), buckets are concatenated in index order, and each
 /// bucket is shuffled by Fisher-Yates (`j = floor(u (i + 1) / 2^64)`). Uniform like a plain
-/// Fisher-Yates. The inverse is built from "pre-shuffle slot" and the in-bucket inverse, both
-/// written sequentially, so no random writes over the whole key are needed.
+/// Fisher-Yates. The C kernel `qkd_cascade_permutation` draws it; the inverse is built from the
+/// in-bucket inverse and the replayed bucket ids, so no random writes over the whole key are
+/// needed.
 struct PassPermutation {
-    /// backward[j] = the key bit at position j.
-    let backward: [UInt32]
-    /// forwardMap[i] = the position of key bit i.
-    private let forwardMap: [UInt32]
+    private let maps: PermutationMaps
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
-        let bucketCount = n >= 1 << 16 ? 256 : 1
-        var rng = random  // A local copy stays in registers in the loops below.
-        var counts = [Int](repeating: 0, count: bucketCount)
-        var members = uninitializedWords(n)
-        var pre = uninitializedWords(n)
-        if bucketCount == 1 {
-            counts[0] = n
-            members.withUnsafeMutableBufferPointer { m in
-                pre.withUnsafeMutableBufferPointer { p in
-                    for i in 0..<n { m[i] = UInt32(truncatingIfNeeded: i); p[i] = UInt32(truncatingIfNeeded: i) }
-                }
-            }
-        } else {
-            // Bucket ids: byte i & 7 of word i >> 3 of the stream. They are read twice (count,
-            // then place), by replaying a copy of the generator instead of storing n bytes.
-            let replay = rng
-            counts.withUnsafeMutableBufferPointer { c in
-                var i = 0
-                while i + 8 <= n {
-                    let r = rng.next()
-                    for k in 0..<8 { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                    i += 8
-                }
-                if i < n {
-                    let r = rng.next()
-                    for k in 0..<(n - i) { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                }
-            }
-            var ids = replay
-            var starts = [Int](repeating: 0, count: bucketCount)
-            for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
-            starts.withUnsafeMutableBufferPointer { st in
-                members.withUnsafeMutableBufferPointer { m in
-                    pre.withUnsafeMutableBufferPointer { p in
-                        var i = 0
-                        while i < n {
-                            var r = ids.next()
-                            let end = min(n, i + 8)
-                            while i < end {
-                                let b = Int(UInt8(truncatingIfNeeded: r))
-                                let slot = st[b]
-                                m[slot] = UInt32(truncatingIfNeeded: i)
-                                p[i] = UInt32(truncatingIfNeeded: slot)
-                                st[b] = slot + 1
-                                r >>= 8
-                                i += 1
-                            }
-                        }
-                    }
-                }
-            }
+        precondition(n < 1 << 32, "Cascade blocks are below 2^32 bits")
+        maps = PermutationMaps(count: n)
+        let (s0, s1, s2, s3) = random.state
+        var state = [s0, s1, s2, s3]
+        let status = state.withUnsafeMutableBufferPointer { s in
+            qkd_cascade_permutation(maps.backward, maps.forward, n, s.baseAddress)
         }
-        var back = uninitializedWords(n)
-        var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
-        // The in-bucket inverse overwrites `members` in place: iteration `pos` reads and writes
-        // only entry start + l[pos], and l is a permutation of the bucket (one array fewer to
-        // allocate and fault in).
-        back.withUnsafeMutableBufferPointer { bk in
-            members.withUnsafeMutableBufferPointer { m in
-                local.withUnsafeMutableBufferPointer { l in
-                    var start = 0
-                    for c in counts {
-                        for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
-                        var i = c - 1
-                        while i > 0 {
-                            let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                            let t = l[i]
-                            l[i] = l[j]
-                            l[j] = t
-                            i -= 1
-                        }
-                        for pos in 0..<c {
-                            let k = Int(l[pos])
-                            bk[start + pos] = m[start + k]
-                            m[start + k] = UInt32(truncatingIfNeeded: start + pos)
-                        }
-                        start += c
-                    }
-                }
-            }
-        }
-        // forward[i] = inverse[preSlot[i]] (the inverse now in `members`), in place over
-        // `pre`: sequential in i, reads within 256 streams. One lookup per flip instead of two
-        // dependent cache misses.
-        pre.withUnsafeMutableBufferPointer { p in
-            members.withUnsafeBufferPointer { iv in
-                for i in 0..<n { p[i] = iv[Int(p[i])] }
-            }
-        }
-        members = []
-        random = rng
-        backward = back
-        forwardMap = pre
+        precondition(status == 0, "out of memory drawing the Cascade permutation (\(n) indices)")
+        random.state = (state[0], state[1], state[2], state[3])
+    }
+
+    /// The number of indices.
+    var count: Int { maps.count }
+
+    /// The key bit at position `j` of this pass.
+    @inline(__always)
+    func backward(_ j: Int) -> Int {
+        precondition(j >= 0 && j < maps.count, "permutation index out of range")
+        return Int(maps.backward[j])
     }
 
     /// The position of key bit `i` in this pass.
     @inline(__always)
-    func forward(_ i: Int) -> Int { Int(forwardMap[i]) }
+    func forward(_ i: Int) -> Int {
+        precondition(i >= 0 && i < maps.count, "permutation index out of range")
+        return Int(maps.forward[i])
+    }
+
+    /// Prefetch hints for ``backward(_:)`` and ``forward(_:)`` (any index; never faults).
+    @inline(__always)
+    func prefetchBackward(_ j: Int) { qkd_cascade_prefetch(maps.backward + j) }
+
+    @inline(__always)
+    func prefetchForward(_ i: Int) { qkd_cascade_prefetch(maps.forward + i) }
+
+    /// Calls `body` with the backward map (position -> key bit).
+    func withBackward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(maps) { try body(UnsafeBufferPointer(start: maps.backward, count: maps.count)) }
+    }
+
+    /// The backward map as an array (tests).
+    var backwardArray: [UInt32] { withBackward { Array($0) } }
+}
+
+/// The two maps of a ``PassPermutation`` (4n bytes each, public data), from
+/// `qkd_cascade_alloc`: huge pages where the kernel grants them, recycled between rounds,
+/// because faulting in two fresh 4 MB arrays page by page cost as much as drawing the
+/// permutation.
+private final class PermutationMaps: @unchecked Sendable {  // Immutable after init.
+    let count: Int
+    let backward: UnsafeMutablePointer<UInt32>
+    let forward: UnsafeMutablePointer<UInt32>
+
+    init(count n: Int) {
+        count = n
+        let bytes = max(1, n) * MemoryLayout<UInt32>.stride
+        guard let b = qkd_cascade_alloc(bytes), let f = qkd_cascade_alloc(bytes) else {
+            fatalError("out of memory for the Cascade permutation (\(n) indices)")
+        }
+        backward = b.bindMemory(to: UInt32.self, capacity: max(1, n))
+        forward = f.bindMemory(to: UInt32.self, capacity: max(1, n))
+    }
+
+    deinit {
+        let bytes = max(1, count) * MemoryLayout<UInt32>.stride
+        qkd_cascade_free(backward, bytes)
+        qkd_cascade_free(forward, bytes)
+    }
+}
+
+/// Bit j of the result is bit `positions[j]` of `bits`, for `j < n` (the C kernel
+/// `qkd_cascade_gather`; addresses depend on the public permutation only).
+/// - Parameters:
+///   - bits: the packed source bits.
+///   - positions: n source indices, each inside `bits`.
+///   - n: the bit count.
+/// - Returns: `ceil(n / 64)` words, bits past `n` zero.
+func gatherBits(_ bits: [UInt64], at positions: UnsafeBufferPointer<UInt32>, count n: Int) -> [UInt64] {
+    precondition(positions.count >= n && bits.count >= (n + 63) >> 6)
+    return [UInt64](unsafeUninitializedCapacity: (n + 63) >> 6) { out, count in
+        bits.withUnsafeBufferPointer { kw in
+            qkd_cascade_gather(out.baseAddress, kw.baseAddress, positions.baseAddress, n)
+        }
+        count = (n + 63) >> 6
+    }
 }
 
 /// The cyclic rotation of an `n`-bit vector towards bit 0: bit x of the result is bit
@@ -577,9 +703,10 @@ private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
     }
 }
 
-/// An array of `n` words whose contents the caller writes in full before reading (skips the
-/// zero fill of a fresh allocation).
-@inline(__always)
-private func uninitializedWords(_ n: Int) -> [UInt32] {
-    [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
+extension BitVector {
+    /// A prefetch hint for the word of bit `index` (any index; never faults).
+    @inline(__always)
+    func prefetch(_ index: Int) {
+        words.withUnsafeBufferPointer { qkd_cascade_prefetch($0.baseAddress.map { $0 + (index >> 6) }) }
+    }
 }

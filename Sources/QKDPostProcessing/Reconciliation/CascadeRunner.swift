@@ -38,6 +38,21 @@ public enum CascadeRunner {
     /// - Throws: only if the engines disagree (a bug).
     public static func run(alice: BitVector, bob: BitVector, qber: Double, schedule: ReconciliationSchedule,
                            seed: [UInt8], clock: (() -> Double)? = nil) throws -> CascadeRunReport {
+        try run(alice: alice, bob: bob, plan: schedule.schedule(qber: qber, keyBits: alice.count), seed: seed, clock: clock)
+    }
+
+    /// Reconciles `bob` towards `alice` with explicit block sizes (for schedule tuning:
+    /// `qkd-node bench cascade-scan`, Spec/postprocessing.md section 5.1).
+    /// - Parameters:
+    ///   - alice: Alice's key.
+    ///   - bob: Bob's key, same length.
+    ///   - plan: the block size of every pass.
+    ///   - seed: 32-byte shared permutation seed.
+    ///   - clock: optional seconds source, as in ``run(alice:bob:qber:schedule:seed:clock:)``.
+    /// - Returns: the figures.
+    /// - Throws: only if the engines disagree (a bug).
+    public static func run(alice: BitVector, bob: BitVector, plan: CascadeSchedule,
+                           seed: [UInt8], clock: (() -> Double)? = nil) throws -> CascadeRunReport {
         precondition(alice.count == bob.count)
         var aliceTime = 0.0, bobTime = 0.0
         var mark = clock?() ?? 0
@@ -48,7 +63,6 @@ public enum CascadeRunner {
             total += now - mark
             mark = now
         }
-        let plan = schedule.schedule(qber: qber, keyBits: alice.count)
         var a = try CascadeEngine(role: .alice, key: alice, schedule: plan, seed: seed)
         charge(&aliceTime)
         var b = try CascadeEngine(role: .bob, key: bob, schedule: plan, seed: seed)

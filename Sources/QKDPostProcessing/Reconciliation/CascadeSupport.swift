@@ -1,4 +1,5 @@
 import QKDCrypto
+internal import CQKDKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -28,6 +29,12 @@ struct Xoshiro256StarStar {
     /// Starts from an explicit state (tests).
     init(state: (UInt64, UInt64, UInt64, UInt64)) {
         (s0, s1, s2, s3) = state
+    }
+
+    /// The four state words (the C kernels take and advance them).
+    var state: (UInt64, UInt64, UInt64, UInt64) {
+        get { (s0, s1, s2, s3) }
+        set { (s0, s1, s2, s3) = newValue }
     }
 
     @inline(__always)
@@ -81,6 +88,13 @@ struct SubBlockParityCache {
         let m = UInt64(1) << UInt64(index & 63)
         guard w[0] & m != 0 else { return nil }
         return w[1] & m != 0
+    }
+
+    /// Asks the memory system for the words of `index` ahead of a ``get(pass:_:)`` or
+    /// ``set(pass:_:_:)`` (a hint; any index of the pass).
+    @inline(__always)
+    func prefetch(pass: Int, _ index: Int) {
+        qkd_cascade_prefetch(planes[pass].storage + 2 * (index >> 6))
     }
 
     /// Stores an error parity. Call ``prepareForWrites()`` first in each mutating operation.

@@ -35,6 +35,14 @@ public struct AliceRound {
         var multiplier: BitVector
         var addend: BitVector
         var finalLength: Int
+        /// The amplified key, computed ahead while Bob verifies (``nextAction()``); released
+        /// only if he reports a match, wiped otherwise.
+        var final: BitVector?
+
+        mutating func wipe() {
+            key.wipe()
+            final?.wipe()
+        }
     }
 
     private var state: State
@@ -63,9 +71,27 @@ public struct AliceRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
+    ///
+    /// Once the verification request has been handed out, the next call runs privacy
+    /// amplification ahead of Bob's answer, so that a driver that sends each message as it gets
+    /// it lets both sides hash at the same time; the result is used only if Bob reports a match.
     /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyAhead() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Computes the amplified key while Alice waits for the verification result.
+    private mutating func amplifyAhead() {
+        guard case .awaitingVerificationResult(var v) = state, v.final == nil else { return }
+        state = .done
+        v.final = amplify(v)
+        state = .awaitingVerificationResult(v)
+    }
+
+    private func amplify(_ v: Verifying) -> BitVector {
+        MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
+                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -80,9 +106,38 @@ public struct AliceRound {
             }
             try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
+    }
+
+    /// Ends the round without a result and wipes the key material it holds. The node calls this
+    /// when it drops a round that has not finished (link lost, round superseded or abandoned);
+    /// later calls to ``receive(_:)`` throw ``QKDError/Code/ppUnexpectedMessage``.
+    public mutating func discard() {
+        wipeState()
+        outbox.removeAll()
+    }
+
+    /// Wipes the key material the current state holds and leaves `.done`. Each payload is taken
+    /// out of `state` before its wipe, so that the wipe reaches the only copy (``WipeAudit``).
+    private mutating func wipeState() {
+        if case .awaitingDetections(var input) = state {
+            state = .done
+            input.bits.wipe()
+        } else if case .awaitingEstimation(var sifted) = state {
+            state = .done
+            sifted.key.wipe()
+        } else if case .reconciling(var r) = state {
+            state = .done
+            r.engine.wipe()
+        } else if case .awaitingVerificationResult(var v) = state {
+            state = .done
+            v.wipe()
+        }
+        if case .failed = state { return }
+        state = .done
     }
 
     private func poisonCheck() throws {
@@ -117,31 +172,43 @@ public struct AliceRound {
     private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
         counters.bytesReceived += encodedBytes
-        let saved = state
-        state = .done  // Keep payloads uniquely referenced while they change.
         do {
-            state = try transition(from: saved, on: message)
+            try transition(on: message)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
     }
 
-    private mutating func transition(from current: State, on message: PostProcessingMessage) throws -> State {
+    /// Takes the current state's payload out of `state` (leaving `.done` until the transition
+    /// stores the next state) so that the payload is the only reference to its buffers: the
+    /// Cascade engine's arrays then change in place instead of being copied on every step, and a
+    /// wipe reaches the only copy of the key rather than a copy made by the write.
+    private mutating func transition(on message: PostProcessingMessage) throws {
         if case .abort(let code) = message {
-            switch current {
+            switch state {
             case .done, .failed:
                 throw QKDError(.ppUnexpectedMessage, "Alice received an abort after the round ended")
             default:
+                wipeState()
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
-                return .done
+                return
             }
         }
-        switch (current, message) {
-        case (.awaitingDetections(var input), .detections(let report)):
+        // Dispatch on the message, then take the payload with `guard case` (a statement whose
+        // temporary copy of `state` ends with it) and overwrite `state` at once: a `switch` on
+        // `(state, message)` would keep its subject's copy alive through the case body.
+        switch message {
+        case .detections(let report):
+            guard case .awaitingDetections(var input) = state else { throw unexpected(message) }
+            state = .done
             defer { input.bits.wipe() }
-            return try sift(input, report)
-        case (.awaitingEstimation(var sifted), .estimation(let errors)):
+            state = try sift(input, report)
+        case .estimation(let errors):
+            guard case .awaitingEstimation(var sifted) = state else { throw unexpected(message) }
+            state = .done
+            defer { sifted.key.wipe() }  // Empty once the engine holds the key.
             guard sifted.testCount > 0, sifted.key.count > 0 else {
                 throw QKDError(.ppInconsistent, "Bob sent an estimate although the round has \(sifted.testCount) test bits and \(sifted.key.count) key bits; he should have aborted")
             }
@@ -153,16 +220,19 @@ public struct AliceRound {
             counters.qberBound = FiniteKey.phaseErrorBound(keyBits: sifted.key.count, testBits: sifted.testCount,
                                                            testErrors: Int(errors), epsilonSecrecy: configuration.security.epsilonSecrecy)
             if qber > configuration.security.qberThreshold {
-                sifted.key.wipe()
                 abort(.qberAboveThreshold)
-                return .done
+                return
             }
             let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: sifted.key.count)
             var engine = try CascadeEngine(role: .alice, key: sifted.key, schedule: schedule, seed: sifted.cascadeSeed)
-            sifted.key.wipe()
+            sifted.key = BitVector(count: 0)  // The engine's copy is now the only one (it wipes it).
             send(.cascadeParities(CascadeBits(step: 0, bits: engine.parities())))
-            return .reconciling(Reconciling(engine: engine))
-        case (.reconciling(var r), .cascadeReplies(let c)):
+            state = .reconciling(Reconciling(engine: engine))
+        case .cascadeReplies(let c):
+            guard case .reconciling(var r) = state else { throw unexpected(message) }
+            state = .done  // r now holds the engine's only reference: the step mutates in place.
+            var kept = false
+            defer { if !kept { r.engine.wipe() } }  // A failed step or the end: no copy outlives it.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade reply for step \(c.step) while Alice is at step \(r.engine.steps)")
             }
@@ -170,25 +240,30 @@ public struct AliceRound {
             try checkStepLimit(r.engine.steps)
             if r.engine.pending != .done {
                 send(.cascadeParities(CascadeBits(step: UInt32(r.engine.steps), bits: r.engine.parities())))
-                return .reconciling(r)
+                state = .reconciling(r)
+                kept = true
+                return
             }
-            return try startVerification(&r.engine)
-        case (.awaitingVerificationResult(var v), .verificationResult(let matched)):
-            defer { v.key.wipe() }
+            state = try startVerification(&r.engine)
+        case .verificationResult(let matched):
+            guard case .awaitingVerificationResult(var v) = state else { throw unexpected(message) }
+            state = .done
+            defer { v.wipe() }
             guard matched else {
-                state = .done
                 outbox.append(.aborted(AbortReason(code: .verificationFailed, initiatedByPeer: true), summary))
-                return .done
+                return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: v.multiplier, addend: v.addend,
-                                                  outputBits: v.finalLength, threads: configuration.amplificationThreads)
+            var final = v.final.take() ?? amplify(v)  // Taken out, so the wipe below reaches its only copy.
             defer { final.wipe() }
             counters.finalBits = v.finalLength
             outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
-            return .done
         default:
-            throw QKDError(.ppUnexpectedMessage, "Alice cannot take a message of type \(message.typeByte) in her current state (Spec/postprocessing.md section 3.1)")
+            throw unexpected(message)
         }
+    }
+
+    private func unexpected(_ message: PostProcessingMessage) -> QKDError {
+        QKDError(.ppUnexpectedMessage, "Alice cannot take a message of type \(message.typeByte) in her current state (Spec/postprocessing.md section 3.1)")
     }
 
     private mutating func sift(_ input: AwaitingDetections, _ report: DetectionReport) throws -> State {
@@ -215,13 +290,13 @@ public struct AliceRound {
         counters.corrected = engine.corrections
         counters.leakEC = engine.disclosedParities
         counters.leakVerification = KeyVerification.tagBits
-        var key = engine.key
-        engine.wipe()
+        var key = engine.takeKey()
+        var handedOn = false
+        defer { if !handedOn { key.wipe() } }
         let length = FiniteKey.secretLength(
             keyBits: key.count, testBits: counters.testBits, testErrors: counters.testErrors,
             leakedBits: counters.leakEC + counters.leakVerification, security: configuration.security) & ~7
         guard length > 0 else {
-            key.wipe()
             abort(.noSecretKey)
             return .done
         }
@@ -231,12 +306,13 @@ public struct AliceRound {
         let seed = MultiplyAddShiftHash.drawSeed(inputBits: key.count, outputBits: length, random: &random)
         send(.verification(VerificationRequest(hashKey: hashKey, tag: tag, finalLength: UInt64(length),
                                                multiplier: seed.multiplier, addend: seed.addend)))
+        handedOn = true
         return .awaitingVerificationResult(Verifying(key: key, multiplier: seed.multiplier, addend: seed.addend, finalLength: length))
     }
 }
 
 /// The most Cascade steps a round may take before it is treated as a misbehaving peer
-/// (Spec/postprocessing.md section 2.2): far above the 100-300 an honest round needs.
+/// (Spec/postprocessing.md section 2.2): far above the about 100-450 an honest round needs.
 let maxCascadeSteps = 4_096
 
 func checkStepLimit(_ steps: Int) throws {

@@ -10,6 +10,9 @@ public struct BobRound {
         case awaitingSiftResponse(Detections)
         case reconciling(Reconciling)
         case awaitingVerification(Reconciled)
+        /// Verification passed and the result is queued; the amplification runs once the driver
+        /// has taken that message (``nextAction()``), so Alice's identical hash can overlap it.
+        case amplifying(Amplifying)
         case done
         case failed(QKDError)
     }
@@ -25,6 +28,12 @@ public struct BobRound {
 
     private struct Reconciled {
         var key: BitVector
+    }
+
+    private struct Amplifying {
+        var key: BitVector
+        var request: VerificationRequest
+        var length: Int
     }
 
     private var state: State
@@ -60,9 +69,24 @@ public struct BobRound {
     }
 
     /// The next thing to do, or nil when the machine waits for a message (or is done).
+    ///
+    /// Privacy amplification runs inside this call, after the verification result has been handed
+    /// out: a driver that sends each message as it gets it lets Alice hash at the same time.
     /// - Returns: an action.
     public mutating func nextAction() -> PostProcessingAction? {
-        outbox.isEmpty ? nil : outbox.removeFirst()
+        if outbox.isEmpty { amplifyIfDue() }
+        return outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// Runs the deferred privacy amplification, if any, and queues the finished round.
+    private mutating func amplifyIfDue() {
+        guard case .amplifying(var a) = state else { return }
+        state = .done
+        defer { a.key.wipe() }
+        var final = MultiplyAddShiftHash.hash(a.key, multiplier: a.request.multiplier, addend: a.request.addend,
+                                              outputBits: a.length, threads: configuration.amplificationThreads)
+        defer { final.wipe() }
+        outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
     }
 
     /// Decodes `bytes`, checks the round id, and processes the message.
@@ -70,6 +94,7 @@ public struct BobRound {
     /// - Throws: as ``receive(_:)``, and ``QKDError/Code/ppRoundMismatch``.
     public mutating func receive(bytes: [UInt8]) throws {
         try poisonCheck()
+        amplifyIfDue()  // A message after the round's end finds it finished, as if drained.
         do {
             let (id, message) = try PostProcessingMessage.decode(bytes)
             guard id == roundID else {
@@ -77,9 +102,38 @@ public struct BobRound {
             }
             try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
+    }
+
+    /// Ends the round without a result and wipes the key material it holds. The node calls this
+    /// when it drops a round that has not finished (link lost, round superseded or abandoned);
+    /// later calls to ``receive(_:)`` throw ``QKDError/Code/ppUnexpectedMessage``.
+    public mutating func discard() {
+        wipeState()
+        outbox.removeAll()
+    }
+
+    /// Wipes the key material the current state holds and leaves `.done`. Each payload is taken
+    /// out of `state` before its wipe, so that the wipe reaches the only copy (``WipeAudit``).
+    private mutating func wipeState() {
+        if case .awaitingSiftResponse(var d) = state {
+            state = .done
+            d.bits.wipe()
+        } else if case .reconciling(var r) = state {
+            state = .done
+            r.engine.wipe()
+        } else if case .awaitingVerification(var v) = state {
+            state = .done
+            v.key.wipe()
+        } else if case .amplifying(var a) = state {
+            state = .done
+            a.key.wipe()
+        }
+        if case .failed = state { return }
+        state = .done
     }
 
     private func poisonCheck() throws {
@@ -112,32 +166,47 @@ public struct BobRound {
     /// recounting a detection report's Rice code.
     private mutating func receive(_ message: PostProcessingMessage, encodedBytes: Int) throws {
         try poisonCheck()
+        amplifyIfDue()
         counters.bytesReceived += encodedBytes
         receivedMessages += 1
-        let saved = state
-        state = .done
         do {
-            state = try transition(from: saved, on: message)
+            try transition(on: message)
         } catch let error as QKDError {
+            wipeState()
             state = .failed(error)
             throw error
         }
     }
 
-    private mutating func transition(from current: State, on message: PostProcessingMessage) throws -> State {
+    /// Takes the current state's payload out of `state` (leaving `.done` until the transition
+    /// stores the next state) so that the payload is the only reference to its buffers: the
+    /// Cascade engine's arrays then change in place instead of being copied on every step, and a
+    /// wipe reaches the only copy of the key rather than a copy made by the write.
+    private mutating func transition(on message: PostProcessingMessage) throws {
         if case .abort(let code) = message {
-            switch current {
-            case .done, .failed:
+            switch state {
+            case .done, .failed, .amplifying:
                 throw QKDError(.ppUnexpectedMessage, "Bob received an abort after the round ended")
             default:
+                wipeState()
                 outbox.append(.aborted(AbortReason(code: code, initiatedByPeer: true), summary))
-                return .done
+                return
             }
         }
-        switch (current, message) {
-        case (.awaitingSiftResponse(let d), .siftResponse(let response)):
-            return try sift(d, response)
-        case (.reconciling(var r), .cascadeParities(let c)):
+        // Dispatch on the message, then take the payload with `guard case` (a statement whose
+        // temporary copy of `state` ends with it) and overwrite `state` at once: a `switch` on
+        // `(state, message)` would keep its subject's copy alive through the case body.
+        switch message {
+        case .siftResponse(let response):
+            guard case .awaitingSiftResponse(var d) = state else { throw unexpected(message) }
+            state = .done
+            defer { d.bits.wipe() }  // Bob's raw bits: the sifted key and test bits are copies.
+            state = try sift(d, response)
+        case .cascadeParities(let c):
+            guard case .reconciling(var r) = state else { throw unexpected(message) }
+            state = .done  // r now holds the engine's only reference: the step mutates in place.
+            var kept = false
+            defer { if !kept { r.engine.wipe() } }  // A failed step or the end: no copy outlives it.
             guard c.step == UInt32(r.engine.steps) else {
                 throw QKDError(.ppUnexpectedMessage, "Cascade parities for step \(c.step) while Bob is at step \(r.engine.steps)")
             }
@@ -145,14 +214,21 @@ public struct BobRound {
             try r.engine.apply(replies)
             try checkStepLimit(r.engine.steps)
             send(.cascadeReplies(CascadeBits(step: c.step, bits: replies)))
-            if r.engine.pending != .done { return .reconciling(r) }
+            if r.engine.pending != .done {
+                state = .reconciling(r)
+                kept = true
+                return
+            }
             counters.steps = r.engine.steps
             counters.corrected = r.engine.corrections
             counters.leakEC = r.engine.disclosedParities
             counters.leakVerification = KeyVerification.tagBits
-            return .awaitingVerification(Reconciled(key: r.engine.key))
-        case (.awaitingVerification(var v), .verification(let request)):
-            defer { v.key.wipe() }
+            state = .awaitingVerification(Reconciled(key: r.engine.takeKey()))
+        case .verification(let request):
+            guard case .awaitingVerification(var v) = state else { throw unexpected(message) }
+            state = .done
+            var handedOn = false
+            defer { if !handedOn { v.key.wipe() } }
             let length = FiniteKey.secretLength(
                 keyBits: v.key.count, testBits: counters.testBits, testErrors: counters.testErrors,
                 leakedBits: counters.leakEC + counters.leakVerification, security: configuration.security) & ~7
@@ -166,18 +242,27 @@ public struct BobRound {
             let equal = mine.withUnsafeBytes { a in request.tag.withUnsafeBytes { b in constantTimeEqual(a, b) } }
             guard equal else {
                 abort(.verificationFailed)
-                return .done
+                return
             }
-            var final = MultiplyAddShiftHash.hash(v.key, multiplier: request.multiplier, addend: request.addend,
-                                                  outputBits: length, threads: configuration.amplificationThreads)
-            defer { final.wipe() }
             counters.finalBits = length
             send(.verificationResult(matched: true))
-            outbox.append(.finished(RoundResult(key: finalKeyBytes(final), summary: summary)))
-            return .done
+            state = .amplifying(Amplifying(key: v.key, request: request, length: length))
+            handedOn = true
         default:
-            throw QKDError(.ppUnexpectedMessage, "Bob cannot take a message of type \(message.typeByte) in his current state (Spec/postprocessing.md section 3.2)")
+            throw unexpected(message)
         }
+    }
+
+    private func unexpected(_ message: PostProcessingMessage) -> QKDError {
+        QKDError(.ppUnexpectedMessage, "Bob cannot take a message of type \(message.typeByte) in his current state (Spec/postprocessing.md section 3.2)")
+    }
+
+    /// The address of the Cascade engine's key buffer while Bob reconciles, nil otherwise. Tests
+    /// check that it stays put across steps: Bob flips key bits in place, so a moved buffer
+    /// means the state machine copied the engine (copy on write) during a step.
+    var reconcilingKeyAddress: UInt? {
+        guard case .reconciling(let r) = state else { return nil }
+        return r.engine.permuted[0].words.withUnsafeBufferPointer { $0.baseAddress.map { UInt(bitPattern: $0) } }
     }
 
     private mutating func sift(_ d: Detections, _ response: SiftResponse) throws -> State {
@@ -185,7 +270,9 @@ public struct BobRound {
         guard response.matches.count == count else {
             throw QKDError(.ppInconsistent, "Alice's match bitmap has \(response.matches.count) bits for \(count) detections")
         }
-        let (key, tests) = Self.siftedBits(matches: response.matches, bases: d.bases, bits: d.bits)
+        var (key, tests) = Self.siftedBits(matches: response.matches, bases: d.bases, bits: d.bits)
+        var handedOn = false
+        defer { if !handedOn { key.wipe() } }  // An abort or a throw: the sifted key dies here.
         guard tests.count == response.testBits.count else {
             throw QKDError(.ppInconsistent, "Alice disclosed \(response.testBits.count) test bits, Bob has \(tests.count) matched X-basis detections")
         }
@@ -208,6 +295,7 @@ public struct BobRound {
         send(.estimation(testErrors: UInt32(errors)))
         let schedule = configuration.reconciliation.schedule(qber: qber, keyBits: key.count)
         let engine = try CascadeEngine(role: .bob, key: key, schedule: schedule, seed: response.cascadeSeed)
+        handedOn = true  // The engine's copy becomes the only one when `key` goes out of scope.
         return .reconciling(Reconciling(engine: engine))
     }
 

@@ -108,7 +108,12 @@ public struct BitVector: Sendable, Equatable {
 
     /// Sets every word to zero (`secureZero`) and empties the vector.
     public mutating func wipe() {
+        let shared = words.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
         words.withUnsafeMutableBytes { secureZero($0) }
+        // A moved buffer means another copy shared the words: the zeroes went to a fresh copy.
+        if !words.isEmpty {
+            WipeAudit.record(reachedCopy: words.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } != shared)
+        }
         words.removeAll()
         count = 0
     }
