@@ -42,6 +42,11 @@ enum SiftKernels {
                 }
             }
         }
+        // BitVector(words:count:) copies: wipe the scratch words, they hold Alice's key bits.
+        defer {
+            keyWords.withUnsafeMutableBytes { secureZero($0) }
+            testWords.withUnsafeMutableBytes { secureZero($0) }
+        }
         guard status == 0 else {
             throw QKDError(.ppInconsistent, "detection report: a position is not below the slot count \(slotCount)")
         }
@@ -71,6 +76,11 @@ enum SiftKernels {
                     }
                 }
             }
+        }
+        // BitVector(words:count:) copies: wipe the scratch words, they hold Bob's key bits.
+        defer {
+            keyWords.withUnsafeMutableBytes { secureZero($0) }
+            testWords.withUnsafeMutableBytes { secureZero($0) }
         }
         return (BitVector(words: keyWords, count: keyCount), BitVector(words: testWords, count: testCount))
     }
