@@ -198,6 +198,126 @@ import QKDCrypto
             #expect(response.testBits == BitVector(bits: tests), "trial \(trial)")
         }
     }
+
+    /// The C sifting kernels give the same results on the PEXT path (where this CPU has it) and
+    /// the portable path, both equal to the per-detection reference above; the dispatched
+    /// compress equals a bit-by-bit reference on both paths.
+    @Test(.serialized, arguments: [false, true])
+    func siftingKernelsBothPaths(portable: Bool) throws {
+        SiftKernels.forcePortable(portable)
+        defer { SiftKernels.forcePortable(false) }
+        if portable { #expect(!SiftKernels.usesPEXT) }
+        var g = TestRNG(state: portable ? 21 : 22)
+        for trial in 0..<500 {
+            let value = g.next()
+            var mask: UInt64 = 0
+            for j in 0..<64 where Int(g.next() % 64) < trial % 66 { mask |= UInt64(1) << UInt64(j) }
+            var expected: UInt64 = 0, k: UInt64 = 0
+            for j in 0..<64 where (mask >> UInt64(j)) & 1 == 1 {
+                expected |= ((value >> UInt64(j)) & 1) << k
+                k += 1
+            }
+            #expect(SiftKernels.compress(value, mask) == expected)
+        }
+        for trial in 0..<10 {
+            let slotCount = [1, 64, 65, 127, 128, 129, 3_000, 10_001][trial % 8] + trial
+            let aliceBits = randomBits(slotCount, &g), aliceBases = randomBits(slotCount, &g)
+            var positions: [UInt64] = []
+            for s in 0..<slotCount where g.next() % 4 != 0 { positions.append(UInt64(s)) }
+            let d = positions.count
+            let bobBases = randomBits(d, &g), bobBits = randomBits(d, &g)
+            var matches: [Bool] = [], key: [Bool] = [], tests: [Bool] = [], bobKey: [Bool] = [], bobTests: [Bool] = []
+            for (i, s) in positions.enumerated() {
+                let a = aliceBases[Int(s)], m = a == bobBases[i]
+                matches.append(m)
+                if m { if a { tests.append(aliceBits[Int(s)]) } else { key.append(aliceBits[Int(s)]) } }
+                if m { if bobBases[i] { bobTests.append(bobBits[i]) } else { bobKey.append(bobBits[i]) } }
+            }
+            let alice = try SiftKernels.alice(positions: positions, slotCount: slotCount, aliceBases: aliceBases,
+                                              aliceBits: aliceBits, bobBases: bobBases)
+            #expect(BitVector(words: alice.matches, count: d) == BitVector(bits: matches), "trial \(trial)")
+            #expect(alice.key == BitVector(bits: key) && alice.tests == BitVector(bits: tests), "trial \(trial)")
+            let bob = SiftKernels.bob(matches: BitVector(bits: matches), bases: bobBases, bits: bobBits)
+            #expect(bob.key == BitVector(bits: bobKey) && bob.tests == BitVector(bits: bobTests), "trial \(trial)")
+            // Rice coding on this path too.
+            let r = GolombRice.parameter(count: d, slots: UInt64(slotCount))
+            let stream = positions.withUnsafeBufferPointer { GolombRice.encode($0, parameter: r) }
+            #expect(stream == BitVector(bits: Self.referenceEncode(positions, r: r)))
+            #expect(try GolombRice.decode(stream, count: d, parameter: r, slotCount: UInt64(slotCount)) == positions)
+        }
+    }
+
+    /// A report built in memory with a position past the slot count is a typed error at Alice,
+    /// never a read outside her bit vectors.
+    @Test func aliceRejectsPositionPastSlotCount() {
+        var g = TestRNG(state: 23)
+        let bases = randomBits(100, &g), bits = randomBits(100, &g)
+        #expect(throws: QKDError(.ppInconsistent)) {
+            try SiftKernels.alice(positions: [3, 50, 100], slotCount: 100, aliceBases: bases, aliceBits: bits,
+                                  bobBases: randomBits(3, &g))
+        }
+        #expect(throws: QKDError(.ppInconsistent)) {
+            try SiftKernels.alice(positions: [UInt64](repeating: 1 << 40, count: 70), slotCount: 100, aliceBases: bases,
+                                  aliceBits: bits, bobBases: randomBits(70, &g))
+        }
+    }
+
+    /// Garbage streams of every length (all ones, random words, short) with counts and
+    /// parameters around the plausible ones: a typed error or valid increasing slots, never a
+    /// crash or a read past the stream (the kernel reads only the stream's own words).
+    @Test func riceDecoderOnGarbage() {
+        var g = TestRNG(state: 24)
+        for trial in 0..<400 {
+            let bits = Int(g.next() % 400)
+            var words = (0..<((bits + 63) >> 6)).map { _ in trial % 3 == 0 ? ~UInt64(0) : g.next() }
+            if trial % 5 == 0 { words = words.map { $0 & g.next() } }
+            let stream = BitVector(words: words, count: bits)
+            let r = Int(g.next() % 8) + (trial % 7 == 0 ? 55 : 0)
+            let count = Int(g.next() % 80)
+            let slotCount = trial % 4 == 0 ? UInt64(1) << 44 : g.next() % 5_000
+            do {
+                let slots = try GolombRice.decode(stream, count: count, parameter: r, slotCount: slotCount)
+                #expect(slots.count == count)
+                #expect(zip(slots, slots.dropFirst()).allSatisfy { $0 < $1 } && (slots.last ?? 0) < max(slotCount, 1))
+            } catch let e as QKDError {
+                #expect(e.code == .ppMalformed)
+            } catch {
+                Issue.record("untyped error \(error)")
+            }
+        }
+        #expect(throws: QKDError(.ppMalformed)) {
+            try GolombRice.decode(BitVector(count: 10), count: 1, parameter: 63, slotCount: 100)
+        }
+    }
+
+    /// The report codes its positions once at creation; the size and encoding agree with a
+    /// fresh coding, also after the positions or slot count change, and a decoded report (not
+    /// coded) encodes to the same bytes.
+    @Test func detectionReportCodesOnce() throws {
+        var g = TestRNG(state: 25)
+        let (slots, slotCount) = Self.randomSlots(count: 700, mean: 11, &g)
+        var report = DetectionReport(slotCount: slotCount, positions: slots, bases: randomBits(slots.count, &g))
+        #expect(report.rice != nil)
+        let message = PostProcessingMessage.detections(report)
+        let bytes = message.encoded(roundID: 9)
+        #expect(message.encodedByteCount == bytes.count)
+        let decoded = try PostProcessingMessage.decode(bytes)
+        guard case .detections(let back) = decoded.message else { Issue.record("not a report"); return }
+        #expect(back == report && back.rice == nil)
+        #expect(decoded.message.encoded(roundID: 9) == bytes && decoded.message.encodedByteCount == bytes.count)
+        // A change drops the cached code; the encoding follows the new positions.
+        report.positions = Array(report.positions.dropLast(5))
+        report.bases = BitVector(words: report.bases.words, count: report.positions.count)
+        #expect(report.rice == nil)
+        let changed = PostProcessingMessage.detections(report)
+        let fresh = PostProcessingMessage.detections(DetectionReport(slotCount: slotCount, positions: report.positions, bases: report.bases))
+        #expect(changed.encoded(roundID: 9) == fresh.encoded(roundID: 9))
+        #expect(changed.encodedByteCount == fresh.encodedByteCount)
+        report.slotCount += 1_000_000
+        #expect(report.rice == nil)
+        // Positions that cannot be coded still make a report (encoding it would trap, as before).
+        #expect(DetectionReport(slotCount: 10, positions: [5, 3], bases: BitVector(count: 2)).rice == nil)
+    }
 }
 
 extension BitVector {

@@ -21,11 +21,24 @@ public enum AbortCode: UInt8, Sendable, Hashable, CaseIterable {
 /// A detection report from Bob: which slots clicked and in which basis (section 2.3).
 public struct DetectionReport: Sendable, Equatable {
     /// Total slots (pulses) in the round; every position is below it.
-    public var slotCount: UInt64
+    public var slotCount: UInt64 { didSet { rice = nil } }
     /// Detected slot indices, strictly increasing.
-    public var positions: [UInt64]
+    public var positions: [UInt64] { didSet { rice = nil } }
     /// Bob's basis per detection: 1 = X, 0 = Z.
     public var bases: BitVector
+    /// The Rice code of `positions` with the parameter of section 2.3, made once by the public
+    /// initializer so that the message's size (``PostProcessingMessage/encodedByteCount``) and
+    /// its encoding cost one pass over the positions, not two. Nil for a decoded report (Alice
+    /// never re-encodes it) and after a change of the positions or slot count; the encoder then
+    /// codes the positions afresh. Derived from the other fields, so not part of equality.
+    var rice: RiceCode?
+
+    /// A Rice-coded position stream.
+    struct RiceCode: Sendable {
+        var parameter: Int
+        var words: [UInt64]
+        var bits: Int
+    }
 
     /// Creates a report.
     /// - Parameters:
@@ -33,10 +46,39 @@ public struct DetectionReport: Sendable, Equatable {
     ///   - positions: strictly increasing slots below `slotCount`.
     ///   - bases: one bit per position.
     public init(slotCount: UInt64, positions: [UInt64], bases: BitVector) {
+        self.init(slotCount: slotCount, positions: positions, bases: bases, coded: true)
+    }
+
+    /// Creates a report, with or without coding the positions now (a decoder passes false).
+    init(slotCount: UInt64, positions: [UInt64], bases: BitVector, coded: Bool) {
         precondition(positions.count == bases.count, "one basis bit per detection")
         self.slotCount = slotCount
         self.positions = positions
         self.bases = bases
+        if coded { rice = Self.codeIfValid(positions: positions, slotCount: slotCount) }
+    }
+
+    /// The Rice code of `positions` with the parameter of section 2.3 (the encoder traps on
+    /// positions that are not strictly increasing).
+    static func code(positions: [UInt64], slotCount: UInt64) -> RiceCode {
+        let r = GolombRice.parameter(count: positions.count, slots: slotCount)
+        let (words, bits) = positions.withUnsafeBufferPointer { GolombRice.encodeWords($0, parameter: r) }
+        return RiceCode(parameter: r, words: words, bits: bits)
+    }
+
+    /// ``code(positions:slotCount:)``, or nil for positions that cannot be coded (the report is
+    /// still created; encoding it traps, as it always did).
+    static func codeIfValid(positions: [UInt64], slotCount: UInt64) -> RiceCode? {
+        let r = GolombRice.parameter(count: positions.count, slots: slotCount)
+        guard let (words, bits) = positions.withUnsafeBufferPointer({ GolombRice.encodeWordsIfValid($0, parameter: r) }) else {
+            return nil
+        }
+        return RiceCode(parameter: r, words: words, bits: bits)
+    }
+
+    /// Equal slot counts, positions and bases.
+    public static func == (a: DetectionReport, b: DetectionReport) -> Bool {
+        a.slotCount == b.slotCount && a.positions == b.positions && a.bases == b.bases
     }
 }
 
@@ -156,12 +198,11 @@ public enum PostProcessingMessage: Sendable, Equatable {
         case .detections(let d):
             out.appendBE(d.slotCount)
             out.appendBE(UInt32(d.positions.count))
-            let r = GolombRice.parameter(count: d.positions.count, slots: d.slotCount)
-            let (stream, streamBits) = d.positions.withUnsafeBufferPointer { GolombRice.encodeWords($0, parameter: r) }
-            out.reserveCapacity(out.count + 21 + (streamBits + 7) / 8 + (d.bases.count + 7) / 8)
-            out.append(UInt8(r))
-            out.appendBE(UInt64(streamBits))
-            appendBitmap(words: stream, count: streamBits, to: &out)
+            let rice = d.rice ?? DetectionReport.code(positions: d.positions, slotCount: d.slotCount)
+            out.reserveCapacity(out.count + 21 + (rice.bits + 7) / 8 + (d.bases.count + 7) / 8)
+            out.append(UInt8(rice.parameter))
+            out.appendBE(UInt64(rice.bits))
+            appendBitmap(words: rice.words, count: rice.bits, to: &out)
             d.bases.appendBitmap(to: &out)
         case .siftResponse(let s):
             out.appendBE(UInt32(s.matches.count))
@@ -239,7 +280,7 @@ public enum PostProcessingMessage: Sendable, Equatable {
                 let stream = try r.bitmap(count: Int(streamBits), "Rice stream")
                 let positions = try GolombRice.decode(stream, count: n, parameter: rice, slotCount: slotCount)
                 let bases = try r.bitmap(count: n, "bases")
-                message = .detections(DetectionReport(slotCount: slotCount, positions: positions, bases: bases))
+                message = .detections(DetectionReport(slotCount: slotCount, positions: positions, bases: bases, coded: false))
             case 2:
                 let m = try r.count("match count", limit: PostProcessingLimits.maxDetections)
                 let matches = try r.bitmap(count: m, "match bitmap")
@@ -290,8 +331,9 @@ public enum PostProcessingMessage: Sendable, Equatable {
         let header = 10
         switch self {
         case .detections(let d):
-            let r = GolombRice.parameter(count: d.positions.count, slots: d.slotCount)
-            let bits = d.positions.withUnsafeBufferPointer { GolombRice.streamBits($0, parameter: r) }
+            let bits = d.rice?.bits ?? d.positions.withUnsafeBufferPointer {
+                GolombRice.streamBits($0, parameter: GolombRice.parameter(count: d.positions.count, slots: d.slotCount))
+            }
             return header + 8 + 4 + 1 + 8 + (bits + 7) / 8 + (d.bases.count + 7) / 8
         case .siftResponse(let s):
             return header + 4 + (s.matches.count + 7) / 8 + 4 + (s.testBits.count + 7) / 8 + 32

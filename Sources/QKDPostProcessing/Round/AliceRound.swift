@@ -273,59 +273,9 @@ public struct AliceRound {
         let d = report.positions.count
         counters.detections = d
         counters.slots = report.slotCount
-        var matches = [UInt64](repeating: 0, count: (d + 63) >> 6)
-        // Key and test bits are packed by hand: at most d of each, and one spare word so that
-        // the buffers are never empty (BitPacker needs an address).
-        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
-        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
-        var keyCount = 0, testCount = 0
-        input.bits.words.withUnsafeBufferPointer { bits in
-            input.bases.words.withUnsafeBufferPointer { bases in
-                report.bases.words.withUnsafeBufferPointer { bob in
-                    report.positions.withUnsafeBufferPointer { pos in
-                        matches.withUnsafeMutableBufferPointer { m in
-                            keyWords.withUnsafeMutableBufferPointer { kw in
-                                testWords.withUnsafeMutableBufferPointer { tw in
-                                    var key = BitPacker(kw.baseAddress!), test = BitPacker(tw.baseAddress!)
-                                    var w = 0
-                                    while w << 6 < d {
-                                        // One word of 64 detections: gather Alice's basis and bit at
-                                        // each slot, compare bases a word at a time, then append the
-                                        // key bits (dense) by compressing the word and the test bits
-                                        // (rare) one by one.
-                                        let end = min(d, (w << 6) + 64)
-                                        var aliceBases: UInt64 = 0, aliceBits: UInt64 = 0
-                                        for i in (w << 6)..<end {
-                                            let s = Int(pos[i])
-                                            let shift = UInt64(s & 63)
-                                            let j = UInt64(i & 63)
-                                            aliceBases |= ((bases[s >> 6] &>> shift) & 1) &<< j
-                                            aliceBits |= ((bits[s >> 6] &>> shift) & 1) &<< j
-                                        }
-                                        let valid = end - (w << 6) == 64 ? ~UInt64(0) : (UInt64(1) &<< UInt64(end - (w << 6))) &- 1
-                                        let match = ~(aliceBases ^ bob[w]) & valid
-                                        let z = match & ~aliceBases
-                                        key.append(word: compressBits(aliceBits, z), width: z.nonzeroBitCount)
-                                        var x = match & aliceBases
-                                        while x != 0 {
-                                            let j = UInt64(x.trailingZeroBitCount)
-                                            x &= x &- 1
-                                            test.append((aliceBits &>> j) & 1, if: 1)
-                                        }
-                                        m[w] = match
-                                        w += 1
-                                    }
-                                    keyCount = key.finish()
-                                    testCount = test.finish()
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let key = BitVector(words: keyWords, count: keyCount)
-        let tests = BitVector(words: testWords, count: testCount)
+        // Gather, compare and pack a word of 64 detections at a time (Sifting/SiftKernels.swift).
+        let (matches, key, tests) = try SiftKernels.alice(positions: report.positions, slotCount: input.bits.count,
+                                                          aliceBases: input.bases, aliceBits: input.bits, bobBases: report.bases)
         counters.keyBits = key.count
         counters.testBits = tests.count
         let seed = random.bytes(count: PostProcessingLimits.seedByteCount)

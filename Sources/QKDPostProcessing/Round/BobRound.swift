@@ -307,35 +307,6 @@ public struct BobRound {
     ///   - bits: Bob's bits, one per detection.
     /// - Returns: the key and test bits.
     static func siftedBits(matches: BitVector, bases: BitVector, bits: BitVector) -> (key: BitVector, tests: BitVector) {
-        // One spare word, so that the buffers are never empty (BitPacker needs an address).
-        var keyWords = [UInt64](repeating: 0, count: (bits.count + 63) >> 6 + 1)
-        var testWords = [UInt64](repeating: 0, count: (bits.count + 63) >> 6 + 1)
-        var keyCount = 0, testCount = 0
-        matches.words.withUnsafeBufferPointer { m in
-            bases.words.withUnsafeBufferPointer { baseWords in
-                bits.words.withUnsafeBufferPointer { bitWords in
-                    keyWords.withUnsafeMutableBufferPointer { kw in
-                        testWords.withUnsafeMutableBufferPointer { tw in
-                            var key = BitPacker(kw.baseAddress!), test = BitPacker(tw.baseAddress!)
-                            for w in 0..<m.count {
-                                // Word-level masks; key bits (dense) by compressing the word, test
-                                // bits (rare) one by one.
-                                let z = m[w] & ~baseWords[w], b = bitWords[w]
-                                key.append(word: compressBits(b, z), width: z.nonzeroBitCount)
-                                var x = m[w] & baseWords[w]
-                                while x != 0 {
-                                    let j = UInt64(x.trailingZeroBitCount)
-                                    x &= x &- 1
-                                    test.append((b &>> j) & 1, if: 1)
-                                }
-                            }
-                            keyCount = key.finish()
-                            testCount = test.finish()
-                        }
-                    }
-                }
-            }
-        }
-        return (BitVector(words: keyWords, count: keyCount), BitVector(words: testWords, count: testCount))
+        SiftKernels.bob(matches: matches, bases: bases, bits: bits)
     }
 }

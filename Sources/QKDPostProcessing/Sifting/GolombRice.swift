@@ -1,4 +1,5 @@
 import QKDCrypto
+internal import CQKDKernels
 
 /// Golomb-Rice coding of the gaps between sorted detection slots (Spec/postprocessing.md
 /// section 2.3). A gap `g = slot[i] - slot[i-1] - 1` (with `slot[-1] = -1`) is written as
@@ -43,174 +44,80 @@ enum GolombRice {
         return BitVector(words: words, count: count)
     }
 
-    /// The word-at-a-time encoder: codes go into a 64-bit accumulator that is stored once full,
-    /// so a code costs a few register operations and a store per 64 bits, not an array append
-    /// (Spec/postprocessing.md section 2.3 fixes the bit order this writes).
+    /// The word-at-a-time encoder (C kernel `qkd_rice_encode`, Sources/CQKDKernels/sift.c):
+    /// codes go into a 64-bit accumulator that is stored once full, so a code costs a few
+    /// register operations and no branch on the fill level (Spec/postprocessing.md section 2.3
+    /// fixes the bit order this writes).
     /// - Parameters:
-    ///   - slots: sorted, distinct slots.
-    ///   - r: the Rice parameter.
+    ///   - slots: sorted, distinct slots below 2^62 (a precondition: this traps otherwise).
+    ///   - r: the Rice parameter, at most 62.
     /// - Returns: the packed stream (bits past `count` zero) and its length in bits.
     static func encodeWords(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> ([UInt64], Int) {
-        // The buffer is sized from the last slot; the loop traps on a slot that is not above the
-        // one before it, so the gaps sum to at most last + 1 and the writes stay in bounds
-        // whatever a caller passes (a precondition, not a memory error).
-        let last = slots.last ?? 0
-        precondition(last < UInt64(1) << 62, "Rice-coded slots must be below 2^62 (Spec/postprocessing.md section 2.2)")
-        let capacityBits = slots.isEmpty ? 0 : maxStreamBits(count: slots.count, slotCount: last + 1, parameter: r)
-        let wordCapacity = (capacityBits + 63) >> 6 + 1
-        var written = 0
-        let words = [UInt64](unsafeUninitializedCapacity: wordCapacity) { out, initialized in
-            let base = out.baseAddress!
-            var stored = 0  // words stored
-            var acc: UInt64 = 0
-            var used = 0  // bits of acc in use, 0..<64
-            @inline(__always) func put(_ code: UInt64, _ width: Int) {
-                // width in 1...64, code < 2^width
-                acc |= code &<< UInt64(used)  // Masking shifts: every count here is below 64.
-                let filled = used + width
-                if filled >= 64 {
-                    base[stored] = acc
-                    stored += 1
-                    // The bits of code that did not fit: code >> (64 - used), written as two
-                    // shifts so that used == 0 (shift by 64) gives 0.
-                    acc = (code &>> 1) &>> UInt64(63 - used)
-                    used = filled - 64
-                } else {
-                    used = filled
-                }
-            }
-            var previous: UInt64 = 0  // slot[-1] + 1
-            let lowMask: UInt64 = r == 0 ? 0 : (UInt64(1) << UInt64(r)) &- 1
-            for s in slots {
-                precondition(s >= previous, "Rice-coded slots must be strictly increasing")
-                let gap = s &- previous
-                previous = s &+ 1
-                var q = gap &>> UInt64(r)
-                if q < UInt64(64 - r) {
-                    // One write: q ones, a zero, then the r low bits. (q + 1 = 64 only if r = 0,
-                    // when the masked shift moves gap & lowMask = 0.)
-                    put(((UInt64(1) &<< q) &- 1) | ((gap & lowMask) &<< (q + 1)), Int(q) + 1 + r)
-                    continue
-                }
-                while q >= 63 { put(~UInt64(0) >> 1, 63); q -= 63 }
-                // q ones then a zero: the low q+1 bits of (2^q - 1).
-                put((UInt64(1) << q) &- 1, Int(q) + 1)
-                if r > 0 { put(gap & lowMask, r) }
-            }
-            written = stored * 64 + used
-            if used > 0 { base[stored] = acc; stored += 1 }
-            precondition(stored <= wordCapacity, "Rice stream longer than its bound")
-            initialized = stored
+        precondition(r >= 0 && r <= 62, "the Rice parameter is at most 62 (Spec/postprocessing.md section 2.3)")
+        if let last = slots.last {
+            precondition(last < UInt64(1) << 62, "Rice-coded slots must be below 2^62 (Spec/postprocessing.md section 2.2)")
         }
-        return (words, written)
+        guard let coded = encodeWordsIfValid(slots, parameter: r) else {
+            preconditionFailure("Rice-coded slots must be strictly increasing")
+        }
+        return coded
     }
 
-    /// Decodes exactly `count` slots from `stream`, checking every slot is below `slotCount`.
+    /// ``encodeWords(_:parameter:)``, or nil instead of a trap if the slots are not strictly
+    /// increasing or not below 2^62, or `r` is over 62.
+    static func encodeWordsIfValid(_ slots: UnsafeBufferPointer<UInt64>, parameter r: Int) -> ([UInt64], Int)? {
+        guard r >= 0 && r <= 62 else { return nil }
+        guard let last = slots.last else { return ([], 0) }
+        guard last < UInt64(1) << 62 else { return nil }
+        // The kernel checks every slot against its predecessor and the last one, so the gaps
+        // sum to at most last + 1 and the writes stay inside `capacity` whatever a caller passes.
+        let capacity = qkd_rice_encode_capacity(slots.count, last, UInt32(r))
+        var written = 0
+        let words = [UInt64](unsafeUninitializedCapacity: capacity) { out, initialized in
+            written = qkd_rice_encode(slots.baseAddress, slots.count, UInt32(r), out.baseAddress, capacity)
+            initialized = written >= 0 ? (written + 63) >> 6 : 0
+        }
+        return written >= 0 ? (words, written) : nil
+    }
+
+    /// Decodes exactly `count` slots from `stream`, checking every slot is below `slotCount`
+    /// (C kernel `qkd_rice_decode`: a window of 64 stream bits in a register, every code inside
+    /// it taken with count-trailing-zeros; codes that straddle or run long are read one piece at
+    /// a time with every bound checked, so no word outside the stream is read).
     /// - Throws: ``QKDError/Code/ppMalformed`` if the stream ends early, a slot is out of range,
     ///   or bits are left over.
     static func decode(_ stream: BitVector, count: Int, parameter r: Int, slotCount: UInt64) throws -> [UInt64] {
+        guard r >= 0, r <= 62 else {
+            throw QKDError(.ppMalformed, "detection report: Rice parameter \(r) is over 62")
+        }
         // Each code takes at least r + 1 bits: check before allocating (STYLE.md, "Codecs").
         guard count == 0 || stream.count / (r + 1) >= count else {
             throw QKDError(.ppMalformed, "detection report: \(count) positions cannot fit in \(stream.count) Rice-coded bits with parameter \(r)")
         }
-        // The batch loop below relies on slots staying far from 2^64 (section 2.2 caps slotCount
-        // at 2^44), so that a window's gaps cannot wrap `next` around.
+        // The kernel's batch loop relies on slots staying far from 2^64 (section 2.2 caps
+        // slotCount at 2^44), so that a window's gaps cannot wrap around.
         guard slotCount <= UInt64(1) << 62 else {
             throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is out of range")
         }
-        var finalPosition = 0
-        let total = stream.count
-        let lowMask: UInt64 = r == 0 ? 0 : (UInt64(1) << UInt64(r)) &- 1
-        let result = try [UInt64](unsafeUninitializedCapacity: count) { out, initialized in
-            try stream.words.withUnsafeBufferPointer { w in
-                let dst = out.baseAddress
-                // Locals, not captured variables: the loop keeps them in registers.
-                var position = 0
-                var next: UInt64 = 0
-                defer { finalPosition = position }
-                var i = 0
-                while i < count {
-                    if position + 64 <= total {
-                        // Batch: load the 64 bits at `position` once and take every code that lies
-                        // wholly inside them from the register; the loop-carried chain is then
-                        // not, count-trailing-zeros, shift, instead of a load per code.
-                        let wi = position >> 6, shift = UInt64(position & 63)
-                        var window = w[wi] >> shift
-                        if shift != 0 { window |= w[wi + 1] << (64 - shift) }
-                        var avail = 64
-                        var slot = next
-                        while i < count {
-                            let ones = (~window).trailingZeroBitCount
-                            let length = ones &+ 1 &+ r
-                            if length > avail { break }
-                            // Masking shifts: ones + 1 = 64 only if r = 0 (lowMask = 0), and
-                            // after length = 64 the window is never read again (avail = 0).
-                            let low = (window &>> UInt64(ones + 1)) & lowMask
-                            window = window &>> UInt64(length)
-                            avail &-= length
-                            slot = next &+ ((UInt64(ones) &<< UInt64(r)) | low)
-                            dst![i] = slot
-                            next = slot &+ 1
-                            i &+= 1
-                        }
-                        // Slots increase, so checking the last of the batch checks them all; a
-                        // batch adds less than 2^63 (64 bits of codes), so nothing wrapped.
-                        guard next <= slotCount else {
-                            throw QKDError(.ppMalformed, "detection report: slot \(slot) is not below the slot count \(slotCount)")
-                        }
-                        position += 64 - avail
-                        if avail < 64 { continue }
-                    }
-                    // One code that does not fit a full window (a long unary part, or the end of
-                    // the stream): read it piece by piece with every check.
-                    var q: UInt64 = 0
-                    while true {
-                        guard position < total else {
-                            throw QKDError(.ppMalformed, "detection report: Rice stream ends inside a code")
-                        }
-                        let word = w[position >> 6] >> UInt64(position & 63)
-                        let available = min(64 - (position & 63), total - position)
-                        let ones = (~word).trailingZeroBitCount
-                        if ones < available {
-                            q &+= UInt64(ones)
-                            position += ones + 1
-                            break
-                        }
-                        q &+= UInt64(available)
-                        position += available
-                        guard q <= slotCount else {
-                            throw QKDError(.ppMalformed, "detection report: a gap exceeds the slot count \(slotCount)")
-                        }
-                    }
-                    guard position + r <= total else {
-                        throw QKDError(.ppMalformed, "detection report: Rice stream ends inside a code")
-                    }
-                    var low: UInt64 = 0
-                    if r > 0 {
-                        let shift = UInt64(position & 63)
-                        low = w[position >> 6] >> shift
-                        if Int(shift) + r > 64 { low |= w[(position >> 6) + 1] << (64 - shift) }
-                        low &= lowMask
-                        position += r
-                    }
-                    guard q <= (slotCount >> UInt64(r)) else {
-                        throw QKDError(.ppMalformed, "detection report: a gap exceeds the slot count \(slotCount)")
-                    }
-                    let slot = next &+ ((q << UInt64(r)) | low)
-                    guard slot >= next, slot < slotCount else {
-                        throw QKDError(.ppMalformed, "detection report: slot \(slot) is not below the slot count \(slotCount)")
-                    }
-                    dst![i] = slot
-                    next = slot &+ 1
-                    i += 1
-                }
+        var status: Int32 = 0
+        var bad: UInt64 = 0
+        let result = [UInt64](unsafeUninitializedCapacity: count) { out, initialized in
+            // The words hold exactly ceil(stream.count / 64) words with the bits past the count
+            // zero (BitVector's invariant), which is what the kernel requires.
+            status = stream.words.withUnsafeBufferPointer { w in
+                qkd_rice_decode(w.baseAddress, UInt64(stream.count), count, UInt32(r), slotCount, out.baseAddress, &bad)
             }
-            initialized = count
+            initialized = status == 0 ? count : 0
         }
-        guard finalPosition == total else {
-            throw QKDError(.ppMalformed, "detection report: \(total - finalPosition) bits left after the last Rice code")
+        switch status {
+        case QKD_RICE_OK: return result
+        case QKD_RICE_TRUNCATED:
+            throw QKDError(.ppMalformed, "detection report: Rice stream ends inside a code")
+        case QKD_RICE_LEFTOVER:
+            throw QKDError(.ppMalformed, "detection report: bits left after the last Rice code")
+        default:
+            throw QKDError(.ppMalformed, "detection report: slot \(bad) is not below the slot count \(slotCount)")
         }
-        return result
     }
 }
 

@@ -1,0 +1,410 @@
+/*
+ * Sifting kernels (Spec/postprocessing.md sections 2.3, 2.4 and 3): Golomb-Rice coding of the
+ * detection positions and the word-level basis comparison of Alice and Bob.
+ *
+ * Each kernel body is an always-inline function instantiated twice: once for the baseline
+ * x86-64 (or any other) target, once with BMI1/BMI2/POPCNT enabled (TZCNT, SHRX, PEXT,
+ * POPCNT). The choice is made once at run time. PEXT is microcoded on AMD family 17h (Zen 1 and
+ * 2, about 18 uops per bit of the mask), so there the BMI2 path is not taken.
+ */
+#include "qkd_sift_kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QKD_SIFT_X86 1
+#define QKD_BMI_TARGET __attribute__((target("bmi,bmi2,popcnt")))
+#else
+#define QKD_SIFT_X86 0
+#define QKD_BMI_TARGET
+#endif
+
+#define QKD_INLINE static inline __attribute__((always_inline))
+
+/* -1: not probed yet; 0 or 1 afterwards (relaxed atomics: every thread computes the same). */
+static int pext_cache = -1;
+static int force_portable_flag = 0;
+
+static int probe_pext(void) {
+#if QKD_SIFT_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("bmi2") || !__builtin_cpu_supports("popcnt")) return 0;
+    if (__builtin_cpu_is("amdfam17h")) return 0; /* microcoded PEXT (Zen 1/2) */
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int qkd_sift_uses_pext(void) {
+    if (__atomic_load_n(&force_portable_flag, __ATOMIC_RELAXED)) return 0;
+    int v = __atomic_load_n(&pext_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = probe_pext();
+        __atomic_store_n(&pext_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+void qkd_sift_force_portable(int on) { __atomic_store_n(&force_portable_flag, on ? 1 : 0, __ATOMIC_RELAXED); }
+
+/* Trailing zeros, 64 for x = 0 (TZCNT semantics; one instruction where BMI1 is enabled). */
+QKD_INLINE unsigned ctz64(uint64_t x) { return x ? (unsigned)__builtin_ctzll(x) : 64u; }
+
+/* ---- compress (PEXT) ---- */
+
+/* The software PEXT: a dense mask has its zero bits removed from the highest down, a sparse one
+ * has its one bits gathered from the lowest up; either way a few operations per bit of the
+ * rarer kind. */
+QKD_INLINE uint64_t compress_portable(uint64_t value, uint64_t mask) {
+    if (__builtin_popcountll(mask) >= 32) {
+        uint64_t v = value & mask;
+        uint64_t holes = ~mask;
+        while (holes) {
+            unsigned h = 63u - (unsigned)__builtin_clzll(holes);
+            holes &= ~(1ull << h);
+            uint64_t low = (1ull << h) - 1; /* bits below the hole stay */
+            v = (v & low) | ((v >> 1) & ~low);
+        }
+        return v;
+    }
+    uint64_t v = 0;
+    unsigned k = 0;
+    while (mask) {
+        unsigned j = (unsigned)__builtin_ctzll(mask);
+        mask &= mask - 1;
+        v |= ((value >> j) & 1) << k;
+        k++;
+    }
+    return v;
+}
+
+#if QKD_SIFT_X86
+QKD_BMI_TARGET static uint64_t compress_pext(uint64_t value, uint64_t mask) { return _pext_u64(value, mask); }
+#endif
+
+uint64_t qkd_sift_compress(uint64_t value, uint64_t mask) {
+#if QKD_SIFT_X86
+    if (qkd_sift_uses_pext()) return compress_pext(value, mask);
+#endif
+    return compress_portable(value, mask);
+}
+
+/* ---- bit packer: appends up to 64 bits at a time, one store per 64 bits ---- */
+
+typedef struct {
+    uint64_t *out;
+    size_t stored;
+    uint64_t acc;
+    unsigned used; /* 0..63 */
+} packer;
+
+/* Appends the low `width` bits of v (0 <= width <= 64; bits at and above width zero). */
+QKD_INLINE void packer_put(packer *p, uint64_t v, unsigned width) {
+    p->acc |= v << p->used;
+    unsigned f = p->used + width;
+    if (f >= 64) {
+        p->out[p->stored++] = p->acc;
+        /* v >> (64 - used), as two shifts so that used = 0 gives 0. */
+        p->acc = (v >> 1) >> (63 - p->used);
+        f -= 64;
+    }
+    p->used = f;
+}
+
+QKD_INLINE size_t packer_finish(packer *p) {
+    if (p->used) p->out[p->stored] = p->acc;
+    return p->stored * 64 + p->used;
+}
+
+/* ---- Rice encoder ---- */
+
+size_t qkd_rice_encode_capacity(size_t count, uint64_t last, unsigned r) {
+    if (count == 0) return 1;
+    uint64_t bits = (uint64_t)count * (r + 1) + ((last + 1) >> r);
+    return (size_t)(bits / 64) + 3;
+}
+
+QKD_INLINE size_t rice_encode_body(const uint64_t *slots, size_t count, unsigned r, uint64_t *out, size_t capacity) {
+    if (count == 0) return 0;
+    uint64_t last = slots[count - 1];
+    if (r > 62 || last >= (1ull << 62) || capacity < qkd_rice_encode_capacity(count, last, r)) return SIZE_MAX;
+    const uint64_t low_mask = (1ull << r) - 1;
+    uint64_t *o = out;
+    uint64_t acc = 0;
+    unsigned used = 0;
+    uint64_t previous = 0; /* slot[i-1] + 1 */
+    /* Stores the accumulator after every code (o always has room: the capacity is the bound of
+     * the stream plus slack), and advances o when it filled up: no branch on the fill level.
+     * width <= 63, so used + width <= 126. */
+#define QKD_PUT(code, width)                                                                        \
+    do {                                                                                           \
+        uint64_t c_ = (code);                                                                      \
+        unsigned f_ = used + (width);                                                              \
+        acc |= c_ << used;                                                                         \
+        *o = acc;                                                                                  \
+        uint64_t spill_ = f_ >> 6;                                                                 \
+        o += spill_;                                                                               \
+        uint64_t carry_ = (c_ >> 1) >> (63 - used);                                                \
+        acc = spill_ ? carry_ : acc;                                                               \
+        used = f_ & 63;                                                                            \
+    } while (0)
+    for (size_t i = 0; i < count; i++) {
+        uint64_t s = slots[i];
+        /* Every slot up to `last` and above the previous one: then the gaps sum to at most
+         * last + 1 and the stream stays within the capacity checked above. */
+        if (__builtin_expect(s < previous || s > last, 0)) return SIZE_MAX;
+        uint64_t gap = s - previous;
+        previous = s + 1;
+        uint64_t q = gap >> r;
+        if (__builtin_expect(q < 63 - r, 1)) {
+            /* One write of q + 1 + r <= 63 bits: q ones, a zero, the low r bits. */
+            uint64_t code = ((1ull << q) - 1) | ((gap & low_mask) << (q + 1));
+            QKD_PUT(code, (unsigned)q + 1 + r);
+        } else {
+            while (q >= 63) {
+                QKD_PUT(~0ull >> 1, 63);
+                q -= 63;
+            }
+            QKD_PUT((1ull << q) - 1, (unsigned)q + 1); /* q ones and a zero, q <= 62 */
+            if (r) QKD_PUT(gap & low_mask, r);
+        }
+    }
+#undef QKD_PUT
+    /* The last partial word (zeros above `used`): after a spill its bits are not stored yet. */
+    if (used) *o = acc;
+    return (size_t)(o - out) * 64 + used;
+}
+
+static size_t rice_encode_generic(const uint64_t *s, size_t n, unsigned r, uint64_t *out, size_t cap) {
+    return rice_encode_body(s, n, r, out, cap);
+}
+#if QKD_SIFT_X86
+QKD_BMI_TARGET static size_t rice_encode_bmi(const uint64_t *s, size_t n, unsigned r, uint64_t *out, size_t cap) {
+    return rice_encode_body(s, n, r, out, cap);
+}
+#endif
+
+/* BMI1/BMI2 present (TZCNT, SHRX); independent of the PEXT speed question. */
+static int bmi_cache = -1;
+static int uses_bmi(void) {
+    if (__atomic_load_n(&force_portable_flag, __ATOMIC_RELAXED)) return 0;
+    int v = __atomic_load_n(&bmi_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+#if QKD_SIFT_X86
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") ? 1 : 0;
+#else
+        v = 0;
+#endif
+        __atomic_store_n(&bmi_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+size_t qkd_rice_encode(const uint64_t *slots, size_t count, unsigned r, uint64_t *out, size_t capacity) {
+#if QKD_SIFT_X86
+    if (uses_bmi()) return rice_encode_bmi(slots, count, r, out, capacity);
+#endif
+    return rice_encode_generic(slots, count, r, out, capacity);
+}
+
+/* ---- Rice decoder ---- */
+
+QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t slot_count,
+                                uint64_t *out, uint64_t *bad_slot) {
+    if (r > 62 || slot_count > (1ull << 62)) return QKD_RICE_OUT_OF_RANGE;
+    const uint64_t low_mask = (1ull << r) - 1;
+    uint64_t position = 0;
+    uint64_t next = 0; /* slot[i-1] + 1 */
+    size_t i = 0;
+    while (i < count) {
+        if (position + 64 <= total) {
+            /* Batch: the 64 bits at `position` in a register; take every code wholly inside
+             * them. The loop-carried chain is not, tzcnt, shift. Word wi + 1 exists when the
+             * shift is nonzero because bit position + 63 < total. */
+            uint64_t wi = position >> 6;
+            unsigned shift = (unsigned)(position & 63);
+            uint64_t window = w[wi] >> shift;
+            if (shift) window |= w[wi + 1] << (64 - shift);
+            unsigned avail = 64;
+            uint64_t slot = next;
+            while (i < count) {
+                unsigned ones = ctz64(~window);
+                unsigned length = ones + 1 + r;
+                if (length > avail) break;
+                /* Shift counts reduced mod 64 (one SHRX each): ones + 1 = 64 only if r = 0, when
+                 * low_mask = 0; length = 64 leaves avail = 0, so the stale window is never used
+                 * again (the next code's length exceeds avail and ends the batch). */
+                uint64_t low = (window >> ((ones + 1) & 63)) & low_mask;
+                window >>= length & 63;
+                avail -= length;
+                slot = next + (((uint64_t)ones << r) | low);
+                out[i++] = slot;
+                next = slot + 1;
+            }
+            /* Slots increase, so checking the last of the batch checks them all; a batch adds
+             * less than 2^63 + 64 (a code of length L adds below 2^(L-1) + 1) to a value
+             * <= 2^62, so nothing wrapped. */
+            if (next > slot_count) {
+                *bad_slot = slot;
+                return QKD_RICE_OUT_OF_RANGE;
+            }
+            position += 64 - avail;
+            if (avail < 64) continue;
+        }
+        /* One code that does not fit a full window (a long unary part, or the stream's end),
+         * read piece by piece with every check. */
+        uint64_t q = 0;
+        for (;;) {
+            if (position >= total) return QKD_RICE_TRUNCATED;
+            unsigned shift = (unsigned)(position & 63);
+            uint64_t word = w[position >> 6] >> shift;
+            uint64_t available = 64 - shift;
+            if (total - position < available) available = total - position;
+            unsigned ones = ctz64(~word);
+            if (ones < available) {
+                q += ones;
+                position += ones + 1;
+                break;
+            }
+            q += available;
+            position += available;
+            if (q > slot_count) {
+                *bad_slot = next + q;
+                return QKD_RICE_OUT_OF_RANGE;
+            }
+        }
+        if (position + r > total) return QKD_RICE_TRUNCATED;
+        uint64_t low = 0;
+        if (r) {
+            unsigned shift = (unsigned)(position & 63);
+            low = w[position >> 6] >> shift;
+            if (shift + r > 64) low |= w[(position >> 6) + 1] << (64 - shift);
+            low &= low_mask;
+            position += r;
+        }
+        if (q > (slot_count >> r)) {
+            *bad_slot = next + q;
+            return QKD_RICE_OUT_OF_RANGE;
+        }
+        uint64_t slot = next + ((q << r) | low);
+        if (slot < next || slot >= slot_count) {
+            *bad_slot = slot;
+            return QKD_RICE_OUT_OF_RANGE;
+        }
+        out[i++] = slot;
+        next = slot + 1;
+    }
+    return position == total ? QKD_RICE_OK : QKD_RICE_LEFTOVER;
+}
+
+static int rice_decode_generic(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t n,
+                               uint64_t *out, uint64_t *bad) {
+    return rice_decode_body(w, total, count, r, n, out, bad);
+}
+#if QKD_SIFT_X86
+QKD_BMI_TARGET static int rice_decode_bmi(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t n,
+                                          uint64_t *out, uint64_t *bad) {
+    return rice_decode_body(w, total, count, r, n, out, bad);
+}
+#endif
+
+int qkd_rice_decode(const uint64_t *words, uint64_t total_bits, size_t count, unsigned r, uint64_t slot_count,
+                    uint64_t *out, uint64_t *bad_slot) {
+    *bad_slot = 0;
+#if QKD_SIFT_X86
+    if (uses_bmi()) return rice_decode_bmi(words, total_bits, count, r, slot_count, out, bad_slot);
+#endif
+    return rice_decode_generic(words, total_bits, count, r, slot_count, out, bad_slot);
+}
+
+/* ---- sifting ---- */
+
+/* Alice: gather her basis and bit at 64 detections, compare bases a word at a time, append key
+ * bits (matched Z) and test bits (matched X) by compressing the word. */
+#define QKD_SIFT_ALICE_BODY(COMPRESS)                                                              \
+    packer key = {kw, 0, 0, 0}, test = {tw, 0, 0, 0};                                              \
+    size_t full = d >> 6;                                                                          \
+    for (size_t w = 0; w <= full; w++) {                                                           \
+        size_t base = w << 6;                                                                      \
+        size_t n = w < full ? 64 : d - base;                                                       \
+        if (n == 0) break;                                                                         \
+        const uint64_t *p = pos + base;                                                            \
+        uint64_t ab = 0, at = 0;                                                                   \
+        for (size_t j = 0; j < n; j++) {                                                           \
+            uint64_t s = p[j];                                                                     \
+            if (__builtin_expect(s >= slot_count, 0)) return -1;                                   \
+            unsigned sh = (unsigned)(s & 63);                                                      \
+            ab |= ((alice_bases[s >> 6] >> sh) & 1) << j;                                          \
+            at |= ((alice_bits[s >> 6] >> sh) & 1) << j;                                           \
+        }                                                                                          \
+        uint64_t valid = n == 64 ? ~0ull : (1ull << n) - 1;                                        \
+        uint64_t match = ~(ab ^ bob_bases[w]) & valid;                                             \
+        uint64_t z = match & ~ab, x = match & ab;                                                  \
+        packer_put(&key, COMPRESS(at, z), (unsigned)__builtin_popcountll(z));                      \
+        packer_put(&test, COMPRESS(at, x), (unsigned)__builtin_popcountll(x));                     \
+        matches[w] = match;                                                                        \
+    }                                                                                              \
+    *key_count = packer_finish(&key);                                                              \
+    *test_count = packer_finish(&test);                                                            \
+    return 0;
+
+static int sift_alice_portable(const uint64_t *pos, size_t d, uint64_t slot_count, const uint64_t *alice_bases, const uint64_t *alice_bits,
+                                const uint64_t *bob_bases, uint64_t *matches, uint64_t *kw, size_t *key_count,
+                                uint64_t *tw, size_t *test_count) {
+    QKD_SIFT_ALICE_BODY(compress_portable)
+}
+
+#if QKD_SIFT_X86
+QKD_BMI_TARGET static int sift_alice_pext(const uint64_t *pos, size_t d, uint64_t slot_count, const uint64_t *alice_bases,
+                                           const uint64_t *alice_bits, const uint64_t *bob_bases, uint64_t *matches,
+                                           uint64_t *kw, size_t *key_count, uint64_t *tw, size_t *test_count) {
+    QKD_SIFT_ALICE_BODY(_pext_u64)
+}
+#endif
+
+int qkd_sift_alice(const uint64_t *pos, size_t d, uint64_t slot_count, const uint64_t *alice_bases,
+                   const uint64_t *alice_bits, const uint64_t *bob_bases, uint64_t *matches, uint64_t *key,
+                   size_t *key_count, uint64_t *test, size_t *test_count) {
+#if QKD_SIFT_X86
+    if (qkd_sift_uses_pext())
+        return sift_alice_pext(pos, d, slot_count, alice_bases, alice_bits, bob_bases, matches, key, key_count, test,
+                               test_count);
+#endif
+    return sift_alice_portable(pos, d, slot_count, alice_bases, alice_bits, bob_bases, matches, key, key_count, test,
+                               test_count);
+}
+
+#define QKD_SIFT_BOB_BODY(COMPRESS)                                                                \
+    packer key = {kw, 0, 0, 0}, test = {tw, 0, 0, 0};                                              \
+    for (size_t w = 0; w < words; w++) {                                                           \
+        uint64_t z = matches[w] & ~bases[w], x = matches[w] & bases[w], b = bits[w];               \
+        packer_put(&key, COMPRESS(b, z), (unsigned)__builtin_popcountll(z));                       \
+        packer_put(&test, COMPRESS(b, x), (unsigned)__builtin_popcountll(x));                      \
+    }                                                                                              \
+    *key_count = packer_finish(&key);                                                              \
+    *test_count = packer_finish(&test);
+
+static void sift_bob_portable(const uint64_t *matches, const uint64_t *bases, const uint64_t *bits, size_t words,
+                              uint64_t *kw, size_t *key_count, uint64_t *tw, size_t *test_count) {
+    QKD_SIFT_BOB_BODY(compress_portable)
+}
+
+#if QKD_SIFT_X86
+QKD_BMI_TARGET static void sift_bob_pext(const uint64_t *matches, const uint64_t *bases, const uint64_t *bits,
+                                         size_t words, uint64_t *kw, size_t *key_count, uint64_t *tw,
+                                         size_t *test_count) {
+    QKD_SIFT_BOB_BODY(_pext_u64)
+}
+#endif
+
+void qkd_sift_bob(const uint64_t *matches, const uint64_t *bases, const uint64_t *bits, size_t words,
+                  uint64_t *key, size_t *key_count, uint64_t *test, size_t *test_count) {
+#if QKD_SIFT_X86
+    if (qkd_sift_uses_pext()) {
+        sift_bob_pext(matches, bases, bits, words, key, key_count, test, test_count);
+        return;
+    }
+#endif
+    sift_bob_portable(matches, bases, bits, words, key, key_count, test, test_count);
+}
