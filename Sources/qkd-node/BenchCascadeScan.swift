@@ -42,13 +42,13 @@ struct BenchCascadeScanCommand: ParsableCommand {
             var steps = [Int](repeating: 0, count: plans.count)
             var time = [Double](repeating: 0, count: plans.count)
             for _ in 0..<runs {
-                let (alice, bob, errors) = scanKeys(bits: n, qber: q, random: &random)
+                let (alice, bob, errors) = correlatedKeys(bits: n, qber: q, random: &random)
                 let s = random.bytes(count: 32)
                 let h = FiniteKey.binaryEntropy(Double(errors) / Double(n))
                 for (i, plan) in plans.enumerated() {
-                    let start = scanCPUSeconds()
+                    let start = threadCPUSeconds()
                     let r = try CascadeRunner.run(alice: alice, bob: bob, plan: plan, seed: s)
-                    time[i] += scanCPUSeconds() - start
+                    time[i] += threadCPUSeconds() - start
                     f[i].append(Double(r.leakedBits) / (Double(n) * h))
                     failed[i] += r.residualErrors == 0 ? 0 : 1
                     steps[i] += r.steps
@@ -103,24 +103,3 @@ struct BenchCascadeScanCommand: ParsableCommand {
 private func r4(_ x: Double) -> String { "\((x * 10_000).rounded() / 10_000)" }
 private func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
 
-/// Thread CPU time, as in `bench reconcile` (the machine is shared).
-private func scanCPUSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-/// A random key and a copy with independent errors at rate `qber`, drawn as `bench reconcile`
-/// draws them.
-private func scanKeys(bits n: Int, qber: Double, random: inout DeterministicRandomSource) -> (BitVector, BitVector, Int) {
-    var words = [UInt64](repeating: 0, count: (n + 63) / 64)
-    for i in words.indices { words[i] = random.next() }
-    let alice = BitVector(words: words, count: n)
-    var bob = alice
-    var errors = 0
-    for i in 0..<n where Double(random.next() >> 11) * 0x1p-53 < qber {
-        bob.flip(i)
-        errors += 1
-    }
-    return (alice, bob, errors)
-}

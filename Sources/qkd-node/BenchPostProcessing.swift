@@ -75,7 +75,7 @@ extension String {
 
 /// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID): the machine is shared, so wall
 /// time would charge other processes' work to ours. Figures are therefore "per core".
-private func threadCPUSeconds() -> Double {
+func threadCPUSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
@@ -87,8 +87,9 @@ private func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
     return (value, threadCPUSeconds() - start)
 }
 
-/// A random key and a copy with independent errors at rate `qber` (exactly Bernoulli).
-private func correlatedKeys(bits n: Int, qber: Double, random: inout DeterministicRandomSource) -> (BitVector, BitVector, Int) {
+/// A random key and a copy with independent errors at rate `qber` (exactly Bernoulli); also
+/// `bench cascade-scan`'s keys.
+func correlatedKeys(bits n: Int, qber: Double, random: inout DeterministicRandomSource) -> (BitVector, BitVector, Int) {
     var words = [UInt64](repeating: 0, count: (n + 63) / 64)
     for i in words.indices { words[i] = random.next() }
     let alice = BitVector(words: words, count: n)

@@ -51,6 +51,20 @@ struct CascadeEngine {
             get { Int(node32) }
             set { node32 = UInt32(truncatingIfNeeded: newValue) }
         }
+
+        /// Moves to the half that holds the odd error parity: the left one (`[lower, mid)`,
+        /// node 2i) if `leftOdd`, else the right one (node 2i + 1).
+        @inline(__always)
+        mutating func descend(leftOdd: Bool) {
+            let mid = lower + (upper - lower) / 2
+            if leftOdd {
+                upper = mid
+                node = 2 * node
+            } else {
+                lower = mid
+                node = 2 * node + 1
+            }
+        }
     }
 
     let role: Role
@@ -332,7 +346,6 @@ struct CascadeEngine {
                     }
                     var s = sp[i]
                     let p = Int(s.pass)
-                    let mid = s.lower + (s.upper - s.lower) / 2
                     // The search's range holds an odd number of errors, so the right half's
                     // error parity is the complement of the left half's: both are now known.
                     let left = known.base(pass: p, block: Int(s.block)) + 2 * s.node
@@ -340,13 +353,7 @@ struct CascadeEngine {
                     known.set(pass: p, left, leftOdd)
                     known.set(pass: p, left + 1, !leftOdd)
                     if p != lastPass { knownInPass[p] = true; lastPass = p }
-                    if leftOdd {
-                        s.upper = mid
-                        s.node = 2 * s.node
-                    } else {
-                        s.lower = mid
-                        s.node = 2 * s.node + 1
-                    }
+                    s.descend(leftOdd: leftOdd)
                     sp[i] = s
                 }
             }
@@ -490,14 +497,7 @@ struct CascadeEngine {
         guard knownInPass[p] else { return }
         let base = known.base(pass: p, block: Int(s.block))
         while s.upper - s.lower > 1, let leftOdd = known.get(pass: p, base + 2 * s.node) {
-            let mid = s.lower + (s.upper - s.lower) / 2
-            if leftOdd {
-                s.upper = mid
-                s.node = 2 * s.node
-            } else {
-                s.lower = mid
-                s.node = 2 * s.node + 1
-            }
+            s.descend(leftOdd: leftOdd)
         }
         searches[i] = s
     }
