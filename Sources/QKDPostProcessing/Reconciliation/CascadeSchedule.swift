@@ -33,12 +33,11 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// The improved schedule after Martinez-Mateo, Pacher, Peev, Ciurana and Martin,
     /// "Demystifying the information reconciliation protocol Cascade", QIC 15 (2015): block
     /// sizes are powers of two (a bisection of a block of size 2^m costs exactly m parities),
-    /// k1 = 2^floor(log2(1.2/Q)), k2 = 8 k1 capped at n/2, later passes n/2, 10 passes in all.
+    /// k1 = 2^floor(log2(1/Q)), k2 = 8 k1 capped at n/2, later passes n/2, 10 passes in all.
     /// Tuned on 2^20-bit blocks with `qkd-node bench cascade-scan` (Spec/postprocessing.md
     /// section 5.1 has the table): a large second block is what lowers the leak, as in the
     /// paper's optimised schedules (their k2 grows faster than 2 k1); k2 = 8 k1 took f at 8%
-    /// from 1.084 to 1.066 for about twice the round trips, and the factor 1.2 in k1 keeps Q k1
-    /// above 0.6, where f peaked just above Q = 2^-m (1.078 at 6.5%, now 1.048). Later passes cost about two parity
+    /// from 1.084 to 1.066 for about twice the round trips. Later passes cost about two parity
     /// bits each unless they find an error, and they drive the residual error probability down.
     /// - Parameters:
     ///   - qber: estimated QBER.
@@ -55,7 +54,7 @@ public struct CascadeSchedule: Sendable, Equatable {
         return CascadeSchedule(blockSizes: sizes)
     }
 
-    static let improvedK1Factor = 1.2
+    static let improvedK1Factor = 1.0
     static let improvedK2Factor = 8
     static let improvedPasses = 10
 }
