@@ -46,9 +46,9 @@ struct BenchCascadeScanCommand: ParsableCommand {
                 let s = random.bytes(count: 32)
                 let h = FiniteKey.binaryEntropy(Double(errors) / Double(n))
                 for (i, plan) in plans.enumerated() {
-                    let start = threadCPUSeconds()
+                    let start = BenchSupport.cpuSeconds()
                     let r = try CascadeRunner.run(alice: alice, bob: bob, plan: plan, seed: s)
-                    time[i] += threadCPUSeconds() - start
+                    time[i] += BenchSupport.cpuSeconds() - start
                     f[i].append(Double(r.leakedBits) / (Double(n) * h))
                     failed[i] += r.residualErrors == 0 ? 0 : 1
                     steps[i] += r.steps

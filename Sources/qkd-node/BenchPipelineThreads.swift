@@ -74,18 +74,6 @@ private final class ThreadOutcome<T>: @unchecked Sendable {
     func get() -> Result<T, any Error>? { lock.withLock { value } }
 }
 
-private func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-private func threadCPU() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// Runs `records.count` rounds with Alice and Bob on two threads, at most `inFlight` rounds open
 /// at a time (Bob opens round k + inFlight when his round k ends). Round `k` has id and seed
 /// `seedBase + k`, as ``runPipeline(_:_:config:seed:)`` uses them.
@@ -106,8 +94,8 @@ func runThreadedPipeline(_ records: [(AliceRecord, BobRecord)], config: PostProc
             while ended < n {
                 let (k, bytes) = toAlice.pop()
                 guard k >= 0 else { throw QKDError(.ppInconsistent, "Bob's thread failed") }
-                let start = threadCPU()
-                defer { work += threadCPU() - start }
+                let start = BenchSupport.cpuSeconds()
+                defer { work += BenchSupport.cpuSeconds() - start }
                 if rounds[k] == nil {
                     let a = records[k].0
                     rounds[k] = AliceRound(roundID: seedBase + UInt64(k), configuration: config,
@@ -165,14 +153,14 @@ func runThreadedPipeline(_ records: [(AliceRecord, BobRecord)], config: PostProc
             }
         }
         do {
-            let start = threadCPU()
+            let start = BenchSupport.cpuSeconds()
             while opened < min(inFlight, n) { open() }
-            work += threadCPU() - start
+            work += BenchSupport.cpuSeconds() - start
             while ended < n {
                 let (k, bytes) = toBob.pop()
                 guard k >= 0 else { throw QKDError(.ppInconsistent, "Alice's thread failed") }
-                let start = threadCPU()
-                defer { work += threadCPU() - start }
+                let start = BenchSupport.cpuSeconds()
+                defer { work += BenchSupport.cpuSeconds() - start }
                 try rounds[k]!.receive(bytes: bytes)
                 drain(k)
             }
@@ -183,12 +171,12 @@ func runThreadedPipeline(_ records: [(AliceRecord, BobRecord)], config: PostProc
         }
         done.signal()
     }
-    let wall0 = monotonicSeconds()
+    let wall0 = BenchSupport.wallSeconds()
     aliceThread.start()
     bobThread.start()
     done.wait()
     done.wait()
-    let wall = monotonicSeconds() - wall0
+    let wall = BenchSupport.wallSeconds() - wall0
     let (summaries, aliceCPU) = try aliceOut.get()!.get()
     let bobCPU = try bobOut.get()!.get()
     return ThreadedPipelineResult(summaries: summaries.compactMap { $0 }, wallSeconds: wall,

@@ -73,18 +73,10 @@ extension String {
     }
 }
 
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID): the machine is shared, so wall
-/// time would charge other processes' work to ours. Figures are therefore "per core".
-func threadCPUSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 private func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
-    let start = threadCPUSeconds()
+    let start = BenchSupport.cpuSeconds()
     let value = try body()
-    return (value, threadCPUSeconds() - start)
+    return (value, BenchSupport.cpuSeconds() - start)
 }
 
 /// A random key and a copy with independent errors at rate `qber` (exactly Bernoulli); also
@@ -123,7 +115,7 @@ struct BenchReconcileCommand: ParsableCommand {
                 let seed = random.bytes(count: 32)
                 for schedule in [ReconciliationSchedule.improved, .original] {
                     let (report, t) = try timed {
-                        try CascadeRunner.run(alice: alice, bob: bob, qber: q, schedule: schedule, seed: seed, clock: threadCPUSeconds)
+                        try CascadeRunner.run(alice: alice, bob: bob, qber: q, schedule: schedule, seed: seed, clock: BenchSupport.cpuSeconds)
                     }
                     let h = FiniteKey.binaryEntropy(Double(errors) / Double(n))
                     var s = stats[schedule] ?? ([], [], [], 0, 0, 0, 0)
@@ -209,14 +201,9 @@ struct BenchAmplifyCommand: ParsableCommand {
 
 /// Wall-clock and process CPU seconds (for work spread over several threads).
 private func wallAndProcessTimed<T>(_ body: () throws -> T) rethrows -> (T, Double, Double) {
-    func clock(_ id: clockid_t) -> Double {
-        var ts = timespec()
-        clock_gettime(id, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-    let w0 = clock(CLOCK_MONOTONIC), c0 = clock(CLOCK_PROCESS_CPUTIME_ID)
+    let w0 = BenchSupport.wallSeconds(), c0 = BenchSupport.processCPUSeconds()
     let value = try body()
-    return (value, clock(CLOCK_MONOTONIC) - w0, clock(CLOCK_PROCESS_CPUTIME_ID) - c0)
+    return (value, BenchSupport.wallSeconds() - w0, BenchSupport.processCPUSeconds() - c0)
 }
 
 /// `qkd-node bench sift`.
