@@ -7,11 +7,11 @@ import Testing
     static let n = 1 << 20
     static let half = n / 2
 
-    /// The rows of the Spec 5.1 table: k1 = 2^floor(log2(1/Q)), k2 = 8 k1, then n/2, 10 passes.
+    /// The rows of the Spec 5.1 table: k1 = 2^floor(log2(1/Q)), k2 = 8 k1, then n/2, 16 passes.
     @Test(arguments: [(0.01, 64), (0.02, 32), (0.05, 16), (0.08, 8)])
     func improvedMatchesTheSpecTable(q: Double, k1: Int) {
         let s = CascadeSchedule.improved(qber: q, keyBits: Self.n)
-        #expect(s.blockSizes == [k1, 8 * k1] + Array(repeating: Self.half, count: 8))
+        #expect(s.blockSizes == [k1, 8 * k1] + Array(repeating: Self.half, count: 14))
     }
 
     /// k1 halves exactly when Q crosses a power of two (the boundary belongs to the larger block).
@@ -22,14 +22,14 @@ import Testing
         #expect(CascadeSchedule.improved(qber: 0.126, keyBits: Self.n).blockSizes[0] == 4)
     }
 
-    /// Over a sweep of Q: 10 passes, power-of-two k1 with Q k1 in (0.5, 1], k2 = 8 k1, later
+    /// Over a sweep of Q: 16 passes, power-of-two k1 with Q k1 in (0.5, 1], k2 = 8 k1, later
     /// passes n/2, and k1 never grows as Q grows.
     @Test func improvedShapeOverASweep() {
         var previous = Int.max
         for step in 1...400 {
             let q = Double(step) * 0.0005  // 0.05% .. 20%
             let s = CascadeSchedule.improved(qber: q, keyBits: Self.n).blockSizes
-            #expect(s.count == 10)
+            #expect(s.count == 16)
             let k1 = s[0]
             #expect(k1.nonzeroBitCount == 1)
             #expect(q * Double(k1) > 0.5 && q * Double(k1) <= 1, "Q=\(q) k1=\(k1)")
@@ -43,10 +43,10 @@ import Testing
     /// Sizes are capped at ceil(n/2) (k2 and later) and n (k1), and stay >= 1 for tiny n and
     /// out-of-range estimates.
     @Test func capsAndClamps() {
-        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 100).blockSizes == [64] + Array(repeating: 50, count: 9))
-        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 1001).blockSizes == [64] + Array(repeating: 501, count: 9))
-        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 40).blockSizes == [40] + Array(repeating: 20, count: 9))
-        #expect(CascadeSchedule.improved(qber: 0.02, keyBits: 1).blockSizes == Array(repeating: 1, count: 10))
+        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 100).blockSizes == [64] + Array(repeating: 50, count: 15))
+        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 1001).blockSizes == [64] + Array(repeating: 501, count: 15))
+        #expect(CascadeSchedule.improved(qber: 0.01, keyBits: 40).blockSizes == [40] + Array(repeating: 20, count: 15))
+        #expect(CascadeSchedule.improved(qber: 0.02, keyBits: 1).blockSizes == Array(repeating: 1, count: 16))
         // Q = 0 is read as 1e-4 (k1 = 8192); Q above 25% as 25% (k1 = 4).
         #expect(CascadeSchedule.improved(qber: 0, keyBits: Self.n).blockSizes.prefix(2) == [8192, 65536])
         #expect(CascadeSchedule.improved(qber: 0.4, keyBits: Self.n).blockSizes.prefix(2) == [4, 32])
