@@ -440,26 +440,67 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
     return 0;
 }
 
-/* What settle reads for search i a few places ahead: its next cache node, or when it has
- * narrowed to one bit, the backward map entry of that bit. */
-static inline void prefetch_settle(const qkd_cascade_engine *e, size_t i) {
+/* The settle loop's prefetch pipeline. A search that ends on one bit makes a chain of
+ * dependent misses: its cache nodes (to descend), the backward map entry of its last position
+ * (to find the key bit), then per started pass the forward map entry (to find the bit's
+ * position), and from that the pass key word, the cache words of its block and the block's
+ * search slot. Each stage runs a few searches ahead of the next, so that the loads of one stage
+ * find the data the previous one asked for. The stages only predict (a search may still be
+ * ended by an earlier flip): they read and prefetch, never write the engine. */
+#define STAGE_NODES 12   /* the search's next cache node */
+#define STAGE_DESCEND 9  /* descend on a copy through cached nodes; ask for the backward entry */
+#define STAGE_BIT 6      /* the key bit: its corrected word, forward entries, pass 0's words */
+#define STAGE_PASSES 3   /* positions in the built passes: key words, cache words, slots */
+#define RING 16
+
+typedef struct { size_t bit; uint32_t pass, lower; uint8_t state; } peek_t; /* 0 none, 1 lower, 2 bit */
+
+static inline void prefetch_nodes(const qkd_cascade_engine *e, size_t i) {
     const search_t *t = &e->searches[i];
-    if (!t->live) return;
-    if (t->upper - t->lower == 1) {
-        if (t->pass > 0 && e->backward) qkd_cascade_prefetch(e->backward + t->lower);
-    } else {
-        const pass_t *P = &e->pass[t->pass];
-        qkd_cascade_prefetch(cache_words(P, cache_base(P, (size_t)t->block) + 2 * (size_t)t->node));
-    }
+    if (!t->live || t->upper - t->lower == 1) return;
+    const pass_t *P = &e->pass[t->pass];
+    qkd_cascade_prefetch(cache_words(P, cache_base(P, (size_t)t->block) + 2 * (size_t)t->node));
 }
 
-/* Second stage, closer: a search resolved to one bit will flip it, so fetch its corrected word
- * and its map entry (or half-mask word) in every started pass. */
-static inline void prefetch_flip(const qkd_cascade_engine *e, size_t i) {
+/* The cache words a flip at `position` of block b of pass P walks: the root's pair and the
+ * deepest level's pair (the levels between lie in between: pairs grow with the depth). */
+static inline void prefetch_block(const qkd_cascade_engine *e, const pass_t *P, size_t b, size_t position,
+                                  uint64_t *const *keys, size_t p) {
+    if (P->built && keys && keys[p]) qkd_cascade_prefetch(keys[p] + (position >> 6));
+    if (P->known) {
+        size_t base = cache_base(P, b);
+        qkd_cascade_prefetch(cache_words(P, base + 2));
+        size_t leaf = base + ((size_t)1 << (P->cache_shift - 1)) + (position - b * P->size);
+        if (P->cache_shift > 6) qkd_cascade_prefetch(cache_words(P, leaf));
+    }
+    qkd_cascade_prefetch(e->search_of + P->offset + b);
+}
+
+static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *ring) {
+    peek_t *k = &ring[i & (RING - 1)];
+    k->state = 0;
     const search_t *t = &e->searches[i];
-    if (!t->live || t->upper - t->lower != 1) return;
-    size_t bit = key_bit(e, (size_t)t->pass, t->lower);
+    if (!t->live) return;
+    search_t copy = *t;
+    advance_from_cache(e, &copy);
+    if (copy.upper - copy.lower != 1) return;
+    k->pass = (uint32_t)copy.pass;
+    k->lower = copy.lower;
+    k->state = 1;
+    if (copy.pass > 0 && e->backward) qkd_cascade_prefetch(e->backward + copy.lower);
+}
+
+static inline void stage_bit(const qkd_cascade_engine *e, size_t i, peek_t *ring, uint64_t *const *keys) {
+    peek_t *k = &ring[i & (RING - 1)];
+    if (k->state != 1) return;
+    size_t bit = key_bit(e, k->pass, k->lower);
+    k->bit = bit;
+    k->state = 2;
     qkd_cascade_prefetch(e->corrected + (bit >> 6));
+    if (e->started > 0) {
+        const pass_t *P = &e->pass[0];
+        prefetch_block(e, P, block_of(P, bit), bit, keys, 0);
+    }
     if (!e->forward) return;
     for (size_t p = 1; p < e->started; p++) {
         const pass_t *P = &e->pass[p];
@@ -469,14 +510,35 @@ static inline void prefetch_flip(const qkd_cascade_engine *e, size_t i) {
     }
 }
 
+static inline void stage_passes(const qkd_cascade_engine *e, size_t i, const peek_t *ring, uint64_t *const *keys) {
+    const peek_t *k = &ring[i & (RING - 1)];
+    if (k->state != 2 || !e->forward) return;
+    for (size_t p = 1; p < e->started; p++) {
+        const pass_t *P = &e->pass[p];
+        if (!(P->built || !(P->count == 1 || (P->count == 2 && P->half_mask)))) continue;
+        size_t position = e->forward[rotated_index(e, p, k->bit)];
+        prefetch_block(e, P, block_of(P, position), position, keys, p);
+    }
+}
+
 /* Resolves every search that has narrowed to one bit, flips that bit, and opens searches on
  * blocks that became odd, until nothing changes (Spec/postprocessing.md section 5.3). */
 static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit) {
     size_t index = 0;
+    peek_t ring[RING];
     for (;;) {
+        /* Prime the pipeline for the first searches of this sweep. */
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_NODES; i++) {
+            if (i < index + STAGE_DESCEND) stage_descend(e, i, ring);
+        }
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_BIT; i++) stage_bit(e, i, ring, keys);
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_PASSES; i++) stage_passes(e, i, ring, keys);
         while (index < e->nsearch) {
-            if (index + PREFETCH_DISTANCE < e->nsearch) prefetch_settle(e, index + PREFETCH_DISTANCE);
-            if (index + PREFETCH_DISTANCE / 2 < e->nsearch) prefetch_flip(e, index + PREFETCH_DISTANCE / 2);
+            size_t ns = e->nsearch;
+            if (index + STAGE_NODES < ns) prefetch_nodes(e, index + STAGE_NODES);
+            if (index + STAGE_DESCEND < ns) stage_descend(e, index + STAGE_DESCEND, ring);
+            if (index + STAGE_BIT < ns) stage_bit(e, index + STAGE_BIT, ring, keys);
+            if (index + STAGE_PASSES < ns) stage_passes(e, index + STAGE_PASSES, ring, keys);
             search_t *s = &e->searches[index];
             if (s->live) advance_from_cache(e, s);
             if (s->live && s->upper - s->lower == 1) {
