@@ -13,6 +13,12 @@
 #include "qkd_cascade_kernels.h"
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define QKD_HAVE_MMAP 1
+#else
+#define QKD_HAVE_MMAP 0
+#endif
 
 /* How many searches ahead the loops prefetch: each search's cache words and map entries sit at
  * random places in arrays larger than L2, and one search at a time would wait for each miss in
@@ -29,6 +35,9 @@ typedef struct {
 
 typedef struct { uint32_t pass, block; } touched_t;
 
+/* A search's range as it stood before this step's settle moved it (see `start`). */
+typedef struct { uint32_t lower, upper; } range_t;
+
 typedef struct {
     size_t size;        /* top-level block size k */
     size_t count;       /* blocks: ceil(n / k) */
@@ -36,7 +45,8 @@ typedef struct {
     int shift;          /* log2 k if k is a power of two, else -1 */
     int cache_shift;    /* log2 of the node stride of one block in the parity cache */
     size_t rotation;    /* r_p (0 for pass 0) */
-    uint64_t *plane;    /* pairs of words (known, error parity); NULL until the pass starts */
+    uint64_t *plane;    /* pairs of words (known, error parity); NULL until a reply caches one */
+    uint8_t plane_mapped; /* the plane came from mmap (see alloc_plane) */
     size_t plane_words; /* words of one half of the plane (the plane holds 2 * plane_words) */
     const uint64_t *half_mask; /* 2-block pass not built: bit x set iff forward[x] < k */
     uint8_t opened;     /* start_pass done */
@@ -57,7 +67,15 @@ struct qkd_cascade_engine {
     uint8_t *block_odd;
     int32_t *search_of;
     search_t *searches;
+    /* Per search: its range when the step's settle reaches it in list order. The bisection
+     * replies are applied and each search then descends through cached nodes in the same loop
+     * (the cache words are still near the core), ahead of settle's walk; a flip in settle must
+     * still test a search not reached yet against this earlier range, as the protocol walks
+     * the list in order (Spec/postprocessing.md section 5.3). */
+    range_t *start;
     size_t nsearch, search_cap;
+    size_t settle_index;   /* searches before it have been walked by settle */
+    size_t pre_advanced;   /* searches before it descended through the cache when applied */
     touched_t *touched;
     size_t ntouched, touched_cap;
     uint64_t *corrected;
@@ -67,6 +85,41 @@ struct qkd_cascade_engine {
     size_t nmasks;
     size_t corrections;
 };
+
+/* The parity cache of a pass of at most two blocks (blocks of n/2: 2^(log2 k + 2) nodes) is
+ * large and almost empty: a few searches touch a few pages. Fresh anonymous pages are zero and
+ * cost only when touched; calloc would take such a block from the heap and clear all of it.
+ * Dense planes (many blocks, most of them searched) come from calloc. */
+#define SPARSE_PLANE_BYTES ((size_t)256 << 10)
+
+static int alloc_plane(pass_t *P) {
+    size_t bytes = 2 * P->plane_words * sizeof(uint64_t);
+#if QKD_HAVE_MMAP
+    if (P->count <= 2 && bytes >= SPARSE_PLANE_BYTES) {
+        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return -1;
+        P->plane = m;
+        P->plane_mapped = 1;
+        return 0;
+    }
+#endif
+    P->plane = calloc(2 * P->plane_words, sizeof(uint64_t));
+    P->plane_mapped = 0;
+    return P->plane ? 0 : -1;
+}
+
+static void free_plane(pass_t *P) {
+    if (!P->plane) return;
+#if QKD_HAVE_MMAP
+    if (P->plane_mapped) {
+        munmap(P->plane, 2 * P->plane_words * sizeof(uint64_t));
+        P->plane = NULL;
+        return;
+    }
+#endif
+    free(P->plane);
+    P->plane = NULL;
+}
 
 static int stride_shift(size_t k) {
     return (k <= 1 ? 0 : 64 - __builtin_clzll((unsigned long long)(k - 1))) + 1;
@@ -100,9 +153,10 @@ qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *b
     e->corrected = calloc(e->corrected_words ? e->corrected_words : 1, sizeof(uint64_t));
     e->search_cap = 256;
     e->searches = malloc(e->search_cap * sizeof(search_t));
+    e->start = malloc(e->search_cap * sizeof(range_t));
     e->touched_cap = 256;
     e->touched = malloc(e->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
+    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->start || !e->touched) goto fail;
     for (size_t i = 0; i < total; i++) e->search_of[i] = -1;
     return e;
 fail:
@@ -112,7 +166,7 @@ fail:
 
 void qkd_cascade_engine_free(qkd_cascade_engine *e) {
     if (!e) return;
-    if (e->pass) for (size_t p = 0; p < e->passes; p++) free(e->pass[p].plane);
+    if (e->pass) for (size_t p = 0; p < e->passes; p++) free_plane(&e->pass[p]);
     if (e->masks) for (size_t i = 0; i < e->nmasks; i++) free(e->masks[i].bits);
     free(e->pass);
     free(e->masks);
@@ -120,6 +174,7 @@ void qkd_cascade_engine_free(qkd_cascade_engine *e) {
     free(e->search_of);
     free(e->corrected);
     free(e->searches);
+    free(e->start);
     free(e->touched);
     free(e);
 }
@@ -135,7 +190,7 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     if (!e) return NULL;
     *e = *s;
     e->pass = NULL; e->masks = NULL; e->block_odd = NULL; e->search_of = NULL;
-    e->searches = NULL; e->touched = NULL; e->corrected = NULL;
+    e->searches = NULL; e->start = NULL; e->touched = NULL; e->corrected = NULL;
     e->pass = dup_bytes(s->pass, s->passes * sizeof *s->pass);
     e->masks = calloc(s->passes, sizeof *s->masks);
     if (!e->pass || !e->masks) { free(e->pass); free(e->masks); free(e); return NULL; }
@@ -152,6 +207,7 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
         pass_t *P = &e->pass[p];
         if (S->plane) {
             P->plane = dup_bytes(S->plane, 2 * S->plane_words * sizeof(uint64_t));
+            P->plane_mapped = 0;
             if (!P->plane) goto fail;
         }
         for (size_t i = 0; i < s->nmasks; i++) {
@@ -162,8 +218,9 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     e->search_of = dup_bytes(s->search_of, (s->total_blocks ? s->total_blocks : 1) * sizeof(int32_t));
     e->corrected = dup_bytes(s->corrected, (s->corrected_words ? s->corrected_words : 1) * sizeof(uint64_t));
     e->searches = dup_bytes(s->searches, s->search_cap * sizeof(search_t));
+    e->start = dup_bytes(s->start, s->search_cap * sizeof(range_t));
     e->touched = dup_bytes(s->touched, s->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
+    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->start || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -183,9 +240,6 @@ int qkd_cascade_engine_start_pass(qkd_cascade_engine *e, size_t pass, size_t rot
     size_t bits = P->count << P->cache_shift;
     P->plane_words = (bits + 63) >> 6;
     if (P->plane_words == 0) P->plane_words = 1;
-    /* calloc: the pages of passes with few searches (blocks of n/2) are never touched. */
-    P->plane = calloc(2 * P->plane_words, sizeof(uint64_t));
-    if (!P->plane) return -1;
     if (pass > 0 && P->count == 2 && e->backward) {
         const uint64_t *mask = NULL;
         for (size_t i = 0; i < e->nmasks; i++) if (e->masks[i].k == P->size) mask = e->masks[i].bits;
@@ -341,8 +395,12 @@ static int open_search(qkd_cascade_engine *e, size_t p, size_t b, size_t lower, 
         search_t *grown = realloc(e->searches, cap * sizeof(search_t));
         if (!grown) return -1;
         e->searches = grown;
+        range_t *starts = realloc(e->start, cap * sizeof(range_t));
+        if (!starts) return -1;
+        e->start = starts;
         e->search_cap = cap;
     }
+    e->start[e->nsearch] = (range_t){ (uint32_t)lower, (uint32_t)upper };
     pass_t *P = &e->pass[p];
     e->search_of[P->offset + b] = (int32_t)e->nsearch;
     e->searches[e->nsearch++] = (search_t){ (int32_t)p, (int32_t)b, (uint32_t)lower, (uint32_t)upper, 1, 1 };
@@ -430,7 +488,11 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
         int32_t si = e->search_of[flat];
         if (si >= 0) {
             search_t *s = &e->searches[si];
-            if (s->live && position >= s->lower && position < s->upper) {
+            /* A search settle has not reached yet is tested against its range from before
+             * its early descent: the range it would have at this point of the walk. */
+            uint32_t lo = s->lower, hi = s->upper;
+            if ((size_t)si > e->settle_index) { lo = e->start[si].lower; hi = e->start[si].upper; }
+            if (s->live && position >= lo && position < hi) {
                 s->live = 0;  /* Its range now holds an even number of errors. */
                 e->search_of[flat] = -1;
             }
@@ -459,7 +521,7 @@ static inline void prefetch_nodes(const qkd_cascade_engine *e, size_t i) {
     const search_t *t = &e->searches[i];
     if (!t->live || t->upper - t->lower == 1) return;
     const pass_t *P = &e->pass[t->pass];
-    qkd_cascade_prefetch(cache_words(P, cache_base(P, (size_t)t->block) + 2 * (size_t)t->node));
+    if (P->known) qkd_cascade_prefetch(cache_words(P, cache_base(P, (size_t)t->block) + 2 * (size_t)t->node));
 }
 
 /* The cache words a flip at `position` of block b of pass P walks: the root's pair and the
@@ -482,7 +544,7 @@ static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *
     const search_t *t = &e->searches[i];
     if (!t->live) return;
     search_t copy = *t;
-    advance_from_cache(e, &copy);
+    if (i >= e->pre_advanced) advance_from_cache(e, &copy);
     if (copy.upper - copy.lower != 1) return;
     k->pass = (uint32_t)copy.pass;
     k->lower = copy.lower;
@@ -540,7 +602,11 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
             if (index + STAGE_BIT < ns) stage_bit(e, index + STAGE_BIT, ring, keys);
             if (index + STAGE_PASSES < ns) stage_passes(e, index + STAGE_PASSES, ring, keys);
             search_t *s = &e->searches[index];
-            if (s->live) advance_from_cache(e, s);
+            e->settle_index = index;
+            /* Flips only toggle cached nodes (never add one), and only on paths to the
+             * flipped bit, which end a search whose range holds it: a search that descended
+             * when its reply was applied would not move again here. */
+            if (s->live && index >= e->pre_advanced) advance_from_cache(e, s);
             if (s->live && s->upper - s->lower == 1) {
                 s->live = 0;
                 size_t p = (size_t)s->pass;
@@ -611,6 +677,7 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
         }
         /* The next pass starts only when this one's searches are done. */
         e->started = p + 1;
+        e->pre_advanced = 0;
     } else {
         if (count != e->nsearch) return QKD_CASCADE_WRONG_COUNT;
         search_t *sp = e->searches;
@@ -618,7 +685,7 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
             if (i + PREFETCH_DISTANCE < count) {
                 const search_t *t = &sp[i + PREFETCH_DISTANCE];
                 const pass_t *T = &e->pass[t->pass];
-                qkd_cascade_prefetch(cache_words(T, cache_base(T, (size_t)t->block) + 2 * (size_t)t->node));
+                if (T->plane) qkd_cascade_prefetch(cache_words(T, cache_base(T, (size_t)t->block) + 2 * (size_t)t->node));
             }
             search_t *s = &sp[i];
             pass_t *P = &e->pass[s->pass];
@@ -626,11 +693,19 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
              * parity is the complement of the left half's: both are now known. */
             size_t left = cache_base(P, (size_t)s->block) + 2 * (size_t)s->node;
             int left_odd = (int)((replies[i >> 6] >> (i & 63)) & 1);
+            if (!P->known) {
+                /* The plane is made when the pass's first parity is cached: most late passes
+                 * never see a search. */
+                if (alloc_plane(P) != 0) return -1;
+                P->known = 1;
+            }
             cache_set(P, left, left_odd);
             cache_set(P, left + 1, !left_odd);
-            P->known = 1;
             descend(s, left_odd);
+            e->start[i] = (range_t){ s->lower, s->upper };
+            advance_from_cache(e, s);
         }
+        e->pre_advanced = count;
     }
     int status = settle(e, keys, bad_bit);
     if (status != 0) return status;
