@@ -35,9 +35,6 @@ typedef struct {
 
 typedef struct { uint32_t pass, block; } touched_t;
 
-/* A search's range as it stood before this step's settle moved it (see `start`). */
-typedef struct { uint32_t lower, upper; } range_t;
-
 typedef struct {
     size_t size;        /* top-level block size k */
     size_t count;       /* blocks: ceil(n / k) */
@@ -67,15 +64,10 @@ struct qkd_cascade_engine {
     uint8_t *block_odd;
     int32_t *search_of;
     search_t *searches;
-    /* Per search: its range when the step's settle reaches it in list order. The bisection
-     * replies are applied and each search then descends through cached nodes in the same loop
-     * (the cache words are still near the core), ahead of settle's walk; a flip in settle must
-     * still test a search not reached yet against this earlier range, as the protocol walks
-     * the list in order (Spec/postprocessing.md section 5.3). */
-    range_t *start;
     size_t nsearch, search_cap;
-    size_t settle_index;   /* searches before it have been walked by settle */
-    size_t pre_advanced;   /* searches before it descended through the cache when applied */
+    /* The searches open when the step's replies were applied: settle's first walk over them
+     * needs no cache descent (see settle). */
+    size_t replied;
     touched_t *touched;
     size_t ntouched, touched_cap;
     uint64_t *corrected;
@@ -153,10 +145,9 @@ qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *b
     e->corrected = calloc(e->corrected_words ? e->corrected_words : 1, sizeof(uint64_t));
     e->search_cap = 256;
     e->searches = malloc(e->search_cap * sizeof(search_t));
-    e->start = malloc(e->search_cap * sizeof(range_t));
     e->touched_cap = 256;
     e->touched = malloc(e->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->start || !e->touched) goto fail;
+    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
     for (size_t i = 0; i < total; i++) e->search_of[i] = -1;
     return e;
 fail:
@@ -174,7 +165,6 @@ void qkd_cascade_engine_free(qkd_cascade_engine *e) {
     free(e->search_of);
     free(e->corrected);
     free(e->searches);
-    free(e->start);
     free(e->touched);
     free(e);
 }
@@ -190,7 +180,7 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     if (!e) return NULL;
     *e = *s;
     e->pass = NULL; e->masks = NULL; e->block_odd = NULL; e->search_of = NULL;
-    e->searches = NULL; e->start = NULL; e->touched = NULL; e->corrected = NULL;
+    e->searches = NULL; e->touched = NULL; e->corrected = NULL;
     e->pass = dup_bytes(s->pass, s->passes * sizeof *s->pass);
     e->masks = calloc(s->passes, sizeof *s->masks);
     if (!e->pass || !e->masks) { free(e->pass); free(e->masks); free(e); return NULL; }
@@ -218,9 +208,8 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     e->search_of = dup_bytes(s->search_of, (s->total_blocks ? s->total_blocks : 1) * sizeof(int32_t));
     e->corrected = dup_bytes(s->corrected, (s->corrected_words ? s->corrected_words : 1) * sizeof(uint64_t));
     e->searches = dup_bytes(s->searches, s->search_cap * sizeof(search_t));
-    e->start = dup_bytes(s->start, s->search_cap * sizeof(range_t));
     e->touched = dup_bytes(s->touched, s->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->start || !e->touched) goto fail;
+    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -395,12 +384,9 @@ static int open_search(qkd_cascade_engine *e, size_t p, size_t b, size_t lower, 
         search_t *grown = realloc(e->searches, cap * sizeof(search_t));
         if (!grown) return -1;
         e->searches = grown;
-        range_t *starts = realloc(e->start, cap * sizeof(range_t));
-        if (!starts) return -1;
-        e->start = starts;
         e->search_cap = cap;
     }
-    e->start[e->nsearch] = (range_t){ (uint32_t)lower, (uint32_t)upper };
+
     pass_t *P = &e->pass[p];
     e->search_of[P->offset + b] = (int32_t)e->nsearch;
     e->searches[e->nsearch++] = (search_t){ (int32_t)p, (int32_t)b, (uint32_t)lower, (uint32_t)upper, 1, 1 };
@@ -488,11 +474,7 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
         int32_t si = e->search_of[flat];
         if (si >= 0) {
             search_t *s = &e->searches[si];
-            /* A search settle has not reached yet is tested against its range from before
-             * its early descent: the range it would have at this point of the walk. */
-            uint32_t lo = s->lower, hi = s->upper;
-            if ((size_t)si > e->settle_index) { lo = e->start[si].lower; hi = e->start[si].upper; }
-            if (s->live && position >= lo && position < hi) {
+            if (s->live && position >= s->lower && position < s->upper) {
                 s->live = 0;  /* Its range now holds an even number of errors. */
                 e->search_of[flat] = -1;
             }
@@ -518,6 +500,7 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
 typedef struct { size_t bit; uint32_t pass, lower; uint8_t state; } peek_t; /* 0 none, 1 lower, 2 bit */
 
 static inline void prefetch_nodes(const qkd_cascade_engine *e, size_t i) {
+    if (i < e->replied) return;  /* It will not descend (see settle). */
     const search_t *t = &e->searches[i];
     if (!t->live || t->upper - t->lower == 1) return;
     const pass_t *P = &e->pass[t->pass];
@@ -544,7 +527,7 @@ static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *
     const search_t *t = &e->searches[i];
     if (!t->live) return;
     search_t copy = *t;
-    if (i >= e->pre_advanced) advance_from_cache(e, &copy);
+    if (i >= e->replied) advance_from_cache(e, &copy);
     if (copy.upper - copy.lower != 1) return;
     k->pass = (uint32_t)copy.pass;
     k->lower = copy.lower;
@@ -602,11 +585,12 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
             if (index + STAGE_BIT < ns) stage_bit(e, index + STAGE_BIT, ring, keys);
             if (index + STAGE_PASSES < ns) stage_passes(e, index + STAGE_PASSES, ring, keys);
             search_t *s = &e->searches[index];
-            e->settle_index = index;
-            /* Flips only toggle cached nodes (never add one), and only on paths to the
-             * flipped bit, which end a search whose range holds it: a search that descended
-             * when its reply was applied would not move again here. */
-            if (s->live && index >= e->pre_advanced) advance_from_cache(e, s);
+            /* A search that has just had its reply cannot descend through the cache: it sat at
+             * node P because P's left child was not cached, the reply took it to a child C of
+             * P, and any earlier search through C would have cached P's children. A new pass
+             * has no cache. Flips never add entries. So only searches opened during this
+             * settle (after `replied`) can move here (Spec/postprocessing.md section 5.3). */
+            if (s->live && index >= e->replied) advance_from_cache(e, s);
             if (s->live && s->upper - s->lower == 1) {
                 s->live = 0;
                 size_t p = (size_t)s->pass;
@@ -677,7 +661,6 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
         }
         /* The next pass starts only when this one's searches are done. */
         e->started = p + 1;
-        e->pre_advanced = 0;
     } else {
         if (count != e->nsearch) return QKD_CASCADE_WRONG_COUNT;
         search_t *sp = e->searches;
@@ -702,11 +685,9 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
             cache_set(P, left, left_odd);
             cache_set(P, left + 1, !left_odd);
             descend(s, left_odd);
-            e->start[i] = (range_t){ s->lower, s->upper };
-            advance_from_cache(e, s);
         }
-        e->pre_advanced = count;
     }
+    e->replied = e->nsearch;
     int status = settle(e, keys, bad_bit);
     if (status != 0) return status;
     compact(e);
