@@ -16,10 +16,14 @@
 /* Freed huge buffers kept for the next permutation: a fresh one costs the kernel a page fault
  * and 2 MiB of zeroing per huge page (about a tenth of Cascade's time at 2^20 bits). Only
  * public data (permutation maps and scratch) goes through here, so nothing needs wiping. At most
- * QKD_POOL_SLOTS buffers of at most QKD_POOL_MAX bytes each are kept. */
-#define QKD_POOL_SLOTS 4
+ * QKD_POOL_SLOTS buffers of at most QKD_POOL_MAX bytes each, QKD_POOL_TOTAL bytes in all, are
+ * kept: each live engine holds two maps, and a node pair with two rounds in flight in one
+ * process (the pipeline bench) has four engines, so four slots kept missing. */
+#define QKD_POOL_SLOTS 16
 #define QKD_POOL_MAX ((size_t)16 << 20)
+#define QKD_POOL_TOTAL ((size_t)64 << 20)
 static struct { void *p; size_t bytes; } pool[QKD_POOL_SLOTS];
+static size_t pool_bytes;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t huge_rounded(size_t bytes) {
@@ -34,7 +38,12 @@ void *qkd_cascade_alloc(size_t bytes) {
     void *p = NULL;
     pthread_mutex_lock(&pool_lock);
     for (int i = 0; i < QKD_POOL_SLOTS; i++) {
-        if (pool[i].p && pool[i].bytes == rounded) { p = pool[i].p; pool[i].p = NULL; break; }
+        if (pool[i].p && pool[i].bytes == rounded) {
+            p = pool[i].p;
+            pool[i].p = NULL;
+            pool_bytes -= rounded;
+            break;
+        }
     }
     pthread_mutex_unlock(&pool_lock);
     if (p) return p;
@@ -48,12 +57,14 @@ void *qkd_cascade_alloc(size_t bytes) {
 void qkd_cascade_free(void *p, size_t bytes) {
     const size_t huge = (size_t)1 << 21;
     if (!p) return;
-    if (bytes >= (huge >> 1) && huge_rounded(bytes) <= QKD_POOL_MAX) {
+    const size_t rounded = huge_rounded(bytes);
+    if (bytes >= (huge >> 1) && rounded <= QKD_POOL_MAX) {
         pthread_mutex_lock(&pool_lock);
-        for (int i = 0; i < QKD_POOL_SLOTS; i++) {
+        for (int i = 0; i < QKD_POOL_SLOTS && pool_bytes + rounded <= QKD_POOL_TOTAL; i++) {
             if (!pool[i].p) {
                 pool[i].p = p;
-                pool[i].bytes = huge_rounded(bytes);
+                pool[i].bytes = rounded;
+                pool_bytes += rounded;
                 p = NULL;
                 break;
             }

@@ -2,19 +2,19 @@ import Foundation
 import QKDTestSupport
 import Testing
 
-/// `qkd-node bench pipeline --json` at a small size (large enough for a secret key): one thread, two threads, two rounds in flight.
+/// `qkd-node bench pipeline --json` at a small size (large enough for a secret key): one thread, two threads, two and four rounds in flight.
 /// The command itself checks that the threaded rounds give the same summaries as the one-thread
 /// rounds (it fails otherwise), so a zero exit status also covers the threaded driver.
 @Suite struct BenchPipelineTests {
     @Test func pipelineBenchPrintsOneJSONObjectWithThreadedRows() async throws {
         let binary = try #require(QKDNodeBinary.locate(), "qkd-node is not built")
-        let r = try await QKDNodeBinary.run(binary, ["bench", "pipeline", "--json", "--bits", "100000", "--runs", "2"])
+        let r = try await QKDNodeBinary.run(binary, ["bench", "pipeline", "--json", "--bits", "100000", "--runs", "3"])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(r.stdout.split(separator: "\n").count == 1, "exactly one JSON object: \(r.stdout)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(object["workload"] as? String == "pipeline")
         let results = try #require(object["results"] as? [[String: Any]])
-        for metric in ["pipeline Q=0.03, 2 threads", "pipeline Q=0.03, 2 threads, 2 rounds in flight", "pipeline Q=0.03, one thread"] {
+        for metric in ["pipeline Q=0.03, 2 threads", "pipeline Q=0.03, 2 threads, 2 rounds in flight", "pipeline Q=0.03, 2 threads, 4 rounds in flight", "pipeline Q=0.03, one thread"] {
             let row = try #require(results.first { $0["metric"] as? String == metric }, "missing row \(metric)")
             #expect(((row["value"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric)")
             #expect(((row["baseline"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric) has a same-run baseline")

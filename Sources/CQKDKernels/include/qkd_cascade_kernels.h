@@ -25,9 +25,9 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
 
 /* Memory for the permutation's maps and scratch (public data only): for 1 MiB or more, 2 MiB
  * aligned and marked for transparent huge pages (madvise), so that a fresh multi-MB map costs a
- * few page faults instead of one per 4 KiB page and random lookups miss the TLB less; a few
- * freed buffers of up to 16 MiB are kept for reuse (process-wide, locked), which saves the
- * kernel's zeroing. Contents are not cleared. Release with qkd_cascade_free and the same size.
+ * few page faults instead of one per 4 KiB page and random lookups miss the TLB less; up to
+ * 16 freed buffers of up to 16 MiB each, 64 MiB in all, are kept for reuse (process-wide,
+ * locked), which saves the kernel's zeroing. Contents are not cleared. Release with qkd_cascade_free and the same size.
  * Returns NULL if memory ran out. */
 void *qkd_cascade_alloc(size_t bytes);
 void qkd_cascade_free(void *p, size_t bytes);
