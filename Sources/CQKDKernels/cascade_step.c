@@ -38,7 +38,7 @@ typedef struct { uint32_t pass, block; } touched_t;
 typedef struct {
     size_t size;        /* top-level block size k */
     size_t count;       /* blocks: ceil(n / k) */
-    size_t offset;      /* index of block 0 in block_odd and search_of */
+    size_t offset;      /* index of block 0 in `blocks` */
     int shift;          /* log2 k if k is a power of two, else -1 */
     int cache_shift;    /* log2 of the node stride of one block in the parity cache */
     size_t rotation;    /* r_p (0 for pass 0) */
@@ -61,8 +61,10 @@ struct qkd_cascade_engine {
     size_t started;     /* passes whose top-level replies were applied: flips reach these */
     pass_t *pass;
     size_t total_blocks;
-    uint8_t *block_odd;
-    int32_t *search_of;
+    /* Per pass and block: bit 31 set if the block is known to hold an odd number of errors;
+     * bits 0-30 its open search's index + 1, or 0. One word, so a flip touches one place per
+     * pass (the two used to be separate arrays: two random misses). */
+    uint32_t *blocks;
     search_t *searches;
     size_t nsearch, search_cap;
     /* The searches open when the step's replies were applied: settle's first walk over them
@@ -113,6 +115,12 @@ static void free_plane(pass_t *P) {
     P->plane = NULL;
 }
 
+#define ODD ((uint32_t)1 << 31)
+/* The open search of a block slot, or -1. */
+static inline int64_t slot_search(uint32_t v) { return (int64_t)(v & ~ODD) - 1; }
+static inline void slot_set_search(uint32_t *v, size_t i) { *v = (*v & ODD) | (uint32_t)(i + 1); }
+static inline void slot_clear_search(uint32_t *v) { *v &= ODD; }
+
 static int stride_shift(size_t k) {
     return (k <= 1 ? 0 : 64 - __builtin_clzll((unsigned long long)(k - 1))) + 1;
 }
@@ -139,16 +147,14 @@ qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *b
         total += P->count;
     }
     e->total_blocks = total;
-    e->block_odd = calloc(total ? total : 1, 1);
-    e->search_of = malloc((total ? total : 1) * sizeof(int32_t));
+    e->blocks = calloc(total ? total : 1, sizeof(uint32_t));
     e->corrected_words = (n + 63) >> 6;
     e->corrected = calloc(e->corrected_words ? e->corrected_words : 1, sizeof(uint64_t));
     e->search_cap = 256;
     e->searches = malloc(e->search_cap * sizeof(search_t));
     e->touched_cap = 256;
     e->touched = malloc(e->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
-    for (size_t i = 0; i < total; i++) e->search_of[i] = -1;
+    if (!e->blocks || !e->corrected || !e->searches || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -161,8 +167,7 @@ void qkd_cascade_engine_free(qkd_cascade_engine *e) {
     if (e->masks) for (size_t i = 0; i < e->nmasks; i++) free(e->masks[i].bits);
     free(e->pass);
     free(e->masks);
-    free(e->block_odd);
-    free(e->search_of);
+    free(e->blocks);
     free(e->corrected);
     free(e->searches);
     free(e->touched);
@@ -179,7 +184,7 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     qkd_cascade_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     *e = *s;
-    e->pass = NULL; e->masks = NULL; e->block_odd = NULL; e->search_of = NULL;
+    e->pass = NULL; e->masks = NULL; e->blocks = NULL;
     e->searches = NULL; e->touched = NULL; e->corrected = NULL;
     e->pass = dup_bytes(s->pass, s->passes * sizeof *s->pass);
     e->masks = calloc(s->passes, sizeof *s->masks);
@@ -204,12 +209,11 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
             if (S->half_mask == s->masks[i].bits) P->half_mask = e->masks[i].bits;
         }
     }
-    e->block_odd = dup_bytes(s->block_odd, s->total_blocks ? s->total_blocks : 1);
-    e->search_of = dup_bytes(s->search_of, (s->total_blocks ? s->total_blocks : 1) * sizeof(int32_t));
+    e->blocks = dup_bytes(s->blocks, (s->total_blocks ? s->total_blocks : 1) * sizeof(uint32_t));
     e->corrected = dup_bytes(s->corrected, (s->corrected_words ? s->corrected_words : 1) * sizeof(uint64_t));
     e->searches = dup_bytes(s->searches, s->search_cap * sizeof(search_t));
     e->touched = dup_bytes(s->touched, s->touched_cap * sizeof(touched_t));
-    if (!e->block_odd || !e->search_of || !e->corrected || !e->searches || !e->touched) goto fail;
+    if (!e->blocks || !e->corrected || !e->searches || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -388,7 +392,7 @@ static int open_search(qkd_cascade_engine *e, size_t p, size_t b, size_t lower, 
     }
 
     pass_t *P = &e->pass[p];
-    e->search_of[P->offset + b] = (int32_t)e->nsearch;
+    slot_set_search(&e->blocks[P->offset + b], e->nsearch);
     e->searches[e->nsearch++] = (search_t){ (int32_t)p, (int32_t)b, (uint32_t)lower, (uint32_t)upper, 1, 1 };
     if (!P->built) P->needs_build = 1;
     return 0;
@@ -457,26 +461,27 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
         } else {
             size_t x = rotated_index(e, p, bit);
             b = P->count == 1 ? 0 : (size_t)(((P->half_mask[x >> 6] >> (x & 63)) & 1) ^ 1);
-            position = (P->known || e->search_of[P->offset + b] >= 0) ? e->forward[x] : NO_POSITION;
+            position = (P->known || slot_search(e->blocks[P->offset + b]) >= 0) ? e->forward[x] : NO_POSITION;
         }
         pos[p] = position;
         blk[p] = b;
         if (P->built && keys && keys[p]) qkd_cascade_prefetch(keys[p] + (position >> 6));
         if (P->known) qkd_cascade_prefetch(cache_words(P, cache_base(P, b) + 2));
-        qkd_cascade_prefetch(e->search_of + P->offset + b);
+        qkd_cascade_prefetch(e->blocks + P->offset + b);
     }
     for (size_t p = 0; p < started; p++) {
         const pass_t *P = &e->pass[p];
         size_t position = pos[p], b = blk[p], flat = P->offset + b;
         if (e->bob && P->built && keys && keys[p]) keys[p][position >> 6] ^= (uint64_t)1 << (position & 63);
-        e->block_odd[flat] ^= 1;
+        uint32_t *slot = &e->blocks[flat];
+        *slot ^= ODD;
         if (position != NO_POSITION) toggle_known(e, P, b, position);
-        int32_t si = e->search_of[flat];
+        int64_t si = slot_search(*slot);
         if (si >= 0) {
             search_t *s = &e->searches[si];
             if (s->live && position >= s->lower && position < s->upper) {
                 s->live = 0;  /* Its range now holds an even number of errors. */
-                e->search_of[flat] = -1;
+                slot_clear_search(slot);
             }
         }
         e->touched[e->ntouched++] = (touched_t){ (uint32_t)p, (uint32_t)b };
@@ -518,7 +523,7 @@ static inline void prefetch_block(const qkd_cascade_engine *e, const pass_t *P, 
         size_t leaf = base + ((size_t)1 << (P->cache_shift - 1)) + (position - b * P->size);
         if (P->cache_shift > 6) qkd_cascade_prefetch(cache_words(P, leaf));
     }
-    qkd_cascade_prefetch(e->search_of + P->offset + b);
+    qkd_cascade_prefetch(e->blocks + P->offset + b);
 }
 
 static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *ring) {
@@ -594,7 +599,7 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
             if (s->live && s->upper - s->lower == 1) {
                 s->live = 0;
                 size_t p = (size_t)s->pass;
-                e->search_of[e->pass[p].offset + (size_t)s->block] = -1;
+                slot_clear_search(&e->blocks[e->pass[p].offset + (size_t)s->block]);
                 size_t bit = key_bit(e, p, s->lower);
                 /* Honest replies make every correction fix a real error, so no bit is flipped
                  * twice; a second flip means the peer's parities contradict each other. */
@@ -617,7 +622,7 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
             size_t p = e->touched[t].pass, b = e->touched[t].block;
             const pass_t *P = &e->pass[p];
             size_t flat = P->offset + b;
-            if (e->block_odd[flat] == 1 && e->search_of[flat] < 0) {
+            if ((e->blocks[flat] & ODD) && slot_search(e->blocks[flat]) < 0) {
                 size_t k = P->size, hi = (b + 1) * k < e->n ? (b + 1) * k : e->n;
                 if (open_search(e, p, b, b * k, hi) != 0) return -1;
                 opened = 1;
@@ -629,7 +634,7 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
     }
 }
 
-/* Drops ended searches, keeping the order, and points search_of at the moved ones (a live
+/* Drops ended searches, keeping the order, and points block slots at the moved ones (a live
  * search's entry already holds its index). */
 static void compact(qkd_cascade_engine *e) {
     size_t kept = 0;
@@ -638,7 +643,7 @@ static void compact(qkd_cascade_engine *e) {
         if (!sp[i].live) continue;
         if (kept != i) {
             sp[kept] = sp[i];
-            e->search_of[e->pass[sp[i].pass].offset + (size_t)sp[i].block] = (int32_t)kept;
+            slot_set_search(&e->blocks[e->pass[sp[i].pass].offset + (size_t)sp[i].block], kept);
         }
         kept++;
     }
@@ -655,7 +660,7 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
         size_t k = P->size;
         for (size_t b = 0; b < count; b++) {
             if (!((replies[b >> 6] >> (b & 63)) & 1)) continue;
-            e->block_odd[P->offset + b] = 1;
+            e->blocks[P->offset + b] |= ODD;
             size_t hi = (b + 1) * k < e->n ? (b + 1) * k : e->n;
             if (open_search(e, p, b, b * k, hi) != 0) return -1;
         }
