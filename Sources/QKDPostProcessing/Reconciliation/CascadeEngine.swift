@@ -301,7 +301,7 @@ struct CascadeEngine {
 
 /// The C engine state (`qkd_cascade_engine`, public data only) behind a class handle, so that
 /// ``CascadeEngine`` stays a value: it clones the state before mutating a shared handle.
-private final class CascadeCore: @unchecked Sendable {  // Mutated only through a unique reference.
+private final class CascadeCore {
     let raw: OpaquePointer
     /// The permutation whose maps the C engine borrows.
     var permutation: PassPermutation?
