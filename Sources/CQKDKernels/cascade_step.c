@@ -318,6 +318,22 @@ void qkd_cascade_engine_top_parities(const qkd_cascade_engine *e, size_t pass, c
     const pass_t *P = &e->pass[pass];
     size_t n = e->n, k = P->size;
     memset(out, 0, ((P->count + 63) >> 6) * sizeof(uint64_t));
+    if (P->shift >= 0 && P->shift <= 6) {
+        /* Blocks of k = 2^s <= 64 bits tile the words: fold each word so that bit j k holds the
+         * parity of bits [j k, j k + k), then pick those bits (64 / k per word, never straddling
+         * an output word). Bits past n are zero, so the short last block needs nothing more. */
+        size_t words = (n + 63) >> 6, per = (size_t)64 >> P->shift;
+        for (size_t i = 0; i < words; i++) {
+            uint64_t x = key[i];
+            for (size_t t = 1; t < k; t <<= 1) x ^= x >> t;
+            uint64_t bits = 0;
+            for (size_t j = 0; j < per; j++) bits |= ((x >> (j * k)) & 1) << j;
+            size_t b = i * per;
+            if (b < P->count) out[b >> 6] |= bits << (b & 63);
+        }
+        if (P->count & 63) out[P->count >> 6] &= ((uint64_t)1 << (P->count & 63)) - 1;
+        return;
+    }
     for (size_t b = 0; b < P->count; b++) {
         size_t hi = (b + 1) * k < n ? (b + 1) * k : n;
         out[b >> 6] |= range_parity(key, b * k, hi) << (b & 63);
