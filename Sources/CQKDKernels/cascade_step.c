@@ -70,6 +70,10 @@ struct qkd_cascade_engine {
     /* The searches open when the step's replies were applied: settle's first walk over them
      * needs no cache descent (see settle). */
     size_t replied;
+    /* The searches (indices, in list order) that the step's replies narrowed to one bit: the
+     * only ones settle's first walk has anything to do for (see settle). */
+    uint32_t *cand;
+    size_t ncand;
     touched_t *touched;
     size_t ntouched, touched_cap;
     uint64_t *corrected;
@@ -152,9 +156,10 @@ qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *b
     e->corrected = calloc(e->corrected_words ? e->corrected_words : 1, sizeof(uint64_t));
     e->search_cap = 256;
     e->searches = malloc(e->search_cap * sizeof(search_t));
+    e->cand = malloc(e->search_cap * sizeof(uint32_t));
     e->touched_cap = 256;
     e->touched = malloc(e->touched_cap * sizeof(touched_t));
-    if (!e->blocks || !e->corrected || !e->searches || !e->touched) goto fail;
+    if (!e->blocks || !e->corrected || !e->searches || !e->cand || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -170,6 +175,7 @@ void qkd_cascade_engine_free(qkd_cascade_engine *e) {
     free(e->blocks);
     free(e->corrected);
     free(e->searches);
+    free(e->cand);
     free(e->touched);
     free(e);
 }
@@ -185,7 +191,7 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     if (!e) return NULL;
     *e = *s;
     e->pass = NULL; e->masks = NULL; e->blocks = NULL;
-    e->searches = NULL; e->touched = NULL; e->corrected = NULL;
+    e->searches = NULL; e->cand = NULL; e->touched = NULL; e->corrected = NULL;
     e->pass = dup_bytes(s->pass, s->passes * sizeof *s->pass);
     e->masks = calloc(s->passes, sizeof *s->masks);
     if (!e->pass || !e->masks) { free(e->pass); free(e->masks); free(e); return NULL; }
@@ -212,8 +218,9 @@ qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *s) {
     e->blocks = dup_bytes(s->blocks, (s->total_blocks ? s->total_blocks : 1) * sizeof(uint32_t));
     e->corrected = dup_bytes(s->corrected, (s->corrected_words ? s->corrected_words : 1) * sizeof(uint64_t));
     e->searches = dup_bytes(s->searches, s->search_cap * sizeof(search_t));
+    e->cand = dup_bytes(s->cand, s->search_cap * sizeof(uint32_t));
     e->touched = dup_bytes(s->touched, s->touched_cap * sizeof(touched_t));
-    if (!e->blocks || !e->corrected || !e->searches || !e->touched) goto fail;
+    if (!e->blocks || !e->corrected || !e->searches || !e->cand || !e->touched) goto fail;
     return e;
 fail:
     qkd_cascade_engine_free(e);
@@ -404,6 +411,9 @@ static int open_search(qkd_cascade_engine *e, size_t p, size_t b, size_t lower, 
         search_t *grown = realloc(e->searches, cap * sizeof(search_t));
         if (!grown) return -1;
         e->searches = grown;
+        uint32_t *cand = realloc(e->cand, cap * sizeof(uint32_t));
+        if (!cand) return -1;
+        e->cand = cand;
         e->search_cap = cap;
     }
 
@@ -542,8 +552,7 @@ static inline void prefetch_block(const qkd_cascade_engine *e, const pass_t *P, 
     qkd_cascade_prefetch(e->blocks + P->offset + b);
 }
 
-static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *ring) {
-    peek_t *k = &ring[i & (RING - 1)];
+static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *k) {
     k->state = 0;
     const search_t *t = &e->searches[i];
     if (!t->live) return;
@@ -556,8 +565,7 @@ static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *
     if (copy.pass > 0 && e->backward) qkd_cascade_prefetch(e->backward + copy.lower);
 }
 
-static inline void stage_bit(const qkd_cascade_engine *e, size_t i, peek_t *ring, uint64_t *const *keys) {
-    peek_t *k = &ring[i & (RING - 1)];
+static inline void stage_bit(const qkd_cascade_engine *e, peek_t *k, uint64_t *const *keys) {
     if (k->state != 1) return;
     size_t bit = key_bit(e, k->pass, k->lower);
     k->bit = bit;
@@ -576,8 +584,7 @@ static inline void stage_bit(const qkd_cascade_engine *e, size_t i, peek_t *ring
     }
 }
 
-static inline void stage_passes(const qkd_cascade_engine *e, size_t i, const peek_t *ring, uint64_t *const *keys) {
-    const peek_t *k = &ring[i & (RING - 1)];
+static inline void stage_passes(const qkd_cascade_engine *e, const peek_t *k, uint64_t *const *keys) {
     if (k->state != 2 || !e->forward) return;
     for (size_t p = 1; p < e->started; p++) {
         const pass_t *P = &e->pass[p];
@@ -587,48 +594,54 @@ static inline void stage_passes(const qkd_cascade_engine *e, size_t i, const pee
     }
 }
 
+/* Ends search s, which has narrowed to one bit: that bit is an error. */
+static inline int resolve(qkd_cascade_engine *e, search_t *s, uint64_t *const *keys, size_t *bad_bit) {
+    s->live = 0;
+    size_t p = (size_t)s->pass;
+    slot_clear_search(&e->blocks[e->pass[p].offset + (size_t)s->block]);
+    size_t bit = key_bit(e, p, s->lower);
+    /* Honest replies make every correction fix a real error, so no bit is flipped twice; a
+     * second flip means the peer's parities contradict each other. */
+    uint64_t m = (uint64_t)1 << (bit & 63);
+    if (e->corrected[bit >> 6] & m) {
+        *bad_bit = bit;
+        return QKD_CASCADE_CORRECTED_TWICE;
+    }
+    e->corrected[bit >> 6] |= m;
+    return flip(e, bit, keys) != 0 ? -1 : 0;
+}
+
+#define SLOT(c) (&ring[(c) & (RING - 1)])
+
 /* Resolves every search that has narrowed to one bit, flips that bit, and opens searches on
- * blocks that became odd, until nothing changes (Spec/postprocessing.md section 5.3). */
+ * blocks that became odd, until nothing changes (Spec/postprocessing.md section 5.3).
+ *
+ * The protocol walks the whole list in order. In the first walk only the searches the replies
+ * narrowed to one bit (`cand`) act: a search that has just had its reply cannot descend
+ * through the cache (it sat at node P because P's left child was not cached, the reply took it
+ * to a child C of P, and any earlier search through C would have cached P's children; a new
+ * pass has no cache; flips never add entries), and flips only end searches, which they find
+ * through the block slots. So the first walk visits `cand` alone, in the same order; searches
+ * opened during settle are walked in full. */
 static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit) {
-    size_t index = 0;
     peek_t ring[RING];
+    size_t nc = e->ncand;
+    const uint32_t *cand = e->cand;
+    for (size_t c = 0; c < nc && c < STAGE_DESCEND; c++) stage_descend(e, cand[c], SLOT(c));
+    for (size_t c = 0; c < nc && c < STAGE_BIT; c++) stage_bit(e, SLOT(c), keys);
+    for (size_t c = 0; c < nc && c < STAGE_PASSES; c++) stage_passes(e, SLOT(c), keys);
+    for (size_t c = 0; c < nc; c++) {
+        if (c + STAGE_DESCEND < nc) stage_descend(e, cand[c + STAGE_DESCEND], SLOT(c + STAGE_DESCEND));
+        if (c + STAGE_BIT < nc) stage_bit(e, SLOT(c + STAGE_BIT), keys);
+        if (c + STAGE_PASSES < nc) stage_passes(e, SLOT(c + STAGE_PASSES), keys);
+        search_t *s = &e->searches[cand[c]];
+        if (s->live && s->upper - s->lower == 1) {
+            int status = resolve(e, s, keys, bad_bit);
+            if (status != 0) return status;
+        }
+    }
+    size_t index = e->nsearch;
     for (;;) {
-        /* Prime the pipeline for the first searches of this sweep. */
-        for (size_t i = index; i < e->nsearch && i < index + STAGE_NODES; i++) {
-            if (i < index + STAGE_DESCEND) stage_descend(e, i, ring);
-        }
-        for (size_t i = index; i < e->nsearch && i < index + STAGE_BIT; i++) stage_bit(e, i, ring, keys);
-        for (size_t i = index; i < e->nsearch && i < index + STAGE_PASSES; i++) stage_passes(e, i, ring, keys);
-        while (index < e->nsearch) {
-            size_t ns = e->nsearch;
-            if (index + STAGE_NODES < ns) prefetch_nodes(e, index + STAGE_NODES);
-            if (index + STAGE_DESCEND < ns) stage_descend(e, index + STAGE_DESCEND, ring);
-            if (index + STAGE_BIT < ns) stage_bit(e, index + STAGE_BIT, ring, keys);
-            if (index + STAGE_PASSES < ns) stage_passes(e, index + STAGE_PASSES, ring, keys);
-            search_t *s = &e->searches[index];
-            /* A search that has just had its reply cannot descend through the cache: it sat at
-             * node P because P's left child was not cached, the reply took it to a child C of
-             * P, and any earlier search through C would have cached P's children. A new pass
-             * has no cache. Flips never add entries. So only searches opened during this
-             * settle (after `replied`) can move here (Spec/postprocessing.md section 5.3). */
-            if (s->live && index >= e->replied) advance_from_cache(e, s);
-            if (s->live && s->upper - s->lower == 1) {
-                s->live = 0;
-                size_t p = (size_t)s->pass;
-                slot_clear_search(&e->blocks[e->pass[p].offset + (size_t)s->block]);
-                size_t bit = key_bit(e, p, s->lower);
-                /* Honest replies make every correction fix a real error, so no bit is flipped
-                 * twice; a second flip means the peer's parities contradict each other. */
-                uint64_t m = (uint64_t)1 << (bit & 63);
-                if (e->corrected[bit >> 6] & m) {
-                    *bad_bit = bit;
-                    return QKD_CASCADE_CORRECTED_TWICE;
-                }
-                e->corrected[bit >> 6] |= m;
-                if (flip(e, bit, keys) != 0) return -1;
-            }
-            index++;
-        }
         /* Searches before `index` need no second look: cache entries are only added when
          * replies are applied, and a flip toggles only nodes containing the flipped bit, which
          * ends every search whose range holds it. So only the searches opened now can move. */
@@ -647,6 +660,24 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
         e->ntouched = 0;
         if (!opened) return 0;
         index = first_new;
+        /* Prime the pipeline for the first searches of this walk. */
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_DESCEND; i++) stage_descend(e, i, SLOT(i));
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_BIT; i++) stage_bit(e, SLOT(i), keys);
+        for (size_t i = index; i < e->nsearch && i < index + STAGE_PASSES; i++) stage_passes(e, SLOT(i), keys);
+        while (index < e->nsearch) {
+            size_t ns = e->nsearch;
+            if (index + STAGE_NODES < ns) prefetch_nodes(e, index + STAGE_NODES);
+            if (index + STAGE_DESCEND < ns) stage_descend(e, index + STAGE_DESCEND, SLOT(index + STAGE_DESCEND));
+            if (index + STAGE_BIT < ns) stage_bit(e, SLOT(index + STAGE_BIT), keys);
+            if (index + STAGE_PASSES < ns) stage_passes(e, SLOT(index + STAGE_PASSES), keys);
+            search_t *s = &e->searches[index];
+            if (s->live) advance_from_cache(e, s);
+            if (s->live && s->upper - s->lower == 1) {
+                int status = resolve(e, s, keys, bad_bit);
+                if (status != 0) return status;
+            }
+            index++;
+        }
     }
 }
 
@@ -668,6 +699,7 @@ static void compact(qkd_cascade_engine *e) {
 
 int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_t *replies, size_t count,
                              uint64_t *const *keys, size_t *bad_bit) {
+    e->ncand = 0;
     if (new_pass >= 0) {
         size_t p = (size_t)new_pass;
         if (p >= e->passes || !e->pass[p].opened || p != e->started || e->nsearch != 0) return -2;
@@ -679,6 +711,7 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
             e->blocks[P->offset + b] |= ODD;
             size_t hi = (b + 1) * k < e->n ? (b + 1) * k : e->n;
             if (open_search(e, p, b, b * k, hi) != 0) return -1;
+            if (hi - b * k == 1) e->cand[e->ncand++] = (uint32_t)(e->nsearch - 1);
         }
         /* The next pass starts only when this one's searches are done. */
         e->started = p + 1;
@@ -706,6 +739,7 @@ int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_
             cache_set(P, left, left_odd);
             cache_set(P, left + 1, !left_odd);
             descend(s, left_odd);
+            if (s->upper - s->lower == 1) e->cand[e->ncand++] = (uint32_t)i;
         }
     }
     e->replied = e->nsearch;
