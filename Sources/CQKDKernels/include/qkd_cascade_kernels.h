@@ -41,6 +41,59 @@ void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *back
  * a search a few places ahead overlaps those misses. A hint only: never faults. */
 static inline void qkd_cascade_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
+/* ---- Cascade's per-step bookkeeping (cascade_step.c; Spec/postprocessing.md 5.2, 5.3) ----
+ *
+ * One engine per side: the open binary searches (in list order), per pass and block whether it
+ * is known to hold an odd number of errors, the sub-block error-parity cache, the bits corrected
+ * so far. All of it is public (it follows from the exchanged bitmaps). The key bits stay in the
+ * caller's buffers: `keys[p]` is this side's key in pass p's order (NULL for a pass the caller
+ * has not built), read for parities and, for Bob, flipped in place by a step. The permutation
+ * maps are borrowed: the caller keeps them alive as long as the engine (and its clones).
+ *
+ * Status codes: 0 success; QKD_CASCADE_CORRECTED_TWICE (a bit would be corrected a second time:
+ * the peer's parities contradict each other; *bad_bit says which); QKD_CASCADE_WRONG_COUNT; -1
+ * out of memory; -2 misuse (wrong order of calls). After a nonzero status the engine is only
+ * fit to be freed. */
+#define QKD_CASCADE_CORRECTED_TWICE 1
+#define QKD_CASCADE_WRONG_COUNT 2
+
+typedef struct qkd_cascade_engine qkd_cascade_engine;
+
+/* n < 2^31 bits; 1 to 127 passes with top-level block sizes block_sizes[p] >= 1; bob != 0 for
+ * the side whose key the corrections flip. NULL if memory ran out or the arguments are out of
+ * range. */
+qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *block_sizes, size_t passes);
+/* A deep copy (the maps stay shared: they are read only). NULL if memory ran out. */
+qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *e);
+void qkd_cascade_engine_free(qkd_cascade_engine *e);
+/* The round's permutation (n entries each), before pass 1 starts. */
+void qkd_cascade_engine_set_maps(qkd_cascade_engine *e, const uint32_t *backward, const uint32_t *forward);
+/* Starts pass `pass` (in order, pass 0 first) with rotation r_p (0 for pass 0). Pass 0 counts as
+ * built; a later pass is built once the caller calls mark_built. A pass >= 1 of two blocks gets
+ * its half mask (bit x set iff forward[x] < k). 0, -1 (memory) or -2 (misuse). */
+int qkd_cascade_engine_start_pass(qkd_cascade_engine *e, size_t pass, size_t rotation);
+/* 1 if a search is open in `pass` and the caller has not built its key yet. */
+int qkd_cascade_engine_needs_build(const qkd_cascade_engine *e, size_t pass);
+void qkd_cascade_engine_mark_built(qkd_cascade_engine *e, size_t pass);
+size_t qkd_cascade_engine_search_count(const qkd_cascade_engine *e);
+/* Passes whose top-level replies were applied. */
+size_t qkd_cascade_engine_started(const qkd_cascade_engine *e);
+/* Bits corrected (Bob) or mirrored as corrected (Alice). */
+size_t qkd_cascade_engine_corrections(const qkd_cascade_engine *e);
+/* The top-level parities of a started pass of at most two blocks from the key in pass 0 order
+ * (no copy of the key is made): bit 0 block 0, bit 1 block 1. */
+uint64_t qkd_cascade_engine_half_parities(const qkd_cascade_engine *e, size_t pass, const uint64_t *key);
+/* The top-level parities of a started pass from its key in pass order: ceil(count / 64) words. */
+void qkd_cascade_engine_top_parities(const qkd_cascade_engine *e, size_t pass, const uint64_t *key, uint64_t *out);
+/* The parity of the left half of every open search, in list order: ceil(searches / 64) words.
+ * Every pass with a search must be built (keys[p] non-NULL). 0 or -2. */
+int qkd_cascade_engine_bisect_parities(const qkd_cascade_engine *e, const uint64_t *const *keys, uint64_t *out);
+/* Applies one step's replies (`count` bits) and settles: new_pass >= 0 for the top-level
+ * replies of that pass, -1 for bisection replies. Then resolves searches, flips, back-tracks
+ * and compacts the search list. Status as above. */
+int qkd_cascade_engine_apply(qkd_cascade_engine *e, long new_pass, const uint64_t *replies, size_t count,
+                             uint64_t *const *keys, size_t *bad_bit);
+
 #ifdef __cplusplus
 }
 #endif

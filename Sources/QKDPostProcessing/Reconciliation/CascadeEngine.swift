@@ -19,74 +19,19 @@ struct CascadeEngine {
     enum Role { case alice, bob }
     enum Pending: Equatable { case newPass(Int), bisect, done }
 
-    /// An open binary search. Stored in 32-bit fields (24 bytes instead of 40): every step
-    /// walks the whole list several times, and tens of thousands of searches then stay in L2.
-    /// Positions and heap indices fit, as blocks are below 2^31 bits (``init(role:key:schedule:seed:)``).
-    struct Search {
-        var pass: Int32
-        var block: Int32
-        private var lower32: UInt32
-        private var upper32: UInt32
-        private var node32: UInt32 = 1
-        var live = true
-
-        init(pass: Int32, block: Int32, lower: Int, upper: Int) {
-            self.pass = pass
-            self.block = block
-            lower32 = UInt32(truncatingIfNeeded: lower)
-            upper32 = UInt32(truncatingIfNeeded: upper)
-        }
-
-        var lower: Int {
-            get { Int(lower32) }
-            set { lower32 = UInt32(truncatingIfNeeded: newValue) }
-        }
-        var upper: Int {
-            get { Int(upper32) }
-            set { upper32 = UInt32(truncatingIfNeeded: newValue) }
-        }
-        /// Heap index of the current range in its block's bisection tree (root 1, children
-        /// 2i and 2i + 1): the key of the sub-block parity cache.
-        var node: Int {
-            get { Int(node32) }
-            set { node32 = UInt32(truncatingIfNeeded: newValue) }
-        }
-
-        /// Moves to the half that holds the odd error parity: the left one (`[lower, mid)`,
-        /// node 2i) if `leftOdd`, else the right one (node 2i + 1).
-        @inline(__always)
-        mutating func descend(leftOdd: Bool) {
-            let mid = lower + (upper - lower) / 2
-            if leftOdd {
-                upper = mid
-                node = 2 * node
-            } else {
-                lower = mid
-                node = 2 * node + 1
-            }
-        }
-    }
-
     let role: Role
     let n: Int
     let schedule: CascadeSchedule
-    /// Per pass: log2 of the block size if it is a power of two (the improved schedule), else
-    /// -1. A flip finds its block in every started pass; a shift there instead of a 64-bit
-    /// division (tens of cycles) matters at tens of thousands of flips times ten passes.
-    private let blockShifts: [Int]
     /// This side's key in each started pass's order, for the passes in ``isBuilt``;
     /// `permuted[0]` is the key itself (pass 0
-    /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections.
+    /// is not shuffled, Brassard and Salvail 1993). Bob's copies follow his corrections: the C
+    /// step flips them in place.
     private(set) var permuted: [BitVector] = []
     /// Per started pass: whether `permuted[p]` holds the pass's key. A pass of at most two
     /// blocks (the late passes of the improved schedule, blocks of n/2) gets its top-level
-    /// parities from ``halfMasks`` with word operations, and its permuted key only when a
-    /// search opens in it; most late passes find no odd block, so most never build one.
+    /// parities from the pass's half mask with word operations, and its permuted key only when
+    /// a search opens in it; most late passes find no odd block, so most never build one.
     private var isBuilt: [Bool] = []
-    /// Per block size k (of passes of at most two blocks): the bitmap of the rotated-key
-    /// positions `backward[j]`, `j < k`, i.e. of block 0 before the rotation. Public data (a
-    /// function of the shared permutation).
-    private var halfMasks: [Int: [UInt64]] = [:]
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
@@ -96,26 +41,15 @@ struct CascadeEngine {
     private var permutationStream: Xoshiro256StarStar?
     /// Per started pass: its rotation r (0 for pass 0).
     private var rotations: [Int] = []
-    /// Per started pass and block: 1 if the block is known to hold an odd number of errors.
-    private var blockOdd: [UInt8] = []
-    /// Per started pass and block: index into `searches`, or -1.
-    private var searchOf: [Int32] = []
-    /// Per started pass: the index of its block 0 in ``blockOdd`` and ``searchOf`` (flat
-    /// arrays: a nested array paid a uniqueness check per level on every write).
-    private var passOffsets: [Int] = []
-    private var searches: [Search] = []
-    /// Per started pass: the error parity (Alice's XOR Bob's) of every sub-block whose parity
-    /// has been disclosed or follows from a disclosed one (Spec/postprocessing.md section 5.3).
-    /// Kept current under flips; a search whose next left half is known moves on without a query.
-    private var known = SubBlockParityCache()
-    /// Per started pass: whether any sub-block parity of it is cached.
-    private var knownInPass: [Bool] = []
     private var random: DeterministicRandomSource
-    /// Bits corrected so far (a bit is never corrected twice in an honest run).
-    private var corrected: BitVector
+    /// The public bookkeeping (open searches, odd blocks, the sub-block parity cache of
+    /// Spec/postprocessing.md section 5.3, corrected positions) in the C kernel
+    /// `qkd_cascade_engine`, which runs a whole step in one call. Shared between copies of
+    /// the engine until one of them mutates (copy on write, ``uniqueCore()``).
+    private var core: CascadeCore
     private(set) var pending: Pending = .newPass(0)
     /// Bits flipped (Bob) or mirrored as flipped (Alice): the error count found.
-    private(set) var corrections = 0
+    var corrections: Int { qkd_cascade_engine_corrections(core.raw) }
     /// Queries answered so far: the parity bits Alice disclosed.
     private(set) var disclosedParities = 0
     /// Steps done.
@@ -128,15 +62,14 @@ struct CascadeEngine {
     ///   - seed: the 32-byte shared seed from the sift response.
     init(role: Role, key: BitVector, schedule: CascadeSchedule, seed: [UInt8]) throws {
         // Heap indices of a block of k bits stay below 2^(ceil(log2 k) + 1) <= 2^32 for
-        // k < 2^31 (``Search`` keeps them in 32 bits); the round limits cap Cascade at 2^27.
+        // k < 2^31 (the C searches keep them in 32 bits); the round limits cap Cascade at 2^27.
         precondition(key.count < 1 << 31, "Cascade keys are below 2^31 bits")
         self.role = role
         self.n = key.count
         self.schedule = schedule
-        blockShifts = schedule.blockSizes.map { $0.nonzeroBitCount == 1 ? $0.trailingZeroBitCount : -1 }
         self.random = try DeterministicRandomSource(seed: seed)
+        core = CascadeCore(n: key.count, bob: role == .bob, blockSizes: schedule.blockSizes)
         permuted = [key]
-        corrected = BitVector(count: key.count)
         if n == 0 { pending = .done }
     }
 
@@ -147,20 +80,10 @@ struct CascadeEngine {
         return (n + k - 1) / k
     }
 
-    /// The key bit at `position` of started pass `p`.
-    @inline(__always)
-    private func keyBit(pass p: Int, position: Int) -> Int {
-        guard p > 0, let perm = permutation else { return position }
-        let i = perm.backward(position) + rotations[p]
-        return i >= n ? i - n : i
-    }
-
-    /// The position of key bit `bit` in started pass `p`.
-    @inline(__always)
-    private func passPosition(_ p: Int, keyBit bit: Int) -> Int {
-        guard p > 0, let perm = permutation else { return bit }
-        let r = rotations[p]
-        return perm.forward(bit >= r ? bit - r : bit - r + n)
+    /// The C state, cloned first if another copy of the engine shares it (value semantics).
+    private mutating func uniqueCore() -> OpaquePointer {
+        if !isKnownUniquelyReferenced(&core) { core = core.clone() }
+        return core.raw
     }
 
     /// Starts pass `pass`: for pass 1, draws the round's permutation from the shared stream;
@@ -174,21 +97,22 @@ struct CascadeEngine {
         } else {
             if permutation == nil {
                 var stream = Xoshiro256StarStar(seedingFrom: &random)
-                permutation = PassPermutation(size: n, random: &stream)
+                let perm = PassPermutation(size: n, random: &stream)
+                permutation = perm
                 permutationStream = stream
+                let raw = uniqueCore()
+                core.permutation = perm  // The C engine borrows the maps: keep them alive with it.
+                perm.withMaps { qkd_cascade_engine_set_maps(raw, $0, $1) }
             }
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
             rotations.append(r)
             permuted.append(BitVector(count: 0))
             isBuilt.append(false)
-            if blockCount(pass) > 2 { buildPass(pass) }
         }
-        passOffsets.append(blockOdd.count)
-        blockOdd.append(contentsOf: repeatElement(0, count: blockCount(pass)))
-        known.addPass(blockSize: schedule.blockSizes[pass], blockCount: blockCount(pass))
-        knownInPass.append(false)
-        searchOf.append(contentsOf: repeatElement(-1, count: blockCount(pass)))
+        let status = qkd_cascade_engine_start_pass(uniqueCore(), pass, rotations[pass])
+        precondition(status == 0, "Cascade could not start pass \(pass) (status \(status): out of memory)")
+        if pass > 0 && blockCount(pass) > 2 { buildPass(pass) }
     }
 
     /// Arranges this side's current key in started pass `pass`'s order (Bob's current key:
@@ -204,31 +128,7 @@ struct CascadeEngine {
         rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
         permuted[pass] = BitVector(words: words, count: n)
         isBuilt[pass] = true
-    }
-
-    /// The top-level parities of started pass `pass` of at most two blocks, without its
-    /// permuted key: block 0 holds the rotated-key bits at the positions of the mask, so its
-    /// parity is that of (rotated key AND mask); block 1's is the key parity minus block 0's.
-    private mutating func halfPassParities(_ pass: Int) -> UInt64 {
-        let k = schedule.blockSizes[pass]
-        if halfMasks[k] == nil {
-            var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permutation!.withBackward { b in
-                for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
-            }
-            halfMasks[k] = mask
-        }
-        var rotated = cyclicRotation(permuted[0].words, count: n, by: rotations[pass])
-        defer { rotated.withUnsafeMutableBytes { secureZero($0) } }  // A copy of the key.
-        var first: UInt64 = 0, all: UInt64 = 0
-        halfMasks[k]!.withUnsafeBufferPointer { m in
-            for i in rotated.indices {
-                first ^= rotated[i] & m[i]
-                all ^= rotated[i]
-            }
-        }
-        let p0 = UInt64(first.nonzeroBitCount & 1)
-        return blockCount(pass) == 1 ? UInt64(all.nonzeroBitCount & 1) : p0 | ((p0 ^ UInt64(all.nonzeroBitCount & 1)) << 1)
+        qkd_cascade_engine_mark_built(uniqueCore(), pass)
     }
 
     /// The number of bits the current step's messages carry.
@@ -236,9 +136,9 @@ struct CascadeEngine {
         switch pending {
         case .done: return 0
         case .newPass(let p):
-            if passOffsets.count == p { startPass(p) }
+            if rotations.count == p { startPass(p) }
             return blockCount(p)
-        case .bisect: return searches.count
+        case .bisect: return qkd_cascade_engine_search_count(core.raw)
         }
     }
 
@@ -252,51 +152,64 @@ struct CascadeEngine {
         case .done:
             break
         case .newPass(let p) where !isBuilt[p]:
-            words[0] = halfPassParities(p)
+            // Block 0 holds the rotated-key bits at the positions of the half mask
+            // (Spec/postprocessing.md section 5.2, implementation note); no key copy is made.
+            words[0] = permuted[0].words.withUnsafeBufferPointer { qkd_cascade_engine_half_parities(core.raw, p, $0.baseAddress) }
         case .newPass(let p):
-            let k = schedule.blockSizes[p]
             permuted[p].words.withUnsafeBufferPointer { kw in
                 words.withUnsafeMutableBufferPointer { out in
-                    for b in 0..<count {
-                        out[b >> 6] |= rangeParity(kw, b * k, min(n, (b + 1) * k)) << UInt64(b & 63)
-                    }
+                    qkd_cascade_engine_top_parities(core.raw, p, kw.baseAddress, out.baseAddress)
                 }
             }
         case .bisect:
-            for s in searches where !isBuilt[Int(s.pass)] { buildPass(Int(s.pass)) }
-            withPassWords { keys in
-                searches.withUnsafeBufferPointer { sp in
-                    words.withUnsafeMutableBufferPointer { out in
-                        for i in 0..<sp.count {
-                            if i + Self.prefetchDistance < sp.count {
-                                let t = sp[i + Self.prefetchDistance]
-                                qkd_cascade_prefetch(keys[Int(t.pass)].baseAddress.map { $0 + (t.lower >> 6) })
-                            }
-                            let s = sp[i]
-                            let mid = s.lower + (s.upper - s.lower) / 2
-                            let parity = s.lower < mid ? rangeParity(keys[Int(s.pass)], s.lower, mid) : 0
-                            out[i >> 6] |= parity << UInt64(i & 63)
-                        }
-                    }
+            for p in isBuilt.indices where !isBuilt[p] && qkd_cascade_engine_needs_build(core.raw, p) != 0 { buildPass(p) }
+            let status = withPassPointers { keys in
+                words.withUnsafeMutableBufferPointer { out in
+                    qkd_cascade_engine_bisect_parities(core.raw, keys, out.baseAddress)
                 }
             }
+            precondition(status == 0, "Cascade bisection parities out of step with the built passes")
         }
         return BitVector(words: words, count: count)
     }
 
-    /// Calls `body` with the words of every started pass's permuted key (empty for a pass not
-    /// built): one buffer access per pass, not a retain and release per search.
-    private func withPassWords<R>(_ body: ([UnsafeBufferPointer<UInt64>]) -> R) -> R {
-        var buffers: [UnsafeBufferPointer<UInt64>] = []
-        buffers.reserveCapacity(permuted.count)
+    /// Calls `body` with the words of every pass's permuted key (nil for a pass not built), for
+    /// reading: one buffer access per pass per step, not per search.
+    private func withPassPointers<R>(_ body: (UnsafePointer<UnsafePointer<UInt64>?>) -> R) -> R {
+        var pointers = [UnsafePointer<UInt64>?](repeating: nil, count: passCount)
         func nest(_ p: Int) -> R {
-            if p == permuted.count { return body(buffers) }
+            if p == permuted.count { return pointers.withUnsafeBufferPointer { body($0.baseAddress!) } }
+            guard isBuilt[p] else { return nest(p + 1) }
             return permuted[p].words.withUnsafeBufferPointer { b in
-                buffers.append(b)
+                pointers[p] = b.baseAddress
                 return nest(p + 1)
             }
         }
         return nest(0)
+    }
+
+    /// Calls `body` with writable words of every pass's permuted key (nil for a pass not
+    /// built), for Bob's in-place flips. Each vector is made unique first (copy on write), so
+    /// the flips never reach a buffer another copy shares.
+    private mutating func withMutablePassPointers<R>(_ body: (UnsafePointer<UnsafeMutablePointer<UInt64>?>) -> R) -> R {
+        var pointers = [UnsafeMutablePointer<UInt64>?](repeating: nil, count: passCount)
+        let built = isBuilt
+        // Taken out of self for the nested accesses (a buffer pointer's elements are not
+        // checked for overlapping access, unlike `self.permuted[p]`).
+        var vectors = permuted
+        permuted = []
+        defer { permuted = vectors }
+        return vectors.withUnsafeMutableBufferPointer { v in
+            func nest(_ p: Int) -> R {
+                if p == v.count { return pointers.withUnsafeBufferPointer { body($0.baseAddress!) } }
+                guard built[p] else { return nest(p + 1) }
+                return v[p].withUnsafeMutableWords { b in
+                    pointers[p] = b.baseAddress
+                    return nest(p + 1)
+                }
+            }
+            return nest(0)
+        }
     }
 
     /// Bob's replies to Alice's parities: his parity XOR hers, one bit per query.
@@ -311,8 +224,13 @@ struct CascadeEngine {
         return BitVector(words: words, count: mine.count)
     }
 
-    /// Applies the replies of the current step (both sides) and moves to the next step.
-    /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one.
+    /// Applies the replies of the current step (both sides) and moves to the next step: one C
+    /// call applies them (top level: odd blocks open searches; bisection: both halves' error
+    /// parities go to the cache and every search descends), then resolves searches that reach
+    /// one bit, flips those bits across all started passes, opens searches on blocks that
+    /// became odd, and drops ended searches (Spec/postprocessing.md section 5.3).
+    /// - Throws: ``QKDError/Code/ppInconsistent`` if the count is not the expected one, or if a
+    ///   bit would be corrected a second time (the peer's parities contradict each other).
     mutating func apply(_ replies: BitVector) throws {
         let expected = queryCount()
         guard replies.count == expected else {
@@ -320,230 +238,46 @@ struct CascadeEngine {
         }
         disclosedParities += expected
         steps += 1
-        known.prepareForWrites()  // Every cache write of this step happens below.
+        let newPass: Int
         switch pending {
-        case .done:
-            return
-        case .newPass(let p):
-            let k = schedule.blockSizes[p]
-            for b in 0..<expected where replies.bit(b) == 1 {
-                blockOdd[passOffsets[p] + b] = 1
-                openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
-            }
-            // The next pass starts only when this one's searches are done.
-            startedPassCount = p + 1
-        case .bisect:
-            // The list is taken out of self for the loop: writes through a buffer pointer skip
-            // a uniqueness check per field.
-            var list = searches
-            searches = []
-            list.withUnsafeMutableBufferPointer { sp in
-                var lastPass = -1
-                for i in 0..<expected {
-                    if i + Self.prefetchDistance < expected {
-                        let t = sp[i + Self.prefetchDistance]
-                        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node)
-                    }
-                    var s = sp[i]
-                    let p = Int(s.pass)
-                    // The search's range holds an odd number of errors, so the right half's
-                    // error parity is the complement of the left half's: both are now known.
-                    let left = known.base(pass: p, block: Int(s.block)) + 2 * s.node
-                    let leftOdd = replies.bit(i) == 1
-                    known.set(pass: p, left, leftOdd)
-                    known.set(pass: p, left + 1, !leftOdd)
-                    if p != lastPass { knownInPass[p] = true; lastPass = p }
-                    s.descend(leftOdd: leftOdd)
-                    sp[i] = s
-                }
-            }
-            searches = list
+        case .done: return
+        case .newPass(let p): newPass = p
+        case .bisect: newPass = -1
         }
-        try settle()
-        compactSearches()
-        if !searches.isEmpty {
+        let raw = uniqueCore()
+        var badBit = 0
+        let status = replies.words.withUnsafeBufferPointer { r in
+            switch role {
+            case .bob:
+                return withMutablePassPointers { keys in
+                    qkd_cascade_engine_apply(raw, newPass, r.baseAddress, expected, keys, &badBit)
+                }
+            case .alice:  // Alice's keys are not touched: no pointers, no copy on write.
+                return qkd_cascade_engine_apply(raw, newPass, r.baseAddress, expected, nil, &badBit)
+            }
+        }
+        switch status {
+        case 0:
+            break
+        case QKD_CASCADE_CORRECTED_TWICE:
+            // Honest replies make every correction fix a real error, so no bit is flipped twice;
+            // a second flip means the peer's parities contradict each other, and wrong cached
+            // parities could otherwise cycle here without a round trip.
+            throw QKDError(.ppInconsistent, "Cascade would correct bit \(badBit) a second time; the peer's parities contradict each other (Spec/postprocessing.md section 5.3)")
+        case QKD_CASCADE_WRONG_COUNT:
+            throw QKDError(.ppInconsistent, "Cascade step \(steps): \(expected) replies do not match the open queries")
+        case -1:
+            fatalError("out of memory in the Cascade step")
+        default:
+            preconditionFailure("Cascade step called out of order (status \(status))")
+        }
+        let started = qkd_cascade_engine_started(core.raw)
+        if qkd_cascade_engine_search_count(core.raw) > 0 {
             pending = .bisect
-        } else if startedPassCount < passCount {
-            pending = .newPass(startedPassCount)
+        } else if started < passCount {
+            pending = .newPass(started)
         } else {
             pending = .done
-        }
-    }
-
-    private var startedPassCount = 0
-
-    /// Drops ended searches, keeping the order, and points ``searchOf`` at the new indices. A
-    /// live search's entry already holds its index (set when it opened or last moved; only its
-    /// own end clears it), so only moved searches are written.
-    private mutating func compactSearches() {
-        let offsets = passOffsets
-        var list = searches, index = searchOf
-        searches = []
-        searchOf = []
-        var kept = 0
-        list.withUnsafeMutableBufferPointer { sp in
-            index.withUnsafeMutableBufferPointer { so in
-                for i in 0..<sp.count where sp[i].live {
-                    let flat = offsets[Int(sp[i].pass)] + Int(sp[i].block)
-                    assert(so[flat] == Int32(i), "searchOf out of step with the search list")
-                    if kept != i {
-                        sp[kept] = sp[i]
-                        so[flat] = Int32(kept)
-                    }
-                    kept += 1
-                }
-            }
-        }
-        list.removeLast(list.count - kept)
-        searches = list
-        searchOf = index
-    }
-
-    /// How many searches ahead the loops of ``apply(_:)`` and ``settle()`` prefetch: each
-    /// search's cache words and map entries sit at random places in arrays larger than L2, and
-    /// one search at a time waits for each miss in turn (tens of thousands per step).
-    private static let prefetchDistance = 12
-
-    /// Prefetches the cache words of node `2 node + child` of search `i` (`child` 0: the left
-    /// half that ``apply(_:)`` writes and ``advanceFromCache(_:)`` reads next).
-    @inline(__always)
-    private func prefetchNode(of i: Int, child: Int) {
-        let t = searches[i]
-        known.prefetch(pass: Int(t.pass), known.base(pass: Int(t.pass), block: Int(t.block)) + 2 * t.node + child)
-    }
-
-    /// Prefetches what ``settle()`` reads for search `i` (a few places ahead): its next cache
-    /// node, and when it has narrowed to one bit, the backward map entry of that bit.
-    @inline(__always)
-    private func prefetchSettle(_ i: Int) {
-        let t = searches[i]
-        guard t.live else { return }
-        if t.upper - t.lower == 1 {
-            if t.pass > 0, let perm = permutation { perm.prefetchBackward(t.lower) }
-        } else {
-            prefetchNode(of: i, child: 0)
-        }
-    }
-
-    /// Second stage, closer to the loop: a search resolved to one bit will flip it, so fetch
-    /// its `corrected` word and its position in every started pass (the backward entry asked
-    /// for by ``prefetchSettle(_:)`` should have arrived by now).
-    @inline(__always)
-    private func prefetchFlip(_ i: Int) {
-        let t = searches[i]
-        guard t.live, t.upper - t.lower == 1 else { return }
-        let bit = keyBit(pass: Int(t.pass), position: t.lower)
-        corrected.prefetch(bit)
-        guard let perm = permutation else { return }
-        for p in 1..<max(1, startedPassCount) {
-            let r = rotations[p]
-            perm.prefetchForward(bit >= r ? bit - r : bit - r + n)
-        }
-    }
-
-    private mutating func openSearch(pass: Int, block: Int, lower: Int, upper: Int) {
-        searchOf[passOffsets[pass] + block] = Int32(searches.count)
-        searches.append(Search(pass: Int32(pass), block: Int32(block), lower: lower, upper: upper))
-    }
-
-    /// Resolves every search that has narrowed to one bit, flips that bit, and opens searches on
-    /// blocks that became odd, until nothing changes.
-    /// - Throws: ``QKDError/Code/ppInconsistent`` if a bit would be corrected twice.
-    private mutating func settle() throws {
-        var index = 0
-        var touched: [(Int, Int)] = []
-        while true {
-            while index < searches.count {
-                if index + Self.prefetchDistance < searches.count { prefetchSettle(index + Self.prefetchDistance) }
-                if index + Self.prefetchDistance / 2 < searches.count { prefetchFlip(index + Self.prefetchDistance / 2) }
-                if searches[index].live { advanceFromCache(index) }
-                let s = searches[index]
-                if s.live && s.upper - s.lower == 1 {
-                    searches[index].live = false
-                    searchOf[passOffsets[Int(s.pass)] + Int(s.block)] = -1
-                    let p = Int(s.pass)
-                    let bit = keyBit(pass: p, position: s.lower)
-                    // Honest replies make every correction fix a real error, so no bit is flipped
-                    // twice; a second flip means the peer's parities contradict each other, and
-                    // wrong cached parities could otherwise cycle here without a round trip.
-                    guard !corrected[bit] else {
-                        throw QKDError(.ppInconsistent, "Cascade would correct bit \(bit) a second time; the peer's parities contradict each other (Spec/postprocessing.md section 5.3)")
-                    }
-                    corrected[bit] = true
-                    flip(bit, touched: &touched)
-                }
-                index += 1
-            }
-            // Searches before `index` need no second look: cache entries are only added in
-            // apply(_:), and a flip toggles only nodes containing the flipped bit, which ends
-            // every search whose range holds it. So only the searches opened now can move.
-            let firstNew = searches.count
-            var opened = false
-            for (p, b) in touched where blockOdd[passOffsets[p] + b] == 1 && searchOf[passOffsets[p] + b] < 0 {
-                let k = schedule.blockSizes[p]
-                openSearch(pass: p, block: b, lower: b * k, upper: min(n, (b + 1) * k))
-                opened = true
-            }
-            touched.removeAll(keepingCapacity: true)
-            if !opened { break }
-            index = firstNew
-        }
-    }
-
-    /// Moves search `i` down its block's tree while the left half's error parity is known.
-    private mutating func advanceFromCache(_ i: Int) {
-        var s = searches[i]
-        let p = Int(s.pass)
-        guard knownInPass[p] else { return }
-        let base = known.base(pass: p, block: Int(s.block))
-        while s.upper - s.lower > 1, let leftOdd = known.get(pass: p, base + 2 * s.node) {
-            s.descend(leftOdd: leftOdd)
-        }
-        searches[i] = s
-    }
-
-    /// Toggles the known error parity of every cached sub-block of `block` in `pass` that
-    /// contains `position`. Cached sub-blocks form paths from the block's root, so the walk stops
-    /// at the first one not in the cache.
-    private mutating func toggleKnown(pass p: Int, block b: Int, position: Int) {
-        guard knownInPass[p] else { return }
-        let k = schedule.blockSizes[p]
-        var lower = b * k, upper = min(n, (b + 1) * k), node = 1
-        let base = known.base(pass: p, block: b)
-        while upper - lower > 1 {
-            let mid = lower + (upper - lower) / 2
-            if position < mid { upper = mid; node = 2 * node } else { lower = mid; node = 2 * node + 1 }
-            guard known.toggle(pass: p, base + node) else { return }
-        }
-    }
-
-    /// Flips key bit `bit` (Bob's copies; Alice only mirrors the bookkeeping) and toggles the
-    /// error parity of its block in every started pass.
-    private mutating func flip(_ bit: Int, touched: inout [(Int, Int)]) {
-        corrections += 1
-        // First ask for every pass's words at once (independent misses overlap), then update.
-        for p in 0..<startedPassCount {
-            let position = passPosition(p, keyBit: bit)
-            if isBuilt[p] { permuted[p].prefetch(position) }
-            let shift = blockShifts[p]
-            let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
-            if knownInPass[p] { known.prefetch(pass: p, known.base(pass: p, block: b) + 2) }
-        }
-        for p in 0..<startedPassCount {
-            let position = passPosition(p, keyBit: bit)
-            if role == .bob && isBuilt[p] { permuted[p].flip(position) }
-            let shift = blockShifts[p]
-            let b = shift >= 0 ? position >> shift : position / schedule.blockSizes[p]
-            let flat = passOffsets[p] + b
-            blockOdd[flat] ^= 1
-            toggleKnown(pass: p, block: b, position: position)
-            let si = searchOf[flat]
-            if si >= 0, searches[Int(si)].live,
-               position >= searches[Int(si)].lower, position < searches[Int(si)].upper {
-                searches[Int(si)].live = false  // Its range now holds an even number of errors.
-                searchOf[flat] = -1
-            }
-            touched.append((p, b))
         }
     }
 
@@ -563,6 +297,34 @@ struct CascadeEngine {
         for i in permuted.indices.dropFirst() { permuted[i].wipe() }
         return key
     }
+}
+
+/// The C engine state (`qkd_cascade_engine`, public data only) behind a class handle, so that
+/// ``CascadeEngine`` stays a value: it clones the state before mutating a shared handle.
+private final class CascadeCore {
+    let raw: OpaquePointer
+    /// The permutation whose maps the C engine borrows.
+    var permutation: PassPermutation?
+
+    init(n: Int, bob: Bool, blockSizes: [Int]) {
+        guard let raw = qkd_cascade_engine_create(n, bob ? 1 : 0, blockSizes, blockSizes.count) else {
+            fatalError("out of memory for the Cascade engine (\(n) bits, \(blockSizes.count) passes)")
+        }
+        self.raw = raw
+    }
+
+    private init(raw: OpaquePointer, permutation: PassPermutation?) {
+        self.raw = raw
+        self.permutation = permutation
+    }
+
+    /// A deep copy of the state (the permutation maps stay shared: they are read only).
+    func clone() -> CascadeCore {
+        guard let copy = qkd_cascade_engine_clone(raw) else { fatalError("out of memory copying the Cascade engine") }
+        return CascadeCore(raw: copy, permutation: permutation)
+    }
+
+    deinit { qkd_cascade_engine_free(raw) }
 }
 
 /// The round's uniformly random permutation of 0..<n for Cascade (Spec/postprocessing.md
@@ -605,16 +367,15 @@ struct PassPermutation {
         return Int(maps.forward[i])
     }
 
-    /// Prefetch hints for ``backward(_:)`` and ``forward(_:)`` (any index; never faults).
-    @inline(__always)
-    func prefetchBackward(_ j: Int) { qkd_cascade_prefetch(maps.backward + j) }
-
-    @inline(__always)
-    func prefetchForward(_ i: Int) { qkd_cascade_prefetch(maps.forward + i) }
-
     /// Calls `body` with the backward map (position -> key bit).
     func withBackward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
         try withExtendedLifetime(maps) { try body(UnsafeBufferPointer(start: maps.backward, count: maps.count)) }
+    }
+
+    /// Calls `body` with the backward and forward maps (n entries each), for the C engine,
+    /// which borrows them while something keeps this permutation alive.
+    func withMaps<R>(_ body: (UnsafePointer<UInt32>, UnsafePointer<UInt32>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(maps) { try body(maps.backward, maps.forward) }
     }
 
     /// The backward map as an array (tests).
@@ -700,13 +461,5 @@ private func orBits(_ dst: UnsafeMutableBufferPointer<UInt64>, at dOff: Int,
         dst[d >> 6] |= v << UInt64(d & 63)
         if d & 63 != 0, (d & 63) + len > 64 { dst[(d >> 6) + 1] |= v >> UInt64(64 - (d & 63)) }
         t += len
-    }
-}
-
-extension BitVector {
-    /// A prefetch hint for the word of bit `index` (any index; never faults).
-    @inline(__always)
-    func prefetch(_ index: Int) {
-        words.withUnsafeBufferPointer { qkd_cascade_prefetch($0.baseAddress.map { $0 + (index >> 6) }) }
     }
 }

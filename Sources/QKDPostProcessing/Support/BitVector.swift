@@ -60,6 +60,13 @@ public struct BitVector: Sendable, Equatable {
     @inline(__always)
     func bit(_ index: Int) -> UInt64 { (words[index >> 6] >> UInt64(index & 63)) & 1 }
 
+    /// Calls `body` with the words for writing in place (copied first if another vector shares
+    /// them); `body` must leave the bits past ``count`` zero.
+    @inline(__always)
+    mutating func withUnsafeMutableWords<R>(_ body: (UnsafeMutableBufferPointer<UInt64>) throws -> R) rethrows -> R {
+        try words.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
     /// Flips bit `index`.
     /// - Parameter index: a bit index in `0..<count`.
     public mutating func flip(_ index: Int) {
