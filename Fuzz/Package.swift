@@ -13,6 +13,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzHandshakeResponder", []),
     ("FuzzHandshakeInitiator", []),
     ("FuzzSessionPair", []),
+    ("FuzzPostProcessingRound", []),
 ]
 
 let package = Package(

@@ -6,6 +6,8 @@
 # Corpus: Fuzz/Corpus/TARGET (committed seeds; new finds go to a scratch copy unless
 # FUZZ_GROW_CORPUS=1). Dictionary: Fuzz/Dictionaries/TARGET.dict if present.
 # Crashes are written to Fuzz/FailCases/TARGET/. Exit status non-zero on any crash.
+# The C targets (CQKDKernels: Cascade step, sifting, GF(2^128)) get ASan and coverage too
+# (-Xcc): -Xswiftc reaches Swift code only, and the Cascade engine's bookkeeping is C.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
@@ -26,6 +28,7 @@ swift build -c release --scratch-path "$here/.build-fuzz" --product "$target" \
     -Xswiftc -sanitize=address \
     -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
     -Xswiftc -parse-as-library \
+    -Xcc -fsanitize=address -Xcc -fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp \
     -Xlinker "$fuzzer_lib" -Xlinker -lstdc++ >&2
 binary="$here/.build-fuzz/release/$target"
 [ "$build_only" = 1 ] && { echo "$binary"; exit 0; }

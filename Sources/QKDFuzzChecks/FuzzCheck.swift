@@ -24,6 +24,9 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
     case handshakeInitiator = "FuzzHandshakeInitiator"
     /// Two honest sessions with an input-driven adversary and workload between them.
     case sessionPair = "FuzzSessionPair"
+    /// A whole post-processing round (Alice and Bob) with a misbehaving wire between them
+    /// (Spec/postprocessing.md section 3): the state machines and the Cascade engine.
+    case postProcessingRound = "FuzzPostProcessingRound"
 
     /// How one input ended.
     public enum Outcome: Sendable, Equatable {
@@ -47,6 +50,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .handshakeResponder: return try HandshakeCheck.run(input, role: .responder)
         case .handshakeInitiator: return try HandshakeCheck.run(input, role: .initiator)
         case .sessionPair: return try SessionPairCheck.run(input)
+        case .postProcessingRound: return try PostProcessingRoundCheck.run(input)
         }
     }
 
@@ -64,6 +68,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .handshakeResponder: return HandshakeCheck.seeds(role: .responder)
         case .handshakeInitiator: return HandshakeCheck.seeds(role: .initiator)
         case .sessionPair: return SessionPairCheck.seeds()
+        case .postProcessingRound: return PostProcessingRoundCheck.seeds()
         }
     }
 }

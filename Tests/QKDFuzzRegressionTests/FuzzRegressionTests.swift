@@ -173,3 +173,43 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         thread.start()
     }
 }
+
+/// The round target checks something: honest rounds finish on both sides with equal keys, and
+/// the pinned adversaries (`Fuzz/Corpus/FuzzPostProcessingRound/pinned-*`) reach the Cascade
+/// engine with messages that pass the codec, and end without a key.
+@Suite struct PostProcessingRoundFuzzTargetTests {
+    static func pinned(_ name: String) throws -> [UInt8] {
+        let path = PackagePaths.root.appendingPathComponent("Fuzz/Corpus/FuzzPostProcessingRound/\(name)").path
+        return try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Every link setting and schedule, no mutation: both finish, equal keys, and Cascade ran
+    /// (the check itself throws if an honest round does not finish with equal keys).
+    @Test(arguments: (0..<32).map { UInt8($0) })
+    func honestRoundsFinishWithEqualKeys(_ h0: UInt8) async throws {
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair([h0, h0 >> 2]) }
+        #expect(outcome == .accepted)
+        #expect(pair.finished == [true, true] && pair.errors == [nil, nil])
+        #expect(pair.sent[0] > 10, "Alice sent \(pair.sent[0]) messages: Cascade took a few steps at least")
+    }
+
+    /// One flipped bit in the bitmap of Alice's Cascade parities of step 3, re-encoded: it
+    /// passes the codec, Bob's engine answers it (he sends more replies after it), and the round
+    /// ends without a key on both sides.
+    @Test func flippedParityReachesTheEngine() async throws {
+        let bytes = try Self.pinned("pinned-alice-parity-bit-flipped")
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+        guard case .rejected = outcome else { Issue.record("a changed parity bitmap ended as \(outcome)"); return }
+        #expect(pair.sent[1] > 2 + 4, "Bob answered the changed parities (he sent \(pair.sent[1]) messages)")
+        #expect(pair.finished != [true, true])
+    }
+
+    /// Bob's replies of step 3 one bit longer: Alice's engine refuses the count (pp.inconsistent).
+    @Test func wrongLengthRepliesAreInconsistent() async throws {
+        let bytes = try Self.pinned("pinned-bob-replies-wrong-length")
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+        guard case .rejected(let error) = outcome else { Issue.record("wrong-length replies ended as \(outcome)"); return }
+        #expect(error.code.identifier == "pp.inconsistent")
+        #expect(pair.errors[0]?.code.identifier == "pp.inconsistent" && pair.finished == [false, false])
+    }
+}

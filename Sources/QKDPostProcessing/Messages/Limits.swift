@@ -10,6 +10,10 @@ public enum PostProcessingLimits {
     public static let maxSlots: UInt64 = 1 << 44
     /// Most bits in one Cascade parity or reply message: the sifted key limit (section 2.2).
     public static let maxCascadeBits = 1 << 27
+    /// Most Cascade steps (round trips) one round may take before the peer is treated as
+    /// misbehaving (section 2.2): far above the about 100-450 an honest round needs, and a
+    /// bound on the work a peer's contradictory replies can cause.
+    public static let maxCascadeSteps = 4_096
     /// The Cascade permutation seed (section 2.4): 32 bytes.
     public static let seedByteCount = 32
     /// Most bits in each privacy-amplification seed a and b (section 2.7): W = n + ℓ - 1 with

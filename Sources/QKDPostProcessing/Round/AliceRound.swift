@@ -313,7 +313,7 @@ public struct AliceRound {
 
 /// The most Cascade steps a round may take before it is treated as a misbehaving peer
 /// (Spec/postprocessing.md section 2.2): far above the about 100-450 an honest round needs.
-let maxCascadeSteps = 4_096
+let maxCascadeSteps = PostProcessingLimits.maxCascadeSteps
 
 func checkStepLimit(_ steps: Int) throws {
     guard steps <= maxCascadeSteps else {
