@@ -204,6 +204,17 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         #expect(pair.finished != [true, true])
     }
 
+    /// The round target's first find: Alice's verification request with a zero hash key made
+    /// Bob throw `crypto.weak-hash-key` (not peer misbehaviour); now `pp.malformed`.
+    @Test func zeroVerificationKeyIsMalformed() async throws {
+        let path = PackagePaths.root.appendingPathComponent("Fuzz/FailCases/FuzzPostProcessingRound/zero-verification-key").path
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+        guard case .rejected(let error) = outcome else { Issue.record("the zero key ended as \(outcome)"); return }
+        #expect(error.code.identifier == "pp.malformed")
+        #expect(pair.errors[1]?.code.identifier == "pp.malformed" && pair.finished == [false, false])
+    }
+
     /// Bob's replies of step 3 one bit longer: Alice's engine refuses the count (pp.inconsistent).
     @Test func wrongLengthRepliesAreInconsistent() async throws {
         let bytes = try Self.pinned("pinned-bob-replies-wrong-length")

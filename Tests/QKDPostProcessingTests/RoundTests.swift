@@ -136,6 +136,26 @@ import QKDSimulation
         guard case .error(let e) = pair.aliceOutcome else { Issue.record("no error"); return }
         #expect(e == QKDError(.ppUnexpectedMessage))
     }
+
+    /// A verification request whose hash key is zero after Poly1305 clamping comes from the
+    /// peer: Bob refuses it as malformed (peer misbehaviour), not with the crypto layer's
+    /// `crypto.weak-hash-key`, which says the local key source is broken
+    /// (FuzzPostProcessingRound; FailCases/FuzzPostProcessingRound/zero-verification-key).
+    @Test(arguments: [[UInt8](repeating: 0, count: 16), [0, 0, 0, 0xf0, 3, 0, 0, 0xf0, 3, 0, 0, 0xf0, 3, 0, 0, 0xf0]])
+    func zeroVerificationKeyIsPeerMisbehaviour(_ key: [UInt8]) throws {
+        var pair = freshPair()
+        var tampered = false
+        pair.run { fromAlice, _, bytes in
+            guard fromAlice, let (id, message) = try? PostProcessingMessage.decode(bytes), case .verification(var v) = message else { return bytes }
+            v.hashKey = key
+            tampered = true
+            return PostProcessingMessage.verification(v).encoded(roundID: id)
+        }
+        #expect(tampered, "the round reached verification")
+        guard case .error(let e) = pair.bobOutcome else { Issue.record("Bob did not refuse the zero key: \(String(describing: pair.bobOutcome))"); return }
+        #expect(e == QKDError(.ppMalformed))
+        #expect(e.code.isPeerMisbehaviour)
+    }
 }
 
 @Suite struct AccountingTests {

@@ -238,7 +238,16 @@ public struct BobRound {
             guard request.multiplier.count == MultiplyAddShiftHash.seedBits(inputBits: v.key.count, outputBits: length) else {
                 throw QKDError(.ppInconsistent, "Alice's amplification seed has \(request.multiplier.count) bits; n + l - 1 = \(v.key.count + length - 1) (Spec/postprocessing.md section 2.7)")
             }
-            let mine = try KeyVerification.tag(of: v.key, hashKey: request.hashKey, roundID: roundID)
+            // The hash key is Alice's: one that is zero after Poly1305 clamping is her
+            // misbehaviour (pp.malformed), not a broken local key source, which is what the
+            // crypto layer's crypto.weak-hash-key says (FailCases/FuzzPostProcessingRound/
+            // zero-verification-key).
+            let mine: [UInt8]
+            do {
+                mine = try KeyVerification.tag(of: v.key, hashKey: request.hashKey, roundID: roundID)
+            } catch let error as QKDError where error.code == .weakHashKey {
+                throw QKDError(.ppMalformed, "Alice's verification hash key is zero after Poly1305 clamping, so every key would match (Spec/postprocessing.md section 2.7); she must draw a fresh random key")
+            }
             let equal = mine.withUnsafeBytes { a in request.tag.withUnsafeBytes { b in constantTimeEqual(a, b) } }
             guard equal else {
                 abort(.verificationFailed)
