@@ -35,8 +35,8 @@ struct CascadeEngine {
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
-    /// off.
-    private var permutation: PassPermutation?
+    /// off. Kept by ``core``, whose C state borrows its maps.
+    private var permutation: PassPermutation? { core.permutation }
     /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
     private var permutationStream: Xoshiro256StarStar?
     /// Per started pass: its rotation r (0 for pass 0).
@@ -98,7 +98,6 @@ struct CascadeEngine {
             if permutation == nil {
                 var stream = Xoshiro256StarStar(seedingFrom: &random)
                 let perm = PassPermutation(size: n, random: &stream)
-                permutation = perm
                 permutationStream = stream
                 let raw = uniqueCore()
                 core.permutation = perm  // The C engine borrows the maps: keep them alive with it.

@@ -311,13 +311,11 @@ public struct AliceRound {
     }
 }
 
-/// The most Cascade steps a round may take before it is treated as a misbehaving peer
-/// (Spec/postprocessing.md section 2.2): far above the about 100-450 an honest round needs.
-let maxCascadeSteps = PostProcessingLimits.maxCascadeSteps
-
+/// Throws once a round has taken more Cascade steps than ``PostProcessingLimits/maxCascadeSteps``
+/// (Spec/postprocessing.md section 2.2).
 func checkStepLimit(_ steps: Int) throws {
-    guard steps <= maxCascadeSteps else {
-        throw QKDError(.ppInconsistent, "Cascade took more than \(maxCascadeSteps) steps; the peer is not following the protocol")
+    guard steps <= PostProcessingLimits.maxCascadeSteps else {
+        throw QKDError(.ppInconsistent, "Cascade took more than \(PostProcessingLimits.maxCascadeSteps) steps; the peer is not following the protocol")
     }
 }
 
