@@ -182,3 +182,58 @@ func runThreadedPipeline(_ records: [(AliceRecord, BobRecord)], config: PostProc
     return ThreadedPipelineResult(summaries: summaries.compactMap { $0 }, wallSeconds: wall,
                                   aliceCPUSeconds: aliceCPU, bobCPUSeconds: bobCPU)
 }
+
+/// What one run of whole rounds on parallel workers measured.
+struct ParallelRoundsResult {
+    /// Alice's summary of every round that finished with a key, in round order.
+    var summaries: [RoundSummary]
+    /// Wall-clock seconds from starting the workers until the last one finished.
+    var wallSeconds: Double
+    /// The workers' thread CPU seconds in all.
+    var cpuSeconds: Double
+    /// Sifted (key and test) bits of the finished rounds.
+    var siftedBits: Int { summaries.reduce(0) { $0 + $1.siftedKeyBits + $1.testBits } }
+}
+
+/// Runs `records.count` rounds on `workers` threads, each worker taking the next unstarted round
+/// and running both of its roles to the end over ``runPipeline(_:_:config:seed:)``'s in-memory
+/// pipe: the rounds run side by side, and no message ever waits for another thread. This is how a
+/// machine that carries both roles uses every core; round `k` has id and seed `seedBase + k`.
+/// - Throws: the first error a round raised.
+func runParallelRounds(_ records: [(AliceRecord, BobRecord)], config: PostProcessingConfiguration, workers: Int,
+                       seedBase: UInt64) throws -> ParallelRoundsResult {
+    let n = records.count
+    let next = Atomic<Int>(0)
+    let outcomes = (0..<max(1, workers)).map { _ in ThreadOutcome<([(Int, RoundSummary?)], Double)>() }
+    let done = DispatchSemaphore(value: 0)
+    let threads = outcomes.map { outcome in
+        Thread {
+            let start = BenchSupport.cpuSeconds()
+            var mine: [(Int, RoundSummary?)] = []
+            do {
+                while true {
+                    let k = next.add(1, ordering: .relaxed).oldValue
+                    guard k < n else { break }
+                    mine.append((k, try runPipeline(records[k].0, records[k].1, config: config, seed: seedBase + UInt64(k))))
+                }
+                outcome.set(.success((mine, BenchSupport.cpuSeconds() - start)))
+            } catch {
+                next.store(n, ordering: .relaxed)  // The other workers start no further round.
+                outcome.set(.failure(error))
+            }
+            done.signal()
+        }
+    }
+    let wall0 = BenchSupport.wallSeconds()
+    for t in threads { t.start() }
+    for _ in threads { done.wait() }
+    let wall = BenchSupport.wallSeconds() - wall0
+    var summaries = [RoundSummary?](repeating: nil, count: n)
+    var cpu = 0.0
+    for outcome in outcomes {
+        let (mine, seconds) = try outcome.get()!.get()
+        for (k, s) in mine { summaries[k] = s }
+        cpu += seconds
+    }
+    return ParallelRoundsResult(summaries: summaries.compactMap { $0 }, wallSeconds: wall, cpuSeconds: cpu)
+}
