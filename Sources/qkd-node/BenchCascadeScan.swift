@@ -18,7 +18,7 @@ struct BenchCascadeScanCommand: ParsableCommand {
         commandName: "cascade-scan",
         abstract: "Compare Cascade schedules on the same keys (schedule tuning, Spec/postprocessing.md 5.1).",
         discussion: """
-            A candidate is a named rule (improved, pp4, original) or a comma-separated list of \
+            A candidate is a named rule (improved, least-leakage, pp4, original) or a comma-separated list of \
             block sizes, where 'h' is ceil(n/2) and a suffix 'xN' repeats a size N times, e.g. \
             '12,48,hx8'. Candidates are separated by ';'.
             """,
@@ -78,6 +78,7 @@ struct BenchCascadeScanCommand: ParsableCommand {
         switch name {
         case "improved": return CascadeSchedule.improved(qber: q, keyBits: n)
         case "original": return CascadeSchedule.original(qber: q, keyBits: n)
+        case "least-leakage": return CascadeSchedule.leastLeakage(qber: q, keyBits: n)
         case "pp4":
             // The rule before session 5: k1 = 2^floor(log2(1/Q)), k2 = 4 k1, then n/2; 10 passes.
             let k1 = max(1, min(n, 1 << max(0, Int(log2(1 / min(max(q, 1e-4), 0.25)).rounded(.down)))))

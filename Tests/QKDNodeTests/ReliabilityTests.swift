@@ -68,7 +68,7 @@ import Glibc
 
             // `--rounds` counts settled rounds, aborted ones included, and a faulty connection can
             // abort several (a flipped post-processing message aborts a round without breaking
-            // the link; the k2 = 8 k1 schedule doubled the messages per round). With 12, rounds remain for the
+            // the link; the k2 = 8 k1 schedule doubled the messages per round at every QBER then). With 12, rounds remain for the
             // clean connections after the five faulty ones, so Alice's close reaches Bob.
             let rounds = 12
             let alice = try NodeProcess("alice", ["run", "--role", "alice", "--connect", "127.0.0.1:\(proxyPort)",

@@ -122,7 +122,8 @@ import QKDCrypto
         for i in 0..<n where Double(g.next() >> 11) * 0x1p-53 < qber { bob.flip(i) }
         let plan: CascadeSchedule
         switch index % 4 {
-        case 0, 1: plan = ReconciliationSchedule.improved.schedule(qber: qber, keyBits: n)
+        case 0: plan = ReconciliationSchedule.improved.schedule(qber: qber, keyBits: n)
+        case 1: plan = ReconciliationSchedule.leastLeakage.schedule(qber: qber, keyBits: n)
         case 2: plan = ReconciliationSchedule.original.schedule(qber: qber, keyBits: n)
         default:
             let half = max(1, (n + 1) / 2)

@@ -4,11 +4,11 @@ import QKDCrypto
 import QKDSimulation
 
 @Suite struct RoundTests {
-    @Test(arguments: [0.005, 0.01, 0.02, 0.05, 0.08])
-    func bothSidesAgreeOrAbortWithReason(qber: Double) throws {
+    @Test(arguments: [0.005, 0.01, 0.02, 0.05, 0.08], [ReconciliationSchedule.improved, .leastLeakage, .original])
+    func bothSidesAgreeOrAbortWithReason(qber: Double, schedule: ReconciliationSchedule) throws {
         for seed: UInt64 in 1...3 {
             let (a, b) = simulate(qber: qber, pulses: 120_000, seed: seed &* 31 &+ UInt64(qber * 1000), probabilityZ: 0.75)
-            var pair = Pair(alice: a, bob: b, seed: seed)
+            var pair = Pair(configuration: PostProcessingConfiguration(reconciliation: schedule), alice: a, bob: b, seed: seed)
             pair.run()
             switch (pair.aliceOutcome, pair.bobOutcome) {
             case (.key(let ka), .key(let kb)):
