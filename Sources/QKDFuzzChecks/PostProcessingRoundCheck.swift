@@ -9,9 +9,11 @@ import QKDSimulation
 /// (`CascadeEngine.replies(to:)` / `apply(_:)` and the C step `cascade_step.c`) with messages
 /// that pass the codec but carry changed bitmaps, steps and fields.
 ///
-/// Input: 2 header bytes, then mutations of 2 bytes plus operands.
+/// Input: 2 header bytes, then (partial-drain mode only) the drain budgets, then mutations of
+/// 2 bytes plus operands.
 /// - `h0`: QBER `[1, 2, 3, 5]%` (bits 0-1), link seed 1-4 (bits 2-3), the original 1993
-///   schedule instead of the improved one (bit 4). The records come from ``BB84Link``
+///   schedule instead of the improved one (bit 4), partial-drain mode (bit 5; bits 6-7 unused).
+///   The records come from ``BB84Link``
 ///   (6144 pulses, no loss, unbiased bases: about 1500 key and 1500 test bits; with the
 ///   configuration's ε_sec = 0.99 an honest round at 5% still keeps a final key).
 /// - `h1`: Alice's `DeterministicRandomSource` seed 1-4 (bits 0-1): the Cascade seed, the
@@ -34,6 +36,22 @@ import QKDSimulation
 ///   15 re-encode the decoded message unchanged (the canonical codec must give the same bytes).
 ///   A decoding operation on a message that does not decode, or has no such field, leaves it.
 ///   At most 64 mutations are read.
+/// - partial-drain mode (`h0` bit 5 set): one byte `n` (`n & 0x3f` counts, at most 63), then
+///   `n` budget bytes holding four 2-bit budgets each, low bits first: budget `i` is
+///   `(b[i / 4] >> (2 * (i % 4))) & 3`, and every budget past the last byte is "all". The
+///   harness then does not take a side's actions right after each delivery: the `i`-th drain
+///   opportunity takes at most budget `i` actions and leaves the rest queued in the machine. The
+///   opportunities, counted together: every delivery to a side that has not thrown (the
+///   receiver is drained), and, when the wire is otherwise quiet (before a delayed message
+///   comes back), one drain of the first side (Alice first) whose last drain stopped at its
+///   budget, taking at least one action (budget 0 with a delayed message waiting instead lets
+///   that message come back first). A side that has thrown is always drained completely
+///   (it must hand out nothing). So a side can receive a message, even a poisoning one, while
+///   actions it queued before are still in its outbox (Spec/postprocessing.md section 3:
+///   `nextAction()` is looped until nil by a driver, but nothing says when). Without the bit the
+///   harness drains every side completely after each delivery, as it always did, and reads no
+///   budget bytes. With the bit and no budget bytes the harness drains completely too, with
+///   the ordering checks below on.
 ///
 /// Invariants (each violation throws ``FuzzInvariantViolation``; memory errors, also in the C
 /// step, are ASan's):
@@ -55,7 +73,17 @@ import QKDSimulation
 ///   ``PostProcessingLimits/maxCascadeSteps`` (a peer cannot make the round run away), and the
 ///   whole exchange ends within a bounded number of deliveries;
 /// - with no mutation at all, both sides finish with equal keys (the harness drives real
-///   rounds: the seeds are such inputs, checked by the regression tests).
+///   rounds: the seeds are such inputs, checked by the regression tests), also with any drain
+///   budgets;
+/// - in partial-drain mode, actions still queued when a message arrives change nothing of the
+///   above: a side that throws hands out none of them (not even one queued before the error);
+///   and each side's messages follow its state diagram (Spec/postprocessing.md sections 3.1 and
+///   3.2), whatever it received: Alice sends 2, then 8 or Cascade parities 4 with steps
+///   0, 1, 2, ... and then 6 or 8; Bob sends 1, then 3 or 8, then Cascade replies 5 with steps
+///   0, 1, 2, ... and then 7 or 8; nothing after 6, 7 or 8 (so no message is duplicated or out of
+///   order); Alice finishes only right after her 6 was handed out, Bob only right after his
+///   7(1); and the quiet-wire drains end (each takes an action or finds the side empty; a
+///   side handing out more than ``maxQuietDrains`` actions with no delivery is a runaway).
 enum PostProcessingRoundCheck {
     static let roundID: UInt64 = 0x5150_726f_756e_6401
     static let pulses = 6144
@@ -64,6 +92,12 @@ enum PostProcessingRoundCheck {
     /// Deliveries after which the exchange counts as runaway: two messages per Cascade step at
     /// the step limit, plus sifting, estimation, verification and what the wire duplicates.
     static let maxDeliveries = 2 * PostProcessingLimits.maxCascadeSteps + 256
+    /// Drains on a quiet wire after which the exchange counts as runaway (partial-drain mode):
+    /// each one moves an action out, and a delivery queues at most three (a message, an end
+    /// and the amplified key's end on the next call; Spec/postprocessing.md section 3).
+    static let maxQuietDrains = 4 * maxDeliveries
+    /// Partial-drain mode: `h0` bit 5.
+    static let partialDrainBit: UInt8 = 0x20
 
     /// A loose configuration for small rounds: ε_sec close to 1 and a 20% QBER threshold, so
     /// that about 1500 key bits still leave a final key (the bound is irrelevant to a fuzzer).
@@ -160,17 +194,29 @@ enum PostProcessingRoundCheck {
         var errors: [QKDError?]
         var finished: [Bool]
         var sent: [Int]
+        /// Per side: deliveries that reached it while the harness had left it undrained (its last
+        /// drain stopped at the budget, so actions may still have been queued), and the
+        /// deliveries among them that made it throw. Always 0 without partial drain.
+        var receivedUndrained: [Int]
+        var poisonedUndrained: [Int]
+        /// Per side: messages it handed out on a quiet wire, that is, queued at an earlier
+        /// delivery and left there by the budget. Always 0 without partial drain.
+        var heldOver: [Int]
     }
 
     /// ``run(_:)`` with the pair's end state, for the tests.
     static func runPair(_ bytes: [UInt8]) throws(FuzzInvariantViolation) -> (outcome: FuzzCheck.Outcome, pair: Ending) {
         var input = FuzzInput(bytes)
         let h0 = input.byte(), h1 = input.byte()
+        var budgets: [UInt8]?
+        if h0 & partialDrainBit != 0 { budgets = input.take(Int(input.byte() & 0x3f)) }
         let mutations = parse(&input)
         var pair = Pair(records: records[Int(h0 & 0x0f)], original: h0 & 0x10 != 0, aliceSeed: UInt64(1 + h1 & 3),
-                        mutations: mutations)
+                        mutations: mutations, budgets: budgets)
         let outcome = try pair.run()
-        return (outcome, Ending(errors: pair.errors, finished: pair.keys.map { $0 != nil }, sent: pair.sent))
+        return (outcome, Ending(errors: pair.errors, finished: pair.keys.map { $0 != nil }, sent: pair.sent,
+                                receivedUndrained: pair.receivedUndrained, poisonedUndrained: pair.poisonedUndrained,
+                                heldOver: pair.heldOver))
     }
 
     /// Two rounds and the wire between them.
@@ -192,8 +238,21 @@ enum PostProcessingRoundCheck {
         /// Per receiving side: some message it received had its content changed.
         var receivedForgery = [false, false]
         var verificationTouched = false
+        /// Partial-drain mode: the budget bytes (nil: drain everything after each delivery).
+        let budgets: [UInt8]?
+        /// Drain opportunities so far (the index of the next budget).
+        var opportunities = 0
+        var quietDrains = 0
+        /// Per side: its last drain stopped at the budget, not at nil.
+        var undrained = [false, false]
+        var receivedUndrained = [0, 0]
+        var poisonedUndrained = [0, 0]
+        /// Per side: messages it handed out on a quiet wire, queued at an earlier delivery.
+        var heldOver = [0, 0]
+        /// Per side (partial-drain mode): the last message it sent, as (type, Cascade step).
+        var lastSent: [(type: UInt8, step: UInt32)?] = [nil, nil]
 
-        init(records: Records, original: Bool, aliceSeed: UInt64, mutations: [Mutation]) {
+        init(records: Records, original: Bool, aliceSeed: UInt64, mutations: [Mutation], budgets: [UInt8]? = nil) {
             let config = original ? PostProcessingRoundCheck.originalConfiguration : PostProcessingRoundCheck.configuration
             let a = records.alice, b = records.bob
             bob = BobRound(roundID: PostProcessingRoundCheck.roundID, configuration: config, slotCount: UInt64(b.slotCount),
@@ -204,12 +263,40 @@ enum PostProcessingRoundCheck {
                                bases: BitVector(words: a.bases, count: a.slotCount),
                                random: DeterministicRandomSource(seed: aliceSeed))
             self.mutations = mutations
+            self.budgets = budgets
+        }
+
+        /// The next drain opportunity's budget: nil means everything (full-drain mode, or past
+        /// the input's budgets).
+        mutating func budget() -> Int? {
+            guard let budgets else { return nil }
+            let i = opportunities
+            opportunities += 1
+            guard i / 4 < budgets.count else { return nil }
+            return Int(budgets[i / 4] >> UInt8(2 * (i % 4)) & 3)
         }
 
         mutating func run() throws(FuzzInvariantViolation) -> FuzzCheck.Outcome {
             try drain(1)
             try drain(0)
             while true {
+                if wire.isEmpty, budgets != nil, let side = undrained.firstIndex(of: true) {
+                    // The wire is quiet: actions left queued go out now, at least one; budget 0
+                    // with a delayed message waiting lets that message come back first.
+                    let limit = budget()
+                    if limit == 0, !late.isEmpty {
+                        wire.append(late.removeFirst())
+                    } else {
+                        quietDrains += 1
+                        guard quietDrains <= PostProcessingRoundCheck.maxQuietDrains else {
+                            throw FuzzInvariantViolation("the sides handed out more than \(PostProcessingRoundCheck.maxQuietDrains) actions on a quiet wire (\(delivered) deliveries)")
+                        }
+                        let before = sent[side]
+                        try drain(side, limit: limit.map { max(1, $0) })
+                        heldOver[side] += sent[side] - before
+                        continue
+                    }
+                }
                 if wire.isEmpty {
                     guard !late.isEmpty else { break }
                     wire.append(late.removeFirst())
@@ -296,6 +383,7 @@ enum PostProcessingRoundCheck {
 
         mutating func deliver(_ message: Message) throws(FuzzInvariantViolation) {
             let receiver = 1 - message.from
+            if undrained[receiver] { receivedUndrained[receiver] += 1 }
             if let error = errors[receiver] {
                 // Poisoned: the same error again, and nothing handed out.
                 let again: QKDError?
@@ -320,21 +408,30 @@ enum PostProcessingRoundCheck {
                     throw FuzzInvariantViolation("side \(receiver) threw \(error.code.identifier), which is not a peer-misbehaviour code: \(error)")
                 }
                 errors[receiver] = error
+                if undrained[receiver] { poisonedUndrained[receiver] += 1 }
             } catch {
                 throw FuzzInvariantViolation("side \(receiver) threw an untyped error \(error)")
             }
-            try drain(receiver)
+            // A side that threw is drained completely: it must hand out nothing.
+            let limit = budget()
+            try drain(receiver, limit: errors[receiver] == nil ? limit : nil)
         }
 
-        /// Moves a side's actions out: messages onto the wire, results checked.
-        mutating func drain(_ side: Int) throws(FuzzInvariantViolation) {
-            while let action = side == 0 ? alice.nextAction() : bob.nextAction() {
+        /// Moves a side's actions out: messages onto the wire, results checked. At most `limit`
+        /// actions (nil: until the side has none); the side stays undrained if the limit stopped it.
+        mutating func drain(_ side: Int, limit: Int? = nil) throws(FuzzInvariantViolation) {
+            var taken = 0
+            undrained[side] = false
+            while limit.map({ taken < $0 }) ?? true, let action = side == 0 ? alice.nextAction() : bob.nextAction() {
+                taken += 1
                 guard errors[side] == nil else {
-                    throw FuzzInvariantViolation("side \(side) handed out \(action) after it threw \(errors[side]!)")
+                    let queued = poisonedUndrained[side] > 0 ? " (it was left undrained when the message that made it throw arrived: an action queued before the error is still handed out)" : ""
+                    throw FuzzInvariantViolation("side \(side) handed out \(Self.describe(action)) after it threw \(errors[side]!)\(queued)")
                 }
                 guard !ended[side] else {
-                    throw FuzzInvariantViolation("side \(side) handed out \(action) after it finished or aborted")
+                    throw FuzzInvariantViolation("side \(side) handed out \(Self.describe(action)) after it finished or aborted")
                 }
+                if budgets != nil { try checkOrder(side, action) }
                 switch action {
                 case .send(let message):
                     switch message {
@@ -363,6 +460,59 @@ enum PostProcessingRoundCheck {
                 case .aborted:
                     ended[side] = true
                 }
+            }
+            if let limit, taken == limit { undrained[side] = true }
+        }
+
+        /// An action in a few words (a message's bitmaps would fill a screen).
+        static func describe(_ action: PostProcessingAction) -> String {
+            switch action {
+            case .send(let message):
+                switch message {
+                case .cascadeParities(let c), .cascadeReplies(let c): "a message of type \(message.typeByte) (step \(c.step))"
+                default: "a message of type \(message.typeByte)"
+                }
+            case .finished: "its finished round"
+            case .aborted(let reason, _): "its abort (\(reason))"
+            }
+        }
+
+        /// Partial-drain mode: the action fits the side's state diagram after what it sent so
+        /// far (Spec/postprocessing.md sections 3.1 and 3.2), whatever the wire delivered.
+        mutating func checkOrder(_ side: Int, _ action: PostProcessingAction) throws(FuzzInvariantViolation) {
+            let name = side == 0 ? "Alice" : "Bob"
+            let last = lastSent[side]
+            let sequence = last.map { "after sending \($0.type)" + ($0.type == 4 || $0.type == 5 ? "(step \($0.step))" : "") } ?? "before sending anything"
+            switch action {
+            case .send(let message):
+                let type = message.typeByte
+                var step: UInt32 = 0
+                if case .cascadeParities(let c) = message { step = c.step }
+                if case .cascadeReplies(let c) = message { step = c.step }
+                let cascade: UInt8 = side == 0 ? 4 : 5
+                let allowed: Bool
+                switch (side, last?.type) {
+                case (0, nil): allowed = type == 2
+                case (0, 2?): allowed = (type == 4 && step == 0) || type == 8
+                case (0, 4?): allowed = (type == 4 && step == last!.step &+ 1) || type == 6 || type == 8
+                case (1, nil): allowed = type == 1
+                case (1, 1?): allowed = type == 3 || type == 8
+                case (1, 3?): allowed = type == 5 && step == 0
+                case (1, 5?): allowed = (type == 5 && step == last!.step &+ 1) || type == 7 || type == 8
+                default: allowed = false  // Nothing after 6, 7 or 8, nor any other message.
+                }
+                guard allowed else {
+                    let what = type == cascade ? "\(type)(step \(step))" : "\(type)"
+                    throw FuzzInvariantViolation("\(name) handed out message \(what) \(sequence): out of order or duplicated (Spec/postprocessing.md section 3.\(side + 1))")
+                }
+                lastSent[side] = (type, step)
+            case .finished:
+                let finisher: UInt8 = side == 0 ? 6 : 7
+                guard last?.type == finisher && sentFinisher[side] else {
+                    throw FuzzInvariantViolation("\(name) finished \(sequence), not right after sending \(side == 0 ? "6" : "7(1)") (Spec/postprocessing.md section 3.\(side + 1))")
+                }
+            case .aborted:
+                break
             }
         }
 
@@ -504,14 +654,18 @@ enum PostProcessingRoundCheck {
         return BitVector(words: words, count: count)
     }
 
-    /// Honest inputs and a few that reach the Cascade engine with changed bitmaps, for the
-    /// seed corpus: every link setting with no mutation, and typical adversaries.
+    /// Honest inputs for the seed corpus: every QBER with no mutation, the original schedule,
+    /// and two partial-drain inputs (`h0` bit 5) with no mutation.
     static func seeds() -> [(name: String, bytes: [UInt8])] {
         var seeds: [(name: String, bytes: [UInt8])] = []
         for q in 0..<4 {
             seeds.append(("honest-qber\(q)", [UInt8(q | (q & 1) << 2), UInt8(q)]))
         }
         seeds.append(("honest-original", [0x11, 1]))
+        // Partial drain, no mutation: budgets 0, 1, 2, 3 mixed (then "all"), and 0 for the
+        // first 252 drain opportunities (every queued action waits for a quiet wire).
+        seeds.append(("partial-drain-mixed", [0x20 | 0x05, 1, 8, 0x00, 0xe4, 0x1b, 0x55, 0x00, 0xaa, 0x39, 0x00]))
+        seeds.append(("partial-drain-zero", [0x20 | 0x02, 2, 63] + [UInt8](repeating: 0, count: 63)))
         return seeds
     }
 }
