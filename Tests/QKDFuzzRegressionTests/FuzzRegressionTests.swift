@@ -296,4 +296,26 @@ extension PostProcessingRoundFuzzTargetTests {
                 && violation.hasSuffix("an action queued before the error is still handed out)")
         }
     }
+
+    /// Bob's worse case of the same issue: budget 3 everywhere (each delivery drained) except 1
+    /// at Alice's verification request (her 61st message, after 60 Cascade steps), which is
+    /// delivered twice. Bob queues `7(1)`, the harness takes only it, the second copy makes
+    /// `receive(bytes:)` run the deferred amplification (queueing the finished round with its
+    /// key) and then throw `pp.unexpected-message`; today's `BobRound` still hands out the
+    /// finished round. A known issue until the machines drop their outbox on a throw (see
+    /// `Fuzz/FailCases/FuzzPostProcessingRound/queued-action-after-poison.md`).
+    @Test func poisonedBobHandsOutNoFinishedRound() async throws {
+        let url = Self.failCase.appendingPathComponent(".pending-bob-finished-after-poison")
+        let bytes = try [UInt8](Data(contentsOf: url))
+        #expect(bytes.count == 36 && bytes[0] == 0x20 && bytes.suffix(2) == [61, 0x14])
+        try await withKnownIssue("BobRound hands out a finished round queued by receive(bytes:) before it throws") {
+            let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+            #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
+            #expect(pair.errors[1] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [0, 1])
+            #expect(pair.finished[1] == false, "Bob's key went out after his error")
+        } matching: { issue in
+            let violation = (issue.error as? FuzzInvariantViolation)?.description ?? ""
+            return violation.hasPrefix("side 1 handed out its finished round after it threw pp.unexpected-message")
+        }
+    }
 }
