@@ -201,7 +201,74 @@ static int uses_bmi(void) {
     return v;
 }
 
+/* ---- r = 0: the stream is the complement of the slot bitmap ----
+ * With r = 0 a code is g one bits and a zero, so stream bit t is 0 exactly when slot t was
+ * detected, up to the last detection (t = s[count-1]). The encoder parameter of section 2.3 is
+ * 0 when detections are dense (D/N > ln 2 / 2, about 0.35), and both directions then work a
+ * word at a time instead of a code at a time: the same stream, about three times faster. */
+static int rice_generic_flag = 0;
+void qkd_rice_force_generic(int on) { __atomic_store_n(&rice_generic_flag, on ? 1 : 0, __ATOMIC_RELAXED); }
+static int rice_unary_fast(void) { return !__atomic_load_n(&rice_generic_flag, __ATOMIC_RELAXED); }
+
+static size_t rice_encode_unary(const uint64_t *slots, size_t count, uint64_t *out, size_t capacity) {
+    if (count == 0) return 0;
+    uint64_t last = slots[count - 1];
+    if (last >= (1ull << 62) || capacity < qkd_rice_encode_capacity(count, last, 0)) return SIZE_MAX;
+    size_t cur = 0;          /* the word being built */
+    uint64_t acc = ~0ull;    /* ones: slots without a detection */
+    uint64_t previous = 0;   /* slot[i-1] + 1 */
+    for (size_t i = 0; i < count; i++) {
+        uint64_t s = slots[i];
+        /* As the generic encoder: each slot above the one before it and at most `last`, so the
+         * writes stay below word (last >> 6) < capacity. */
+        if (__builtin_expect(s < previous || s > last, 0)) return SIZE_MAX;
+        previous = s + 1;
+        size_t w = (size_t)(s >> 6);
+        while (cur < w) {
+            out[cur++] = acc;
+            acc = ~0ull;
+        }
+        acc &= ~(1ull << (s & 63));
+    }
+    uint64_t total = last + 1;
+    if (total & 63) acc &= (1ull << (total & 63)) - 1; /* zeros past the stream */
+    out[cur] = acc;
+    return (size_t)total;
+}
+
+static int rice_decode_unary(const uint64_t *w, uint64_t total, size_t count, uint64_t slot_count, uint64_t *out,
+                             uint64_t *bad_slot) {
+    size_t i = 0;
+    const size_t words = (size_t)((total + 63) >> 6);
+    for (size_t k = 0; k < words && i < count; k++) {
+        uint64_t z = ~w[k];
+        if (k == words - 1 && (total & 63)) z &= (1ull << (total & 63)) - 1;
+        while (z) {
+            uint64_t slot = ((uint64_t)k << 6) + (uint64_t)__builtin_ctzll(z);
+            if (__builtin_expect(slot >= slot_count, 0)) {
+                *bad_slot = slot;
+                return QKD_RICE_OUT_OF_RANGE;
+            }
+            out[i++] = slot;
+            if (i == count) break;
+            z &= z - 1;
+        }
+    }
+    uint64_t next = i ? out[i - 1] + 1 : 0; /* where the next code starts */
+    if (i < count) {
+        /* The stream ends inside a code: its run of ones. As the generic decoder: a run longer
+         * than the slot count is a slot out of range, a shorter one a truncated stream. */
+        if (total - next > slot_count) {
+            *bad_slot = total;
+            return QKD_RICE_OUT_OF_RANGE;
+        }
+        return QKD_RICE_TRUNCATED;
+    }
+    return next == total ? QKD_RICE_OK : QKD_RICE_LEFTOVER;
+}
+
 size_t qkd_rice_encode(const uint64_t *slots, size_t count, unsigned r, uint64_t *out, size_t capacity) {
+    if (r == 0 && rice_unary_fast()) return rice_encode_unary(slots, count, out, capacity);
 #if QKD_SIFT_X86
     if (uses_bmi()) return rice_encode_bmi(slots, count, r, out, capacity);
 #endif
@@ -311,6 +378,8 @@ QKD_BMI_TARGET static int rice_decode_bmi(const uint64_t *w, uint64_t total, siz
 
 int qkd_rice_decode(const uint64_t *words, uint64_t total_bits, size_t count, unsigned r, uint64_t slot_count,
                     uint64_t *out, uint64_t *bad_slot) {
+    if (r == 0 && slot_count <= (1ull << 62) && rice_unary_fast())
+        return rice_decode_unary(words, total_bits, count, slot_count, out, bad_slot);
     *bad_slot = 0;
 #if QKD_SIFT_X86
     if (uses_bmi()) return rice_decode_bmi(words, total_bits, count, r, slot_count, out, bad_slot);

@@ -148,4 +148,17 @@ enum NodeBinary {
             #expect(r.stderr.contains(option[0]), "stderr: \(r.stderr)")
         }
     }
+
+    /// `--cascade` offers the node schedules only (the 1993 baseline is for benchmarks): an
+    /// unknown name exits with ArgumentParser's usage status, naming the choices.
+    @Test(arguments: ["original", "fast"])
+    func anUnknownCascadeScheduleIsRefused(_ name: String) async throws {
+        try await offThePool {
+            let r = try await NodeBinary.run(["run", "--role", "alice", "--connect", "127.0.0.1:1", "--state", Self.stateDirectory(),
+                                              "--psk", "/nonexistent/link.psk", "--cascade", name], timeout: .seconds(20))
+            #expect(r.status == 64, "status \(r.status)")
+            let first = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(first.contains("--cascade") && first.contains("improved") && first.contains("least-leakage"), "stderr: \(r.stderr)")
+        }
+    }
 }

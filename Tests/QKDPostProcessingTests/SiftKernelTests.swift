@@ -290,6 +290,58 @@ import QKDCrypto
         }
     }
 
+    /// r = 0 (dense detections, D/N above ln 2 / 2) has a word-at-a-time coder: the stream is
+    /// the complement of the slot bitmap up to the last detection. It must give the code-at-a-
+    /// time kernel's stream bit for bit, and the same status and slots on every stream, valid,
+    /// damaged, cut, padded or random, for counts and slot counts around the true ones.
+    @Test(.serialized) func unaryFastPathEqualsTheGenericRiceKernel() {
+        defer { GolombRice.forceGeneric(false) }
+        var g = TestRNG(state: 26)
+        var statuses = Set<Int32>()
+        for trial in 0..<800 {
+            let count = trial < 10 ? trial : Int.random(in: 1...700, using: &g)
+            var (slots, slotCount) = Self.randomSlots(count: count, mean: [0, 1, 2][trial % 3], &g)
+            if trial % 11 == 0, count > 2 { slots[count / 2] = slots[count / 2 - 1] }  // not increasing
+            GolombRice.forceGeneric(true)
+            let reference = GolombRice.rawEncode(slots, parameter: 0)
+            GolombRice.forceGeneric(false)
+            let fast = GolombRice.rawEncode(slots, parameter: 0)
+            #expect(fast == reference, "trial \(trial)")
+            var stream = reference ?? BitVector(words: (0..<(count / 16 + 1)).map { _ in g.next() }, count: count * 4 + 3)
+            switch trial % 6 {
+            case 1 where stream.count > 0:  // one bit flipped
+                var w = stream.words
+                let at = Int.random(in: 0..<stream.count, using: &g)
+                w[at >> 6] ^= UInt64(1) << UInt64(at & 63)
+                stream = BitVector(words: w, count: stream.count)
+            case 2:  // cut
+                stream = BitVector(words: stream.words, count: Int.random(in: 0...stream.count, using: &g))
+            case 3:  // padded with ones or zeros
+                var bits = (0..<stream.count).map { stream[$0] }
+                bits += Array(repeating: g.next() & 1 == 0, count: Int(g.next() % 130))
+                stream = BitVector(bits: bits)
+            case 4:  // garbage, sometimes all ones
+                stream = BitVector(words: (0..<(stream.count / 64 + 1)).map { _ in trial % 4 == 0 ? ~0 : g.next() }, count: stream.count)
+            default: break
+            }
+            let counts = [count, max(0, count - 1), count + 1, Int(g.next() % 40)]
+            let slotCounts = [slotCount, slots.last ?? 0, UInt64(stream.count), g.next() % 900, UInt64(1) << 44]
+            for c in counts {
+                for n in slotCounts {
+                    GolombRice.forceGeneric(true)
+                    let expected = GolombRice.rawDecode(stream, count: c, parameter: 0, slotCount: n)
+                    GolombRice.forceGeneric(false)
+                    let got = GolombRice.rawDecode(stream, count: c, parameter: 0, slotCount: n)
+                    #expect(got.status == expected.status, "trial \(trial) count \(c) slots \(n)")
+                    #expect(got.slots == expected.slots, "trial \(trial) count \(c) slots \(n)")
+                    statuses.insert(expected.status)
+                }
+            }
+        }
+        // Every outcome was exercised: OK, truncated, out of range, leftover.
+        #expect(statuses == [0, 1, 2, 3])
+    }
+
     /// The report codes its positions once at creation; the size and encoding agree with a
     /// fresh coding, also after the positions or slot count change, and a decoded report (not
     /// coded) encodes to the same bytes.

@@ -73,6 +73,10 @@ int qkd_sift_uses_pext(void);
 /* Nonzero: force the portable path (tests); 0: back to run-time detection. */
 void qkd_sift_force_portable(int on);
 
+/* Nonzero: code r = 0 streams a code at a time like every other parameter (tests compare the
+ * word-at-a-time path against it); 0: the word-at-a-time path (default). */
+void qkd_rice_force_generic(int on);
+
 #ifdef __cplusplus
 }
 #endif

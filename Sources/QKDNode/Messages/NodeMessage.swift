@@ -1,4 +1,5 @@
 import QKDCrypto
+public import QKDPostProcessing
 
 /// The node's payloads inside session frames (Spec/quantum-link.md section 5): what the two
 /// nodes say to each other besides post-processing messages. Every one travels in an
@@ -6,8 +7,10 @@ import QKDCrypto
 public enum NodeMessage: Sendable, Equatable {
     /// Round frame, Alice's first: round `id` starts with `slotCount` pulses (sent on the
     /// quantum link); `deliverable` says whether its consumer keys may be delivered (Alice's
-    /// session was information-theoretic when the round began).
-    case roundStart(id: UInt64, slotCount: UInt32, deliverable: Bool)
+    /// session was information-theoretic when the round began); `schedule` is the Cascade
+    /// schedule both sides reconcile the round with (Alice's choice; Spec/quantum-link.md
+    /// section 5.1).
+    case roundStart(id: UInt64, slotCount: UInt32, deliverable: Bool, schedule: ReconciliationSchedule)
     /// Round frame: one encoded post-processing message (Spec/postprocessing.md).
     case postProcessing([UInt8])
     /// Round frame: the sender's post-processing failed locally (a malformed or inconsistent
@@ -41,8 +44,9 @@ public enum NodeMessage: Sendable, Equatable {
     /// - Parameter out: the buffer.
     public func encode(into out: inout [UInt8]) {
         switch self {
-        case .roundStart(let id, let slots, let deliverable):
+        case .roundStart(let id, let slots, let deliverable, let schedule):
             out.append(Kind.roundStart.rawValue); appendBE(id, &out); appendBE(slots, &out); out.append(deliverable ? 1 : 0)
+            out.append(Self.scheduleCode(schedule))
         case .postProcessing(let bytes):
             out.append(Kind.postProcessing.rawValue); out.append(contentsOf: bytes)
         case .abandon(let id):
@@ -60,6 +64,25 @@ public enum NodeMessage: Sendable, Equatable {
         }
     }
 
+    /// The wire code of a Cascade schedule in `roundStart` (Spec/quantum-link.md section 5.1).
+    static func scheduleCode(_ schedule: ReconciliationSchedule) -> UInt8 {
+        switch schedule {
+        case .improved: 0
+        case .leastLeakage: 1
+        case .original: 2
+        }
+    }
+
+    /// The schedule of a wire code, or nil for an unknown one.
+    static func schedule(code: UInt8) -> ReconciliationSchedule? {
+        switch code {
+        case 0: .improved
+        case 1: .leastLeakage
+        case 2: .original
+        default: nil
+        }
+    }
+
     /// The encoded bytes.
     public var encoded: [UInt8] {
         var out: [UInt8] = []
@@ -70,16 +93,19 @@ public enum NodeMessage: Sendable, Equatable {
     /// Decodes a message.
     /// - Parameter bytes: one session payload.
     /// - Throws: ``QKDError/Code/nodeMalformed`` for an unknown kind, a short message, a flag
-    ///   other than 0 or 1, or trailing bytes.
+    ///   other than 0 or 1, an unknown Cascade schedule code, or trailing bytes.
     public init(decoding bytes: [UInt8]) throws {
         var r = Reader(bytes[...])
         let raw = try r.u8()
         guard let kind = Kind(rawValue: raw) else { throw QKDError(.nodeMalformed, "unknown node message kind \(raw)") }
         switch kind {
         case .roundStart:
-            let id = try r.u64(), slots = try r.u32(), flag = try r.u8()
+            let id = try r.u64(), slots = try r.u32(), flag = try r.u8(), code = try r.u8()
             guard flag <= 1 else { throw QKDError(.nodeMalformed, "roundStart's deliverable flag is \(flag), not 0 or 1") }
-            self = .roundStart(id: id, slotCount: slots, deliverable: flag == 1)
+            guard let schedule = Self.schedule(code: code) else {
+                throw QKDError(.nodeMalformed, "roundStart names Cascade schedule \(code); known: 0 improved, 1 leastLeakage, 2 original")
+            }
+            self = .roundStart(id: id, slotCount: slots, deliverable: flag == 1, schedule: schedule)
         case .postProcessing:
             self = .postProcessing(Array(try r.bytes(r.remaining)))
         case .abandon: self = .abandon(id: try r.u64())

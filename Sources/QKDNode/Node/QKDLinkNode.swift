@@ -113,6 +113,8 @@ public actor QKDLinkNode {
         let id: UInt64
         var slotCount: UInt32
         var deliverable: Bool
+        /// Bob: the Cascade schedule Alice's `roundStart` named.
+        var schedule: ReconciliationSchedule = .improved
         var alice: AliceRound?
         var bob: BobRound?
         var begun = false
@@ -600,13 +602,13 @@ public actor QKDLinkNode {
             // Per-frame granularity: round messages arrive as per-frame payloads; they belong to
             // the round they name (or, for post-processing messages, the active one).
             switch message {
-            case .roundStart(let id, _, _), .abandon(let id): round = id
+            case .roundStart(let id, _, _, _), .abandon(let id): round = id
             case .postProcessing: round = active?.id
             case .roundClosed, .hello, .roundRejected, .sync, .absorbed: break
             }
         }
         switch message {
-        case .roundStart(let id, let slotCount, let deliverable):
+        case .roundStart(let id, let slotCount, let deliverable, let schedule):
             guard configuration.role == .bob, round == id, id > lastAbsorbed else {
                 throw QKDError(.nodeProtocolViolation, "an unexpected roundStart for round \(id)")
             }
@@ -619,7 +621,7 @@ public actor QKDLinkNode {
             if deliverable, configuration.deliveryPolicy == .informationTheoreticOnly, session?.securityLevel != .informationTheoretic {
                 ok = false
             }
-            active = ActiveRound(id: id, slotCount: slotCount, deliverable: deliverable, padSlotsAtStart: padSlotsUsed)
+            active = ActiveRound(id: id, slotCount: slotCount, deliverable: deliverable, schedule: schedule, padSlotsAtStart: padSlotsUsed)
             if !ok {
                 try abandon("Alice marked round \(id) deliverable but this node's session is not information-theoretic yet")
                 return
@@ -701,7 +703,8 @@ public actor QKDLinkNode {
         let frame = PulseFrame(roundID: id, slotCount: UInt32(pulses), slots: arrivals.photonSlots.map { UInt32($0) },
                                bases: arrivals.photonBases, bits: arrivals.photonBits)
         frame.encode(into: &quantumOutgoing)
-        var round = ActiveRound(id: id, slotCount: UInt32(pulses), deliverable: deliverable, padSlotsAtStart: padSlotsUsed)
+        var round = ActiveRound(id: id, slotCount: UInt32(pulses), deliverable: deliverable,
+                                schedule: configuration.postProcessing.reconciliation, padSlotsAtStart: padSlotsUsed)
         round.alice = AliceRound(roundID: id, configuration: configuration.postProcessing,
                                  bits: BitVector(words: record.bits, count: record.slotCount),
                                  bases: BitVector(words: record.bases, count: record.slotCount), random: SystemRandomSource())
@@ -711,7 +714,8 @@ public actor QKDLinkNode {
         var session = self.session!
         do {
             if !perFrameRounds { try session.beginRound(id) }
-            try session.send(NodeMessage.roundStart(id: id, slotCount: UInt32(pulses), deliverable: deliverable).encoded)
+            try session.send(NodeMessage.roundStart(id: id, slotCount: UInt32(pulses), deliverable: deliverable,
+                                                    schedule: configuration.postProcessing.reconciliation).encoded)
         } catch {
             self.session = session
             throw error
@@ -736,7 +740,10 @@ public actor QKDLinkNode {
             try abandon("round \(a.id) has \(record.slots.count) detections, more than one round takes")
             return
         }
-        a.bob = BobRound(roundID: a.id, configuration: configuration.postProcessing, slotCount: UInt64(record.slotCount),
+        // Alice chooses the schedule (her roundStart names it): the two sides cannot disagree.
+        var postProcessing = configuration.postProcessing
+        postProcessing.reconciliation = a.schedule
+        a.bob = BobRound(roundID: a.id, configuration: postProcessing, slotCount: UInt64(record.slotCount),
                          positions: record.slots, bases: BitVector(words: record.bases, count: record.detectionCount),
                          bits: BitVector(words: record.bits, count: record.detectionCount))
         active = a

@@ -121,6 +121,31 @@ enum GolombRice {
     }
 }
 
+extension GolombRice {
+    /// Tests: true makes r = 0 streams go through the code-at-a-time kernel like every other
+    /// parameter, false (the default) through the word-at-a-time one (`sift.c`).
+    static func forceGeneric(_ on: Bool) { qkd_rice_force_generic(on ? 1 : 0) }
+
+    /// Tests: the kernel's raw decode status (`QKD_RICE_*`) and slots, without the Swift checks
+    /// in front of it.
+    static func rawDecode(_ stream: BitVector, count: Int, parameter r: Int, slotCount: UInt64) -> (status: Int32, slots: [UInt64]) {
+        var bad: UInt64 = 0
+        var status: Int32 = 0
+        let slots = [UInt64](unsafeUninitializedCapacity: max(count, 1)) { out, initialized in
+            status = stream.words.withUnsafeBufferPointer { w in
+                qkd_rice_decode(w.baseAddress, UInt64(stream.count), count, UInt32(r), slotCount, out.baseAddress, &bad)
+            }
+            initialized = status == QKD_RICE_OK ? count : 0
+        }
+        return (status, slots)
+    }
+
+    /// Tests: the kernel's raw encode (nil where it refuses the slots).
+    static func rawEncode(_ slots: [UInt64], parameter r: Int) -> BitVector? {
+        slots.withUnsafeBufferPointer { encodeWordsIfValid($0, parameter: r) }.map { BitVector(words: $0.0, count: $0.1) }
+    }
+}
+
 extension Double {
     /// floor(log2(self)) for self >= 1.
     var log2Floor: Int { Int(self.exponent) }
