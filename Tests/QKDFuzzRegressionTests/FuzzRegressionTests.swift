@@ -269,53 +269,38 @@ extension PostProcessingRoundFuzzTargetTests {
     /// Bob's detections delivered twice, drain budget 0: Alice queues her sift response at the
     /// first copy (an accepted detection report always queues one), the harness leaves it
     /// there, and the second copy makes her throw `pp.unexpected-message`. She must then hand
-    /// out nothing (Spec/postprocessing.md section 3); today's `AliceRound` still hands out the
-    /// queued response (its outbox survives the error), which the check reports as a violation:
-    /// a known issue until the machines drop their outbox on a throw
-    /// (`Fuzz/FailCases/FuzzPostProcessingRound/queued-action-after-poison.md`). Once they do,
-    /// the known issue is no longer recorded and this test fails: then rename the input to drop
-    /// its leading dot (so that every replay runs it) and remove `withKnownIssue`.
+    /// out nothing (Spec/postprocessing.md section 3). Until session 6 `AliceRound` still
+    /// handed out the queued response (its outbox survived the error): the fuzzer's first
+    /// partial-drain finding (`Fuzz/FailCases/FuzzPostProcessingRound/queued-action-after-poison.md`).
     @Test func poisonedSideHandsOutNothingQueuedBefore() async throws {
-        let url = Self.failCase.appendingPathComponent(".pending-queued-action-after-poison")
+        let url = Self.failCase.appendingPathComponent("queued-action-after-poison")
         let bytes = try [UInt8](Data(contentsOf: url))
         #expect(bytes == [0x20, 0x00, 0x01, 0x00, 0x00, 0x04])
         // Draining everything, as the harness did before partial drain, does not reach it.
         let (fullOutcome, fullPair) = try await offPool { try PostProcessingRoundCheck.runPair([0x00, 0x00, 0x00, 0x04]) }
         #expect(fullOutcome == .rejected(QKDError(.ppUnexpectedMessage)))
         #expect(fullPair.poisonedUndrained == [0, 0] && fullPair.sent[0] == 1)
-        // Only the violation this input pins is the known issue: any other failure (the
-        // harness not leaving the response queued, say) fails the test.
-        try await withKnownIssue("AliceRound and BobRound keep queued actions after a throw") {
-            let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
-            #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
-            #expect(pair.errors[0] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [1, 0])
-            #expect(pair.sent == [0, 1], "Alice's queued sift response went out after her error")
-        } matching: { issue in
-            let violation = (issue.error as? FuzzInvariantViolation)?.description ?? ""
-            return violation.hasPrefix("side 0 handed out a message of type 2 after it threw pp.unexpected-message")
-                && violation.hasSuffix("an action queued before the error is still handed out)")
-        }
+        // Partial drain leaves the response queued when the second copy poisons Alice; it never
+        // goes out.
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+        #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
+        #expect(pair.errors[0] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [1, 0])
+        #expect(pair.sent == [0, 1], "Alice's queued sift response must not go out after her error")
     }
 
-    /// Bob's worse case of the same issue: budget 3 everywhere (each delivery drained) except 1
-    /// at Alice's verification request (her 61st message, after 60 Cascade steps), which is
-    /// delivered twice. Bob queues `7(1)`, the harness takes only it, the second copy makes
+    /// Bob's worse case of the same finding: budget 3 everywhere (each delivery drained) except
+    /// 1 at Alice's verification request (her 61st message, after 60 Cascade steps), which is
+    /// delivered twice. Bob queues `7(1)`, the harness takes only it, and the second copy makes
     /// `receive(bytes:)` run the deferred amplification (queueing the finished round with its
-    /// key) and then throw `pp.unexpected-message`; today's `BobRound` still hands out the
-    /// finished round. A known issue until the machines drop their outbox on a throw (see
-    /// `Fuzz/FailCases/FuzzPostProcessingRound/queued-action-after-poison.md`).
+    /// key) and then throw `pp.unexpected-message`. Until session 6 `BobRound` then still handed
+    /// out the finished round with its key; now the error drops it (and its key is wiped).
     @Test func poisonedBobHandsOutNoFinishedRound() async throws {
-        let url = Self.failCase.appendingPathComponent(".pending-bob-finished-after-poison")
+        let url = Self.failCase.appendingPathComponent("bob-finished-after-poison")
         let bytes = try [UInt8](Data(contentsOf: url))
         #expect(bytes.count == 36 && bytes[0] == 0x20 && bytes.suffix(2) == [61, 0x14])
-        try await withKnownIssue("BobRound hands out a finished round queued by receive(bytes:) before it throws") {
-            let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
-            #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
-            #expect(pair.errors[1] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [0, 1])
-            #expect(pair.finished[1] == false, "Bob's key went out after his error")
-        } matching: { issue in
-            let violation = (issue.error as? FuzzInvariantViolation)?.description ?? ""
-            return violation.hasPrefix("side 1 handed out its finished round after it threw pp.unexpected-message")
-        }
+        let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
+        #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
+        #expect(pair.errors[1] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [0, 1])
+        #expect(pair.finished[1] == false, "Bob's key must not go out after his error")
     }
 }

@@ -108,6 +108,23 @@ import QKDSimulation
         }
     }
 
+    /// A poisoned machine hands out nothing, also actions it queued before the error
+    /// (Spec/postprocessing.md section 3): Alice accepts Bob's detection report (queueing her
+    /// sift response), the same report again poisons her, and the queued response must not
+    /// come out. Before session 6 it did (FuzzPostProcessingRound's partial-drain finding).
+    @Test func poisonedMachineHandsOutNothingQueuedBefore() throws {
+        var pair = freshPair()
+        guard case .send(let detections)? = pair.bob.nextAction() else {
+            Issue.record("Bob's first action is his detection report")
+            return
+        }
+        let bytes = detections.encoded(roundID: 7)
+        try pair.alice.receive(bytes: bytes)  // queues her sift response; not taken yet
+        #expect(throws: QKDError(.ppUnexpectedMessage)) { try pair.alice.receive(bytes: bytes) }
+        #expect(pair.alice.nextAction() == nil, "a poisoned Alice handed out an action queued before her error")
+        #expect(throws: QKDError(.ppUnexpectedMessage)) { try pair.alice.receive(bytes: bytes) }
+    }
+
     @Test func malformedMessagesAreTyped() throws {
         var pair = freshPair()
         guard case .send(let first) = pair.bob.nextAction() else { Issue.record("no first message"); return }

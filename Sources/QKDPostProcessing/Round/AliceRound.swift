@@ -106,8 +106,7 @@ public struct AliceRound {
             }
             try receive(message, encodedBytes: bytes.count)
         } catch let error as QKDError {
-            wipeState()
-            state = .failed(error)
+            poison(error)
             throw error
         }
     }
@@ -118,6 +117,16 @@ public struct AliceRound {
     public mutating func discard() {
         wipeState()
         outbox.removeAll()
+    }
+
+    /// Poisons the machine after `error` (Spec/postprocessing.md section 3): wipes the state's key
+    /// material and drops every queued action, also those queued before the error (a message
+    /// not yet handed out, or a finished round whose key the drop releases and so wipes), so
+    /// that a poisoned machine hands out nothing.
+    private mutating func poison(_ error: QKDError) {
+        wipeState()
+        outbox.removeAll()
+        state = .failed(error)
     }
 
     /// Wipes the key material the current state holds and leaves `.done`. Each payload is taken
@@ -175,8 +184,7 @@ public struct AliceRound {
         do {
             try transition(on: message)
         } catch let error as QKDError {
-            wipeState()
-            state = .failed(error)
+            poison(error)
             throw error
         }
     }
