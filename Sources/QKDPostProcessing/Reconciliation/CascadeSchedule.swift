@@ -33,13 +33,15 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// The improved schedule after Martinez-Mateo, Pacher, Peev, Ciurana and Martin,
     /// "Demystifying the information reconciliation protocol Cascade", QIC 15 (2015): block
     /// sizes are powers of two (a bisection of a block of size 2^m costs exactly m parities),
-    /// k1 = 2^floor(log2(1/Q)), k2 = 4 k1 while k1 >= 16 (Q < 1/16) and 8 k1 for smaller k1,
-    /// capped at n/2, later passes n/2, 16 passes in all. Tuned on 2^20-bit blocks with
-    /// `qkd-node bench cascade-scan` (Spec/postprocessing.md section 5.1 has the table): the size
-    /// of the second block trades leak against round trips, which grow about in proportion to
-    /// k2 (long back-tracking chains through big pass-2 blocks). k2 = 4 k1 keeps f <= 1.066 below
-    /// Q = 1/16 with about half the round trips of 8 k1 (every round trip is a wait for the peer
-    /// over a real link); from Q = 1/16 on (k1 = 8) it would leave f near 1.08, so there k2 = 8 k1.
+    /// k1 = 2^floor(log2(1/Q)), k2 = 4 k1 where k1 >= 16 and Q k1 >= 5/8, else 8 k1, capped at
+    /// n/2, later passes n/2, 16 passes in all. Tuned on 2^20-bit blocks with `qkd-node bench
+    /// cascade-scan` (Spec/postprocessing.md section 5.1 has the tables): the size of the second
+    /// block trades leak against round trips, which grow about in proportion to k2 (long
+    /// back-tracking chains through big pass-2 blocks). k2 = 4 k1 keeps f <= 1.067 for Q < 1/16
+    /// with about half the round trips of 8 k1 (every round trip is a wait for the peer over a
+    /// real link), except just above a power of two (Q k1 in (1/2, 5/8): blocks small for the
+    /// error rate), where it would reach 1.084 and 8 k1 keeps f <= 1.066; from Q = 1/16 on
+    /// (k1 = 8) 4 k1 would leave f near 1.08, so there k2 = 8 k1 too.
     /// ``leastLeakage(qber:keyBits:)`` keeps 8 k1 everywhere. Later passes cost about two parity
     /// bits each unless they find an error, and each halves the chance that a residual error
     /// pair survives: with 8 of them about 0.3% of 20 000-bit frames (and about 1 in 12-20
@@ -50,7 +52,7 @@ public struct CascadeSchedule: Sendable, Equatable {
     ///   - keyBits: n.
     /// - Returns: the schedule.
     public static func improved(qber: Double, keyBits n: Int) -> CascadeSchedule {
-        powerOfTwo(qber: qber, keyBits: n) { k1 in k1 >= improvedWideK1 ? 4 : 8 }
+        powerOfTwo(qber: qber, keyBits: n) { k1, q in k1 >= improvedWideK1 && q * Double(k1) >= improvedWideQK1 ? 4 : 8 }
     }
 
     /// The improved schedule with k2 = 8 k1 at every QBER (the default until late on 2026-11-27): about
@@ -62,23 +64,27 @@ public struct CascadeSchedule: Sendable, Equatable {
     ///   - keyBits: n.
     /// - Returns: the schedule.
     public static func leastLeakage(qber: Double, keyBits n: Int) -> CascadeSchedule {
-        powerOfTwo(qber: qber, keyBits: n) { _ in 8 }
+        powerOfTwo(qber: qber, keyBits: n) { _, _ in 8 }
     }
 
-    /// k1 = 2^floor(log2(1/Q)), k2 = factor(k1) k1, then ceil(n/2), 16 passes, all capped.
-    private static func powerOfTwo(qber: Double, keyBits n: Int, k2Factor: (Int) -> Int) -> CascadeSchedule {
+    /// k1 = 2^floor(log2(1/Q)), k2 = factor(k1, Q) k1 (Q clamped as for k1), then ceil(n/2), 16
+    /// passes, all capped.
+    private static func powerOfTwo(qber: Double, keyBits n: Int, k2Factor: (Int, Double) -> Int) -> CascadeSchedule {
         let q = min(max(qber, 1e-4), 0.25)
         let alpha = Int(log2(improvedK1Factor / q).rounded(.down))
         let k1 = max(1, min(n, 1 << max(0, alpha)))
         let half = max(1, (n + 1) / 2)
-        let k2 = max(1, min(half, k1 * k2Factor(k1)))
+        let k2 = max(1, min(half, k1 * k2Factor(k1, q)))
         var sizes = [k1, k2]
         while sizes.count < improvedPasses { sizes.append(half) }
         return CascadeSchedule(blockSizes: sizes)
     }
 
     static let improvedK1Factor = 1.0
-    /// The smallest k1 whose second pass is 4 k1 in ``improved(qber:keyBits:)``: Q < 1/16.
+    /// The smallest k1 whose second pass can be 4 k1 in ``improved(qber:keyBits:)``: Q < 1/16.
     static let improvedWideK1 = 16
+    /// The smallest Q k1 whose second pass is 4 k1 in ``improved(qber:keyBits:)``: below it
+    /// (Q just above 1/k1) f with 4 k1 rises to about 1.08 (section 5.1).
+    static let improvedWideQK1 = 0.625
     static let improvedPasses = 16
 }
