@@ -14,10 +14,30 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(object["workload"] as? String == "pipeline")
         let results = try #require(object["results"] as? [[String: Any]])
-        for metric in ["pipeline Q=0.03, 2 threads", "pipeline Q=0.03, 2 threads, 2 rounds in flight", "pipeline Q=0.03, 2 threads, 4 rounds in flight", "pipeline Q=0.03, one thread"] {
+        for metric in ["pipeline Q=0.03, 2 threads", "pipeline Q=0.03, 2 threads, 2 rounds in flight", "pipeline Q=0.03, 2 threads, 4 rounds in flight",
+                       "pipeline Q=0.03, one thread", "pipeline Q=0.03, 2 rounds side by side"] {
             let row = try #require(results.first { $0["metric"] as? String == metric }, "missing row \(metric)")
             #expect(((row["value"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric)")
             #expect(((row["baseline"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric) has a same-run baseline")
         }
+    }
+
+    /// `qkd-node bench sift --json`: the sparse row against uncompressed records, and the dense
+    /// row (Rice parameter 0, the word-at-a-time kernel) against the code-at-a-time kernel on the
+    /// same stream.
+    @Test func siftBenchHasSparseAndDenseRows() async throws {
+        let binary = try #require(QKDNodeBinary.locate(), "qkd-node is not built")
+        let r = try await QKDNodeBinary.run(binary, ["bench", "sift", "--json", "--bits", "400000", "--runs", "1"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(object["workload"] as? String == "sift")
+        let results = try #require(object["results"] as? [[String: Any]])
+        for metric in ["sifting", "classical bits per detection", "sifting, dense detections", "classical bits per detection, dense"] {
+            let row = try #require(results.first { $0["metric"] as? String == metric }, "missing row \(metric)")
+            #expect(((row["value"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric)")
+            #expect(((row["baseline"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric) has a same-run baseline")
+        }
+        let dense = try #require(results.first { $0["metric"] as? String == "sifting, dense detections" })
+        #expect((dense["note"] as? String ?? "").contains("Rice parameter 0"), "the dense row must exercise r = 0")
     }
 }
