@@ -119,7 +119,6 @@ let package = Package(
             name: "qkd-node",
             dependencies: [
                 "QKDCrypto", "QKDWire", "QKDKeyPool", "QKDPostProcessing", "QKDSimulation", "QKDSession", "QKDNode", "QKDTransport",
-                "CQKDKernels",  // bench sift's same-run baseline: the code-at-a-time Rice kernel
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),  // bench pool's raw-SQLite baseline

@@ -4,7 +4,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CQKDKernels
 import QKDCrypto
 import QKDPostProcessing
 import QKDSimulation
@@ -229,20 +228,18 @@ struct BenchSiftCommand: ParsableCommand {
         var uncompressed = Double.infinity
         for _ in 0..<runs { uncompressed = min(uncompressed, timed { uncompressedSift(sparse.0, sparse.1) }.1) }
         let denseTime = try Self.bestExchange(dense.0, dense.1, runs: runs)
-        qkd_rice_force_generic(1)
-        let denseGeneric = try Self.bestExchange(dense.0, dense.1, runs: runs)
-        qkd_rice_force_generic(0)
+        let denseGeneric = try DetectionReport.withCodeAtATimeRiceKernel { try Self.bestExchange(dense.0, dense.1, runs: runs) }
         let (bitsPerDetection, bound, p) = Self.wireCost(sparse.1)
         let (denseBits, denseBound, denseP) = Self.wireCost(dense.1)
         let d = sparse.1.detectionCount, dd = dense.1.detectionCount
         let rows: [PostProcessingBenchRow] = [
             .init(metric: "sifting", value: Double(d) / sparseTime / 1e6, unit: "M detections/s", baseline: Double(d) / uncompressed / 1e6,
-                  note: "\(d) detections in \(pulses) slots (p = \(fmt(p)), Rice parameter \(Self.riceParameter(d, pulses))), best of \(runs); encode+decode+match+response; baseline: 9-byte uncompressed records"),
+                  note: "\(d) detections in \(pulses) slots (p = \(fmt(p)), Rice parameter \(DetectionReport.riceParameter(count: d, slotCount: UInt64(pulses)))), best of \(runs); encode+decode+match+response; baseline: 9-byte uncompressed records"),
             .init(metric: "classical bits per detection", value: bitsPerDetection, unit: "bits", baseline: bound,
                   note: "baseline = entropy bound h(p)/p + 1, p = \(p)"),
             .init(metric: "sifting, dense detections", value: Double(dd) / denseTime / 1e6, unit: "M detections/s",
                   baseline: Double(dd) / denseGeneric / 1e6,
-                  note: "\(dd) detections in \(pulses / 4) slots (p = \(fmt(denseP)), the pipeline's link: Rice parameter \(Self.riceParameter(dd, pulses / 4))), best of \(runs); the same exchange; baseline: the same stream coded a code at a time (the kernel every other parameter uses)"),
+                  note: "\(dd) detections in \(pulses / 4) slots (p = \(fmt(denseP)), the pipeline's link: Rice parameter \(DetectionReport.riceParameter(count: dd, slotCount: UInt64(pulses / 4)))), best of \(runs); the same exchange; baseline: the same stream coded a code at a time (the kernel every other parameter uses)"),
             .init(metric: "classical bits per detection, dense", value: denseBits, unit: "bits", baseline: denseBound,
                   note: "baseline = entropy bound h(p)/p + 1, p = \(denseP)"),
         ]
@@ -269,13 +266,6 @@ struct BenchSiftCommand: ParsableCommand {
             best = min(best, t)
         }
         return best
-    }
-
-    /// The encoder's Rice parameter for d detections in n slots (Spec/postprocessing.md 2.3:
-    /// floor(log2(ln 2 n / d)), 0 below 1), for the notes.
-    static func riceParameter(_ d: Int, _ n: Int) -> Int {
-        let x = 0.6931471805599453 * Double(n) / Double(max(d, 1))
-        return x < 2 ? 0 : Int(log2(x).rounded(.down))
     }
 
     /// Bits on the wire for the sifting exchange per detection, the entropy bound, and p.

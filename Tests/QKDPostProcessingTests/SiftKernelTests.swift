@@ -295,17 +295,21 @@ import QKDCrypto
     /// time kernel's stream bit for bit, and the same status and slots on every stream, valid,
     /// damaged, cut, padded or random, for counts and slot counts around the true ones.
     @Test(.serialized) func unaryFastPathEqualsTheGenericRiceKernel() {
-        defer { GolombRice.forceGeneric(false) }
+        func encode(_ slots: [UInt64]) -> BitVector? {
+            slots.withUnsafeBufferPointer { GolombRice.encodeWordsIfValid($0, parameter: 0) }.map { BitVector(words: $0.0, count: $0.1) }
+        }
+        func decode(_ stream: BitVector, _ count: Int, _ slotCount: UInt64) -> (status: Int32, slots: [UInt64]) {
+            let r = GolombRice.kernelDecode(stream, count: count, parameter: 0, slotCount: slotCount)
+            return (r.status, r.slots)
+        }
         var g = TestRNG(state: 26)
         var statuses = Set<Int32>()
         for trial in 0..<800 {
             let count = trial < 10 ? trial : Int.random(in: 1...700, using: &g)
             var (slots, slotCount) = Self.randomSlots(count: count, mean: [0, 1, 2][trial % 3], &g)
             if trial % 11 == 0, count > 2 { slots[count / 2] = slots[count / 2 - 1] }  // not increasing
-            GolombRice.forceGeneric(true)
-            let reference = GolombRice.rawEncode(slots, parameter: 0)
-            GolombRice.forceGeneric(false)
-            let fast = GolombRice.rawEncode(slots, parameter: 0)
+            let reference = GolombRice.withCodeAtATimeKernel { encode(slots) }
+            let fast = encode(slots)
             #expect(fast == reference, "trial \(trial)")
             var stream = reference ?? BitVector(words: (0..<(count / 16 + 1)).map { _ in g.next() }, count: count * 4 + 3)
             switch trial % 6 {
@@ -328,10 +332,8 @@ import QKDCrypto
             let slotCounts = [slotCount, slots.last ?? 0, UInt64(stream.count), g.next() % 900, UInt64(1) << 44]
             for c in counts {
                 for n in slotCounts {
-                    GolombRice.forceGeneric(true)
-                    let expected = GolombRice.rawDecode(stream, count: c, parameter: 0, slotCount: n)
-                    GolombRice.forceGeneric(false)
-                    let got = GolombRice.rawDecode(stream, count: c, parameter: 0, slotCount: n)
+                    let expected = GolombRice.withCodeAtATimeKernel { decode(stream, c, n) }
+                    let got = decode(stream, c, n)
                     #expect(got.status == expected.status, "trial \(trial) count \(c) slots \(n)")
                     #expect(got.slots == expected.slots, "trial \(trial) count \(c) slots \(n)")
                     statuses.insert(expected.status)

@@ -113,8 +113,9 @@ public actor QKDLinkNode {
         let id: UInt64
         var slotCount: UInt32
         var deliverable: Bool
-        /// Bob: the Cascade schedule Alice's `roundStart` named.
-        var schedule: ReconciliationSchedule = .improved
+        /// The Cascade schedule: Alice's configured one, which her `roundStart` names and Bob's
+        /// round then uses.
+        let schedule: ReconciliationSchedule
         var alice: AliceRound?
         var bob: BobRound?
         var begun = false

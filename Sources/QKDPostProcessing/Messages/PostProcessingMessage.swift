@@ -76,6 +76,27 @@ public struct DetectionReport: Sendable, Equatable {
         return RiceCode(parameter: r, words: words, bits: bits)
     }
 
+    /// The Rice parameter the encoder picks for `count` detections in `slotCount` slots
+    /// (section 2.3).
+    /// - Parameters:
+    ///   - count: detections D.
+    ///   - slotCount: slots N.
+    /// - Returns: floor(log2(ln 2 N / D)), 0 below 1.
+    public static func riceParameter(count: Int, slotCount: UInt64) -> Int {
+        GolombRice.parameter(count: count, slots: slotCount)
+    }
+
+    /// Runs `body` with Rice parameter 0 (dense detections) coded a code at a time, as every
+    /// other parameter is, instead of a word at a time: the same bytes and outcomes, the slower
+    /// kernel. The same-run baseline of `qkd-node bench sift`; the switch is process-wide, so
+    /// nothing else should code detection reports meanwhile.
+    /// - Parameter body: the work to measure.
+    /// - Returns: what `body` returns.
+    /// - Throws: what `body` throws.
+    public static func withCodeAtATimeRiceKernel<T>(_ body: () throws -> T) rethrows -> T {
+        try GolombRice.withCodeAtATimeKernel(body)
+    }
+
     /// Equal slot counts, positions and bases.
     public static func == (a: DetectionReport, b: DetectionReport) -> Bool {
         a.slotCount == b.slotCount && a.positions == b.positions && a.bases == b.bases

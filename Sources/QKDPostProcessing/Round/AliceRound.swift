@@ -124,8 +124,7 @@ public struct AliceRound {
     /// not yet handed out, or a finished round whose key the drop releases and so wipes), so
     /// that a poisoned machine hands out nothing.
     private mutating func poison(_ error: QKDError) {
-        wipeState()
-        outbox.removeAll()
+        discard()
         state = .failed(error)
     }
 

@@ -99,16 +99,7 @@ enum GolombRice {
         guard slotCount <= UInt64(1) << 62 else {
             throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is out of range")
         }
-        var status: Int32 = 0
-        var bad: UInt64 = 0
-        let result = [UInt64](unsafeUninitializedCapacity: count) { out, initialized in
-            // The words hold exactly ceil(stream.count / 64) words with the bits past the count
-            // zero (BitVector's invariant), which is what the kernel requires.
-            status = stream.words.withUnsafeBufferPointer { w in
-                qkd_rice_decode(w.baseAddress, UInt64(stream.count), count, UInt32(r), slotCount, out.baseAddress, &bad)
-            }
-            initialized = status == 0 ? count : 0
-        }
+        let (status, result, bad) = kernelDecode(stream, count: count, parameter: r, slotCount: slotCount)
         switch status {
         case QKD_RICE_OK: return result
         case QKD_RICE_TRUNCATED:
@@ -122,27 +113,35 @@ enum GolombRice {
 }
 
 extension GolombRice {
-    /// Tests: true makes r = 0 streams go through the code-at-a-time kernel like every other
-    /// parameter, false (the default) through the word-at-a-time one (`sift.c`).
-    static func forceGeneric(_ on: Bool) { qkd_rice_force_generic(on ? 1 : 0) }
-
-    /// Tests: the kernel's raw decode status (`QKD_RICE_*`) and slots, without the Swift checks
-    /// in front of it.
-    static func rawDecode(_ stream: BitVector, count: Int, parameter r: Int, slotCount: UInt64) -> (status: Int32, slots: [UInt64]) {
-        var bad: UInt64 = 0
+    /// The C kernel's decode: its `QKD_RICE_*` status, the slots (empty unless the status is
+    /// OK) and the offending slot of an out-of-range status. ``decode(_:count:parameter:slotCount:)``
+    /// checks its arguments first; tests call this directly to compare the kernel's two paths.
+    static func kernelDecode(_ stream: BitVector, count: Int, parameter r: Int,
+                             slotCount: UInt64) -> (status: Int32, slots: [UInt64], bad: UInt64) {
         var status: Int32 = 0
-        let slots = [UInt64](unsafeUninitializedCapacity: max(count, 1)) { out, initialized in
+        var bad: UInt64 = 0
+        let slots = [UInt64](unsafeUninitializedCapacity: count) { out, initialized in
+            // The words hold exactly ceil(stream.count / 64) words with the bits past the count
+            // zero (BitVector's invariant), which is what the kernel requires.
             status = stream.words.withUnsafeBufferPointer { w in
                 qkd_rice_decode(w.baseAddress, UInt64(stream.count), count, UInt32(r), slotCount, out.baseAddress, &bad)
             }
             initialized = status == QKD_RICE_OK ? count : 0
         }
-        return (status, slots)
+        return (status, slots, bad)
     }
 
-    /// Tests: the kernel's raw encode (nil where it refuses the slots).
-    static func rawEncode(_ slots: [UInt64], parameter r: Int) -> BitVector? {
-        slots.withUnsafeBufferPointer { encodeWordsIfValid($0, parameter: r) }.map { BitVector(words: $0.0, count: $0.1) }
+    /// Runs `body` with r = 0 streams coded a code at a time, like every other parameter,
+    /// instead of a word at a time (`sift.c`): the same bytes and outcomes, the slower kernel.
+    /// For tests comparing the two paths and for `qkd-node bench sift`'s same-run baseline; the
+    /// switch is process-wide, so nothing else should sift meanwhile.
+    /// - Parameter body: the work to run on the code-at-a-time kernel.
+    /// - Returns: what `body` returns.
+    /// - Throws: what `body` throws.
+    static func withCodeAtATimeKernel<T>(_ body: () throws -> T) rethrows -> T {
+        qkd_rice_force_generic(1)
+        defer { qkd_rice_force_generic(0) }
+        return try body()
     }
 }
 
