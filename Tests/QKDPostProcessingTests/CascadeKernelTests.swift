@@ -1,21 +1,27 @@
 import Testing
 import QKDCrypto
+import CQKDKernels
 @testable import QKDPostProcessing
 
-/// The C kernels of Cascade against the Swift code they replaced: the permutation must be the
-/// same one (Spec/postprocessing.md section 5.2), or both sides of an old and a new node would
-/// disagree on every pass.
-@Suite struct CascadeKernelTests {
-    @Test(arguments: [0, 1, 2, 3, 1000, 65_535, 65_536, 100_003, 1 << 18])
+/// The C kernels of Cascade against plain Swift readings of Spec/postprocessing.md section 5.2:
+/// the permutation must be exactly the specified one, or two nodes would disagree on every pass.
+@Suite(.serialized) struct CascadeKernelTests {
+    /// Sizes around powers of two (where cycle walking is heaviest: just above 2^(m-1), half the
+    /// domain lies outside 0..<n) and not multiples of the kernel's 8 lanes.
+    @Test(arguments: [0, 1, 2, 3, 5, 8, 9, 1000, 65_535, 65_536, 65_537, 100_003, (1 << 17) + 7])
     func permutationMatchesReference(n: Int) {
-        var shared = DeterministicRandomSource(seed: UInt64(n) &+ 5)
-        var a = Xoshiro256StarStar(seedingFrom: &shared)
-        var b = a
-        let kernel = PassPermutation(size: n, random: &a)
-        let reference = ReferencePermutation(size: n, random: &b)
-        #expect(kernel.backwardArray == reference.backward)
-        #expect((0..<n).allSatisfy { kernel.forward($0) == Int(reference.forward[$0]) })
-        #expect(a.next() == b.next(), "the generator must end in the same state")
+        for generic in [false, true] {
+            qkd_cascade_permutation_force_generic(generic ? 1 : 0)
+            defer { qkd_cascade_permutation_force_generic(0) }
+            var shared = DeterministicRandomSource(seed: UInt64(n) &+ 5)
+            var a = Xoshiro256StarStar(seedingFrom: &shared)
+            var b = a
+            let kernel = PassPermutation(size: n, random: &a)
+            let reference = ReferencePermutation(size: n, random: &b)
+            #expect(kernel.backwardArray == reference.backward, "backward map, generic loop: \(generic)")
+            #expect((0..<n).allSatisfy { kernel.forward($0) == Int(reference.forward[$0]) }, "forward map, generic loop: \(generic)")
+            #expect(a.next() == b.next(), "the generator must end in the same state")
+        }
     }
 
     @Test(arguments: [1, 63, 64, 65, 1000, 4097])
@@ -32,107 +38,39 @@ import QKDCrypto
     }
 }
 
-/// The Swift Rao-Sandelius code of 2026-11-27 (before the C kernel), kept as the reference.
+/// Spec/postprocessing.md section 5.2 read literally, one index at a time: the Feistel network
+/// `E`, its inverse, and cycle walking. Independent of the C kernel's lanes, list and dispatch.
 struct ReferencePermutation {
     let backward: [UInt32]
     let forward: [UInt32]
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
-        let bucketCount = n >= 1 << 16 ? 256 : 1
-        var rng = random  // A local copy stays in registers in the loops below.
-        var counts = [Int](repeating: 0, count: bucketCount)
-        var members = uninitializedWords(n)
-        var pre = uninitializedWords(n)
-        if bucketCount == 1 {
-            counts[0] = n
-            members.withUnsafeMutableBufferPointer { m in
-                pre.withUnsafeMutableBufferPointer { p in
-                    for i in 0..<n { m[i] = UInt32(truncatingIfNeeded: i); p[i] = UInt32(truncatingIfNeeded: i) }
-                }
-            }
-        } else {
-            // Bucket ids: byte i & 7 of word i >> 3 of the stream. They are read twice (count,
-            // then place), by replaying a copy of the generator instead of storing n bytes.
-            let replay = rng
-            counts.withUnsafeMutableBufferPointer { c in
-                var i = 0
-                while i + 8 <= n {
-                    let r = rng.next()
-                    for k in 0..<8 { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                    i += 8
-                }
-                if i < n {
-                    let r = rng.next()
-                    for k in 0..<(n - i) { c[Int(UInt8(truncatingIfNeeded: r >> UInt64(8 * k)))] += 1 }
-                }
-            }
-            var ids = replay
-            var starts = [Int](repeating: 0, count: bucketCount)
-            for b in 1..<bucketCount { starts[b] = starts[b - 1] + counts[b - 1] }
-            starts.withUnsafeMutableBufferPointer { st in
-                members.withUnsafeMutableBufferPointer { m in
-                    pre.withUnsafeMutableBufferPointer { p in
-                        var i = 0
-                        while i < n {
-                            var r = ids.next()
-                            let end = min(n, i + 8)
-                            while i < end {
-                                let b = Int(UInt8(truncatingIfNeeded: r))
-                                let slot = st[b]
-                                m[slot] = UInt32(truncatingIfNeeded: i)
-                                p[i] = UInt32(truncatingIfNeeded: slot)
-                                st[b] = slot + 1
-                                r >>= 8
-                                i += 1
-                            }
-                        }
-                    }
-                }
-            }
+        guard n > 0 else { backward = []; forward = []; return }
+        var m = 2
+        while (1 << m) < n { m += 1 }
+        let low = m / 2, high = m - low
+        var keys: [UInt32] = [], multipliers: [UInt32] = []
+        for _ in 0..<6 {
+            let u = random.next()
+            keys.append(UInt32(truncatingIfNeeded: u))
+            multipliers.append(UInt32(truncatingIfNeeded: u >> 32) | 1)
         }
-        var back = uninitializedWords(n)
-        var local = [UInt32](repeating: 0, count: counts.max() ?? 0)
-        // The in-bucket inverse overwrites `members` in place: iteration `pos` reads and writes
-        // only entry start + l[pos], and l is a permutation of the bucket (one array fewer to
-        // allocate and fault in).
-        back.withUnsafeMutableBufferPointer { bk in
-            members.withUnsafeMutableBufferPointer { m in
-                local.withUnsafeMutableBufferPointer { l in
-                    var start = 0
-                    for c in counts {
-                        for k in 0..<c { l[k] = UInt32(truncatingIfNeeded: k) }
-                        var i = c - 1
-                        while i > 0 {
-                            let j = Int(rng.next().multipliedFullWidth(by: UInt64(i + 1)).high)
-                            let t = l[i]
-                            l[i] = l[j]
-                            l[j] = t
-                            i -= 1
-                        }
-                        for pos in 0..<c {
-                            let k = Int(l[pos])
-                            bk[start + pos] = m[start + k]
-                            m[start + k] = UInt32(truncatingIfNeeded: start + pos)
-                        }
-                        start += c
-                    }
-                }
-            }
+        func hash(_ v: UInt32, _ r: Int, bits: Int) -> UInt32 {
+            ((v ^ keys[r]) &* multipliers[r]) >> UInt32(32 - bits)
         }
-        // forward[i] = inverse[preSlot[i]] (the inverse now in `members`), in place over
-        // `pre`: sequential in i, reads within 256 streams. One lookup per flip instead of two
-        // dependent cache misses.
-        pre.withUnsafeMutableBufferPointer { p in
-            members.withUnsafeBufferPointer { iv in
-                for i in 0..<n { p[i] = iv[Int(p[i])] }
+        func network(_ x: UInt32, rounds: [Int]) -> UInt32 {
+            var lo = x & ((1 << UInt32(low)) - 1), hi = x >> UInt32(low)
+            for r in rounds {
+                if r % 2 == 0 { hi ^= hash(lo, r, bits: high) } else { lo ^= hash(hi, r, bits: low) }
             }
+            return hi << UInt32(low) | lo
         }
-        members = []
-        random = rng
-        backward = back
-        forward = pre
+        func walk(_ i: Int, rounds: [Int]) -> UInt32 {
+            var y = network(UInt32(i), rounds: rounds)
+            while y >= n { y = network(y, rounds: rounds) }
+            return y
+        }
+        forward = (0..<n).map { walk($0, rounds: Array(0..<6)) }
+        backward = (0..<n).map { walk($0, rounds: Array((0..<6).reversed())) }
     }
-
 }
-
-private func uninitializedWords(_ n: Int) -> [UInt32] { [UInt32](repeating: 0, count: n) }

@@ -16,6 +16,25 @@ import QKDCrypto
         if n > 1000 { #expect(p != (0..<n).map { UInt32($0) }) }
     }
 
+    /// Cascade needs the permutation to scatter neighbours: two errors close together in the key
+    /// (in one pass-0 block) must land at independent places in the pass's order, or they stay
+    /// in one block and hide each other. For pairs (i, i + d), d = 1...8, the fraction that
+    /// lands within 64 positions of each other must be near a random permutation's, 2 * 63 / n
+    /// (an identity, a rotation or an affine map, or a network whose rounds do not mix, puts
+    /// every such pair together or none).
+    @Test(arguments: [65_539, 1 << 20, 300_001])
+    func permutationSeparatesNeighbours(n: Int) {
+        var shared = DeterministicRandomSource(seed: UInt64(n) &* 31)
+        var random = Xoshiro256StarStar(seedingFrom: &shared)
+        let perm = PassPermutation(size: n, random: &random)
+        for d in 1...8 {
+            var close = 0
+            for i in 0..<(n - d) where abs(perm.forward(i) - perm.forward(i + d)) < 64 { close += 1 }
+            let expected = Double(n - d) * 2 * 63 / Double(n)
+            #expect(Double(close) > 0.6 * expected && Double(close) < 1.4 * expected, "d = \(d): \(close) pairs within 64, random \(expected)")
+        }
+    }
+
     /// The word-level cyclic rotation used before each pass's gather, against a bit-by-bit
     /// reference, for lengths that are and are not multiples of 64 and every kind of offset.
     @Test(arguments: [1, 2, 63, 64, 65, 127, 128, 129, 1000, 4097])

@@ -14,14 +14,20 @@
 extern "C" {
 #endif
 
-/* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2) drawn by the
- * Rao-Sandelius method from xoshiro256** with state s[0..3] (advanced in place): with
- * n >= 2^16, 256 buckets, the bucket of index i being byte (i & 7) of stream word i >> 3; else
- * one bucket. Buckets are concatenated in index order and each is shuffled by Fisher-Yates,
- * j = floor(u (i + 1) / 2^64) for i = c - 1 down to 1. backward[j] = the index at position j,
- * forward[i] = the position of index i (n words each). n < 2^32.
- * Returns 0, or -1 if scratch memory ran out (outputs and state then undefined). */
+/* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2): six words u_0..u_5 of
+ * xoshiro256** with state s[0..3] (advanced in place by those six words) key a 6-round Feistel
+ * network on m = max(2, ceil(log2 n)) bits, low part L = floor(m/2) bits, high part H = m - L
+ * bits; round r (key k = u_r mod 2^32, multiplier c = (u_r >> 32) | 1) does, for even r,
+ * high ^= ((low ^ k) c mod 2^32) >> (32 - H), for odd r, low ^= ((high ^ k) c mod 2^32) >> (32 - L).
+ * forward[i] = the network applied to i, repeatedly until the value is below n (cycle
+ * walking); backward[j] = the same with the inverse network (the rounds in reverse order), so
+ * backward[forward[i]] = i. n words each; n < 2^32.
+ * Returns 0, or -1 if scratch memory ran out or n >= 2^32 (outputs then undefined). */
 int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]);
+
+/* Tests: nonzero makes qkd_cascade_permutation use its portable loop even where AVX2 is
+ * available (the same maps; process-wide). */
+void qkd_cascade_permutation_force_generic(int on);
 
 /* Memory for the permutation's maps and scratch (public data only): for 1 MiB or more, 2 MiB
  * aligned and marked for transparent huge pages (madvise), so that a fresh multi-MB map costs a
