@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -92,40 +95,56 @@ static inline uint64_t xnext(xoshiro *g) {
     return result;
 }
 
-/* The round's permutation (Spec/postprocessing.md section 5.2): a 6-round unbalanced Feistel
- * network on m-bit words, m = max(2, ceil(log2 n)), split into a low part of floor(m/2) bits
- * and a high part of the rest, restricted to 0..<n by cycle walking (Black and Rogaway,
- * "Ciphers with arbitrary finite domains", CT-RSA 2002: apply the network until the value is
- * below n; the walks of a permutation of 0..<2^m restricted to 0..<n form a permutation of
- * 0..<n, and the inverse walks with the inverse network). Round r's key and odd multiplier are
- * the low and high halves of the r-th xoshiro256** word. */
+/* The round's permutation (Spec/postprocessing.md section 5.2): a 6-round Feistel network on
+ * the mixed-radix domain 0..<2^L b, L = floor(m/2) with m = max(2, ceil(log2 n)), b =
+ * ceil(n / 2^L), restricted to 0..<n by cycle walking (Black and Rogaway, "Ciphers with
+ * arbitrary finite domains", CT-RSA 2002: apply the network until the value is below n; the
+ * walks of a permutation of a larger domain restricted to 0..<n form a permutation of 0..<n,
+ * and the inverse walks with the inverse network). The domain exceeds n by less than 2^L,
+ * about sqrt(n), so almost no index walks (a power-of-two domain would make up to half of them
+ * walk, just above a power of two). Round r's key and odd multiplier are the low and high
+ * halves of the r-th xoshiro256** word. */
 #define QKD_FEISTEL_ROUNDS 6
 
 typedef struct {
     uint32_t key[QKD_FEISTEL_ROUNDS], mul[QKD_FEISTEL_ROUNDS];
-    uint32_t n, lowMask;
+    uint32_t n, lowMask, highCount;
     unsigned lowBits, lowShift, highShift;
 } feistel;
 
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
-/* The network on one word (or 8 lanes): even rounds xor a hash of the low part into the high
- * part, odd rounds a hash of the high part into the low part; the hash of v in round r is the
- * top bits of the 32-bit product (v ^ key[r]) * mul[r] (mul odd). The inverse runs the rounds
- * backwards (each round is its own inverse). */
-#define FEISTEL_ROUND(lo, hi, f, r)                                                               \
+/* The network on one word (or 8 lanes). A word x < 2^L b is split into lo = x mod 2^L and
+ * hi = floor(x / 2^L) < b. Even rounds add a hash of lo to hi mod b, odd rounds xor a hash of
+ * hi into lo; the hash of v in round r is the top bits of the 32-bit product (v ^ key[r]) *
+ * mul[r] (mul odd): H bits for hi (reduced mod b by one conditional subtraction, since
+ * b > 2^(H-1)), L bits for lo. The inverse runs the rounds backwards, subtracting mod b.
+ * Unsigned min does the conditional subtractions without branches: min(t, t - b) is t mod b
+ * for t < 2b. */
+#define FEISTEL_ROUND(lo, hi, f, r, inverse)                                                      \
     do {                                                                                          \
-        if ((r) & 1) lo ^= ((hi ^ (f)->key[r]) * (f)->mul[r]) >> (f)->lowShift;                   \
-        else hi ^= ((lo ^ (f)->key[r]) * (f)->mul[r]) >> (f)->highShift;                          \
+        if ((r) & 1) {                                                                            \
+            lo ^= ((hi ^ (f)->key[r]) * (f)->mul[r]) >> (f)->lowShift;                            \
+        } else {                                                                                  \
+            __typeof__(hi) t_ = ((lo ^ (f)->key[r]) * (f)->mul[r]) >> (f)->highShift;             \
+            t_ = __builtin_elementwise_min(t_, t_ - (f)->highCount);                              \
+            if (!(inverse)) {                                                                     \
+                hi += t_;                                                                         \
+                hi = __builtin_elementwise_min(hi, hi - (f)->highCount);                          \
+            } else {                                                                              \
+                hi -= t_;                                                                         \
+                hi = __builtin_elementwise_min(hi, hi + (f)->highCount);                          \
+            }                                                                                     \
+        }                                                                                         \
     } while (0)
 
 #define FEISTEL_FN(name, T)                                                                       \
     static inline __attribute__((always_inline)) void name(const feistel *f, T *x, int inverse) { \
         T lo = *x & f->lowMask, hi = *x >> f->lowBits;                                            \
         if (!inverse) {                                                                           \
-            _Pragma("unroll") for (int r = 0; r < QKD_FEISTEL_ROUNDS; r++) FEISTEL_ROUND(lo, hi, f, r); \
+            _Pragma("unroll") for (int r = 0; r < QKD_FEISTEL_ROUNDS; r++) FEISTEL_ROUND(lo, hi, f, r, 0); \
         } else {                                                                                  \
-            _Pragma("unroll") for (int r = QKD_FEISTEL_ROUNDS - 1; r >= 0; r--) FEISTEL_ROUND(lo, hi, f, r); \
+            _Pragma("unroll") for (int r = QKD_FEISTEL_ROUNDS - 1; r >= 0; r--) FEISTEL_ROUND(lo, hi, f, r, 1); \
         }                                                                                         \
         *x = (hi << f->lowBits) | lo;                                                             \
     }
@@ -139,49 +158,107 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
 }
 
 /* out[j] = the walk of j (the network applied until the value is below n), for j < n. The
- * vector loop applies the network once; lanes that land at or above n are listed in scratch
- * and walked on (a list that shrinks: half the domain at worst, so about two steps each). */
-#define FILL_BODY(f, out, inverse, scratch)                                                      \
+ * first loop applies the network once to 8 indices at a time; lanes that land at or above n
+ * go on a list (index, value) in scratch (2n words), which the second loop walks on, also 8 at
+ * a time, keeping the lanes still out of range (a list that shrinks: just above a power of
+ * two, half the domain lies outside 0..<n, so about two steps per index). Both loops are
+ * branch-free per lane: a lane's value is stored whether or not it is done (a later step
+ * overwrites it), and the list grows by the comparison's result. */
+#define FILL_BODY(f, out, inverse, scratch, PACK)                                                      \
     do {                                                                                          \
         const uint32_t n_ = (f)->n;                                                               \
+        uint32_t *idx_ = (scratch), *val_ = (scratch) + n_;                                       \
         size_t j_ = 0, c_ = 0;                                                                    \
         const v8u lane_ = {0, 1, 2, 3, 4, 5, 6, 7};                                               \
         const v8u limit_ = {n_, n_, n_, n_, n_, n_, n_, n_};                                      \
         for (; j_ + 8 <= n_; j_ += 8) {                                                           \
             v8u x_ = lane_ + (uint32_t)j_;                                                        \
-            feistel8(f, &x_, inverse);                                                                                              \
+            feistel8(f, &x_, inverse);                                                            \
             memcpy((out) + j_, &x_, sizeof x_);                                                   \
             v8u over_ = (v8u)(x_ >= limit_);                                                      \
-            if (__builtin_reduce_or(over_))                                                                             \
-                for (int l_ = 0; l_ < 8; l_++) { (scratch)[c_] = (uint32_t)(j_ + l_); c_ += over_[l_] & 1; } \
+            if (__builtin_reduce_or(over_)) {                                                     \
+                v8u i8_ = lane_ + (uint32_t)j_;                                                   \
+                c_ += PACK(idx_ + c_, val_ + c_, i8_, x_, over_);                                 \
+            }                                                                                     \
         }                                                                                         \
         for (; j_ < n_; j_++) {                                                                   \
-            (out)[j_] = feistel1(f, (uint32_t)j_, inverse);                                       \
-            (scratch)[c_] = (uint32_t)j_;                                                         \
-            c_ += (out)[j_] >= n_;                                                                \
+            uint32_t y_ = feistel1(f, (uint32_t)j_, inverse);                                     \
+            (out)[j_] = y_;                                                                       \
+            idx_[c_] = (uint32_t)j_;                                                              \
+            val_[c_] = y_;                                                                        \
+            c_ += y_ >= n_;                                                                       \
         }                                                                                         \
         while (c_ > 0) {                                                                          \
-            size_t d_ = 0;                                                                        \
-            for (size_t k_ = 0; k_ < c_; k_++) {                                                  \
-                uint32_t i_ = (scratch)[k_];                                                      \
-                uint32_t y_ = feistel1(f, (out)[i_], inverse);                                    \
+            size_t d_ = 0, k_ = 0;                                                                \
+            for (; k_ + 8 <= c_; k_ += 8) {                                                       \
+                v8u x_, i8_;                                                                      \
+                memcpy(&x_, val_ + k_, sizeof x_);                                                \
+                memcpy(&i8_, idx_ + k_, sizeof i8_);                                              \
+                feistel8(f, &x_, inverse);                                                        \
+                v8u over_ = (v8u)(x_ >= limit_);                                                  \
+                for (int l_ = 0; l_ < 8; l_++) (out)[i8_[l_]] = x_[l_];                           \
+                d_ += PACK(idx_ + d_, val_ + d_, i8_, x_, over_);                                 \
+            }                                                                                     \
+            for (; k_ < c_; k_++) {                                                               \
+                uint32_t i_ = idx_[k_], y_ = feistel1(f, val_[k_], inverse);                      \
                 (out)[i_] = y_;                                                                   \
-                (scratch)[d_] = i_;                                                               \
+                idx_[d_] = i_;                                                                    \
+                val_[d_] = y_;                                                                    \
                 d_ += y_ >= n_;                                                                   \
             }                                                                                     \
             c_ = d_;                                                                              \
         }                                                                                         \
     } while (0)
 
+/* Appends the lanes of i8 and x whose mask lane is set to idx and val, in lane order (8
+ * entries are written; the caller advances by the returned count). */
+static inline __attribute__((always_inline)) size_t pack_generic(uint32_t *idx, uint32_t *val, const v8u *i8,
+                                                                 const v8u *x, const v8u *mask) {
+    size_t c = 0;
+    for (int l = 0; l < 8; l++) {
+        idx[c] = (*i8)[l];
+        val[c] = (*x)[l];
+        c += (*mask)[l] & 1;
+    }
+    return c;
+}
+
+/* The same with AVX2: the mask's 8 sign bits pick a row of lane indices (left-packed), and
+ * one permute per vector moves the kept lanes to the front. */
+static uint64_t pack_table[256];
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+static void pack_table_init(void) {
+    for (int m = 0; m < 256; m++) {
+        uint64_t row = 0;
+        int c = 0;
+        for (int l = 0; l < 8; l++)
+            if (m & (1 << l)) row |= (uint64_t)l << (8 * c++);
+        pack_table[m] = row;
+    }
+}
+
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) size_t
+pack_avx2(uint32_t *idx, uint32_t *val, const v8u *i8, const v8u *x, const v8u *mask) {
+    __m256i m = (__m256i)*mask;
+    unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(m));
+    __m256i order = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)pack_table[bits]));
+    _mm256_storeu_si256((__m256i *)idx, _mm256_permutevar8x32_epi32((__m256i)*i8, order));
+    _mm256_storeu_si256((__m256i *)val, _mm256_permutevar8x32_epi32((__m256i)*x, order));
+    return (size_t)__builtin_popcount(bits);
+}
+
+#define PACK_GENERIC(idx, val, i8, x, mask) pack_generic(idx, val, &(i8), &(x), &(mask))
+#define PACK_AVX2(idx, val, i8, x, mask) pack_avx2(idx, val, &(i8), &(x), &(mask))
+
 __attribute__((target("avx2"))) static void fill_avx2(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
     const feistel local = *fp, *f = &local;  /* No aliasing with out: the keys stay in registers. */
-    if (inverse) FILL_BODY(f, out, 1, scratch);
-    else FILL_BODY(f, out, 0, scratch);
+    if (inverse) FILL_BODY(f, out, 1, scratch, PACK_AVX2);
+    else FILL_BODY(f, out, 0, scratch, PACK_AVX2);
 }
 static void fill_generic(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
     const feistel local = *fp, *f = &local;
-    if (inverse) FILL_BODY(f, out, 1, scratch);
-    else FILL_BODY(f, out, 0, scratch);
+    if (inverse) FILL_BODY(f, out, 1, scratch, PACK_GENERIC);
+    else FILL_BODY(f, out, 0, scratch, PACK_GENERIC);
 }
 
 static int permutation_generic_flag = 0;
@@ -212,22 +289,26 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
     f.lowBits = m / 2;
     f.lowMask = ((uint32_t)1 << f.lowBits) - 1;
     f.lowShift = 32 - f.lowBits;
-    f.highShift = 32 - (m - f.lowBits);
+    f.highCount = (uint32_t)((n + f.lowMask) >> f.lowBits);  /* b = ceil(n / 2^L) >= 1 */
+    unsigned h = 1;
+    while (((uint64_t)1 << h) < f.highCount) h++;             /* H = max(1, ceil(log2 b)) */
+    f.highShift = 32 - h;
     for (int r = 0; r < QKD_FEISTEL_ROUNDS; r++) {
         uint64_t u = xnext(&g);
         f.key[r] = (uint32_t)u;
         f.mul[r] = (uint32_t)(u >> 32) | 1;
     }
-    uint32_t *scratch = qkd_cascade_alloc(n * sizeof(uint32_t));
+    uint32_t *scratch = qkd_cascade_alloc(2 * n * sizeof(uint32_t));
     if (!scratch) return -1;
     if (has_avx2()) {
+        pthread_once(&pack_once, pack_table_init);
         fill_avx2(&f, forward, 0, scratch);
         fill_avx2(&f, backward, 1, scratch);
     } else {
         fill_generic(&f, forward, 0, scratch);
         fill_generic(&f, backward, 1, scratch);
     }
-    qkd_cascade_free(scratch, n * sizeof(uint32_t));
+    qkd_cascade_free(scratch, 2 * n * sizeof(uint32_t));
     s[0] = g.s0; s[1] = g.s1; s[2] = g.s2; s[3] = g.s3;
     return 0;
 }

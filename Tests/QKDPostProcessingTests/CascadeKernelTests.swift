@@ -6,8 +6,11 @@ import CQKDKernels
 /// The C kernels of Cascade against plain Swift readings of Spec/postprocessing.md section 5.2:
 /// the permutation must be exactly the specified one, or two nodes would disagree on every pass.
 @Suite(.serialized) struct CascadeKernelTests {
-    /// Sizes around powers of two (where cycle walking is heaviest: just above 2^(m-1), half the
-    /// domain lies outside 0..<n) and not multiples of the kernel's 8 lanes.
+    /// Sizes around powers of two and just above a multiple of 2^L (65 537 and 2^17 + 7: the
+    /// network's domain 2^L b then exceeds n by 255 and 505, so hundreds of indices walk,
+    /// through both the 8-lane and the one-lane walk loops), tiny sizes (a domain of 4 for
+    /// n = 1), and sizes that are not multiples of the kernel's 8 lanes; both the AVX2 and the
+    /// portable loop.
     @Test(arguments: [0, 1, 2, 3, 5, 8, 9, 1000, 65_535, 65_536, 65_537, 100_003, (1 << 17) + 7])
     func permutationMatchesReference(n: Int) {
         for generic in [false, true] {
@@ -39,7 +42,7 @@ import CQKDKernels
 }
 
 /// Spec/postprocessing.md section 5.2 read literally, one index at a time: the Feistel network
-/// `E`, its inverse, and cycle walking. Independent of the C kernel's lanes, list and dispatch.
+/// `E` on the mixed-radix domain, its inverse, and cycle walking. Independent of the C kernel's lanes, list and dispatch.
 struct ReferencePermutation {
     let backward: [UInt32]
     let forward: [UInt32]
@@ -48,7 +51,10 @@ struct ReferencePermutation {
         guard n > 0 else { backward = []; forward = []; return }
         var m = 2
         while (1 << m) < n { m += 1 }
-        let low = m / 2, high = m - low
+        let low = m / 2
+        let b = UInt32((n + (1 << low) - 1) >> low)  // ceil(n / 2^L)
+        var high = 1
+        while (1 << high) < b { high += 1 }
         var keys: [UInt32] = [], multipliers: [UInt32] = []
         for _ in 0..<6 {
             let u = random.next()
@@ -58,19 +64,25 @@ struct ReferencePermutation {
         func hash(_ v: UInt32, _ r: Int, bits: Int) -> UInt32 {
             ((v ^ keys[r]) &* multipliers[r]) >> UInt32(32 - bits)
         }
-        func network(_ x: UInt32, rounds: [Int]) -> UInt32 {
-            var lo = x & ((1 << UInt32(low)) - 1), hi = x >> UInt32(low)
-            for r in rounds {
-                if r % 2 == 0 { hi ^= hash(lo, r, bits: high) } else { lo ^= hash(hi, r, bits: low) }
+        func network(_ x: UInt32, inverse: Bool) -> UInt32 {
+            var lo = x % (1 << UInt32(low)), hi = x / (1 << UInt32(low))
+            precondition(hi < b)
+            for r in inverse ? Array((0..<6).reversed()) : Array(0..<6) {
+                if r % 2 == 0 {
+                    let t = hash(lo, r, bits: high) % b
+                    hi = inverse ? (hi + b - t) % b : (hi + t) % b
+                } else {
+                    lo ^= hash(hi, r, bits: low)
+                }
             }
-            return hi << UInt32(low) | lo
+            return hi * (1 << UInt32(low)) + lo
         }
-        func walk(_ i: Int, rounds: [Int]) -> UInt32 {
-            var y = network(UInt32(i), rounds: rounds)
-            while y >= n { y = network(y, rounds: rounds) }
+        func walk(_ i: Int, inverse: Bool) -> UInt32 {
+            var y = network(UInt32(i), inverse: inverse)
+            while y >= n { y = network(y, inverse: inverse) }
             return y
         }
-        forward = (0..<n).map { walk($0, rounds: Array(0..<6)) }
-        backward = (0..<n).map { walk($0, rounds: Array((0..<6).reversed())) }
+        forward = (0..<n).map { walk($0, inverse: false) }
+        backward = (0..<n).map { walk($0, inverse: true) }
     }
 }

@@ -26,15 +26,15 @@ import QKDCrypto
     }
 
     static let cases: [Case] = [
-        Case(n: 20_000, qber: 0.02, schedule: .improved, digest: 10608785942514332980, steps: 78, leaked: 3062),
-        Case(n: 20_000, qber: 0.08, schedule: .improved, digest: 3560871976579549326, steps: 104, leaked: 8435),
-        Case(n: 70_001, qber: 0.05, schedule: .improved, digest: 17278654195562451929, steps: 115, leaked: 21345),
-        Case(n: 70_001, qber: 0.05, schedule: .original, digest: 11243366102827444302, steps: 51, leaked: 23777),
-        Case(n: 1_000, qber: 0.01, schedule: .improved, digest: 6453432360298743508, steps: 22, leaked: 78),
-        Case(n: 20_000, qber: 0.02, schedule: .leastLeakage, digest: 458602941443332580, steps: 104, leaked: 3025),
-        Case(n: 20_000, qber: 0.08, schedule: .leastLeakage, digest: 3560871976579549326, steps: 104, leaked: 8435),
-        Case(n: 70_001, qber: 0.05, schedule: .leastLeakage, digest: 5053910006123743545, steps: 255, leaked: 21165),
-        Case(n: 1_000, qber: 0.01, schedule: .leastLeakage, digest: 7922190064439919771, steps: 22, leaked: 76),
+        Case(n: 20_000, qber: 0.02, schedule: .improved, digest: 15653397670180414780, steps: 74, leaked: 3058),
+        Case(n: 20_000, qber: 0.08, schedule: .improved, digest: 3781634759405799370, steps: 125, leaked: 8399),
+        Case(n: 70_001, qber: 0.05, schedule: .improved, digest: 14066112879353476845, steps: 100, leaked: 21319),
+        Case(n: 70_001, qber: 0.05, schedule: .original, digest: 3103200640921269807, steps: 56, leaked: 23744),
+        Case(n: 1_000, qber: 0.01, schedule: .improved, digest: 5841087764569393498, steps: 22, leaked: 78),
+        Case(n: 20_000, qber: 0.02, schedule: .leastLeakage, digest: 6151933130186462153, steps: 121, leaked: 3040),
+        Case(n: 20_000, qber: 0.08, schedule: .leastLeakage, digest: 3781634759405799370, steps: 125, leaked: 8399),
+        Case(n: 70_001, qber: 0.05, schedule: .leastLeakage, digest: 756957632309698396, steps: 191, leaked: 21069),
+        Case(n: 1_000, qber: 0.01, schedule: .leastLeakage, digest: 8941307914915115823, steps: 22, leaked: 76),
     ]
 
     @Test(arguments: cases)

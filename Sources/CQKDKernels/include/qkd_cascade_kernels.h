@@ -16,12 +16,13 @@ extern "C" {
 
 /* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2): six words u_0..u_5 of
  * xoshiro256** with state s[0..3] (advanced in place by those six words) key a 6-round Feistel
- * network on m = max(2, ceil(log2 n)) bits, low part L = floor(m/2) bits, high part H = m - L
- * bits; round r (key k = u_r mod 2^32, multiplier c = (u_r >> 32) | 1) does, for even r,
- * high ^= ((low ^ k) c mod 2^32) >> (32 - H), for odd r, low ^= ((high ^ k) c mod 2^32) >> (32 - L).
- * forward[i] = the network applied to i, repeatedly until the value is below n (cycle
- * walking); backward[j] = the same with the inverse network (the rounds in reverse order), so
- * backward[forward[i]] = i. n words each; n < 2^32.
+ * network E on 0..<2^L b, where m = max(2, ceil(log2 n)), L = floor(m/2), b = ceil(n / 2^L),
+ * H = max(1, ceil(log2 b)); a word x is lo = x mod 2^L, hi = floor(x / 2^L). Round r (key
+ * k = u_r mod 2^32, multiplier c = (u_r >> 32) | 1, products mod 2^32) does, for even r,
+ * t = ((lo ^ k) c) >> (32 - H), t = t mod b, hi = (hi + t) mod b; for odd r,
+ * lo ^= ((hi ^ k) c) >> (32 - L). forward[i] = E applied to i, repeatedly until the value is
+ * below n (cycle walking); backward[j] = the same with E's inverse (rounds in reverse order,
+ * hi = (hi - t) mod b), so backward[forward[i]] = i. n words each; n < 2^32.
  * Returns 0, or -1 if scratch memory ran out or n >= 2^32 (outputs then undefined). */
 int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]);
 
