@@ -159,12 +159,13 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
 
 /* out[j] = the walk of j (the network applied until the value is below n), for j < n. The
  * first loop applies the network once to 8 indices at a time; lanes that land at or above n
- * go on a list (index, value) in scratch (2n words), which the second loop walks on, also 8 at
- * a time, keeping the lanes still out of range (a list that shrinks: just above a power of
- * two, half the domain lies outside 0..<n, so about two steps per index). Both loops are
- * branch-free per lane: a lane's value is stored whether or not it is done (a later step
- * overwrites it), and the list grows by the comparison's result. */
-#define FILL_BODY(f, out, inverse, scratch, PACK)                                                      \
+ * (fewer than 2^L of them, about sqrt(n)) go on a list (index, value) in scratch (2n words),
+ * which the second loop walks on, also 8 at a time, keeping the lanes still out of range.
+ * Both loops are branch-free per lane: a lane's value is stored whether or not it is done (a
+ * later step overwrites it), and the list grows by the comparison's result. PACK appends the
+ * flagged lanes of two vectors to the list (8 entries written, the count returned); an
+ * append at position c never passes the entries already read (c <= j, d <= k). */
+#define FILL_BODY(f, out, inverse, scratch, PACK)                                                \
     do {                                                                                          \
         const uint32_t n_ = (f)->n;                                                               \
         uint32_t *idx_ = (scratch), *val_ = (scratch) + n_;                                       \
@@ -223,6 +224,7 @@ static inline __attribute__((always_inline)) size_t pack_generic(uint32_t *idx, 
     return c;
 }
 
+#if defined(__x86_64__)
 /* The same with AVX2: the mask's 8 sign bits pick a row of lane indices (left-packed), and
  * one permute per vector moves the kept lanes to the front. */
 static uint64_t pack_table[256];
@@ -247,7 +249,11 @@ pack_avx2(uint32_t *idx, uint32_t *val, const v8u *i8, const v8u *x, const v8u *
     return (size_t)__builtin_popcount(bits);
 }
 
+#endif
+
 #define PACK_GENERIC(idx, val, i8, x, mask) pack_generic(idx, val, &(i8), &(x), &(mask))
+
+#if defined(__x86_64__)
 #define PACK_AVX2(idx, val, i8, x, mask) pack_avx2(idx, val, &(i8), &(x), &(mask))
 
 __attribute__((target("avx2"))) static void fill_avx2(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
@@ -255,6 +261,8 @@ __attribute__((target("avx2"))) static void fill_avx2(const feistel *fp, uint32_
     if (inverse) FILL_BODY(f, out, 1, scratch, PACK_AVX2);
     else FILL_BODY(f, out, 0, scratch, PACK_AVX2);
 }
+#endif
+
 static void fill_generic(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
     const feistel local = *fp, *f = &local;
     if (inverse) FILL_BODY(f, out, 1, scratch, PACK_GENERIC);
@@ -266,6 +274,7 @@ void qkd_cascade_permutation_force_generic(int on) {
     __atomic_store_n(&permutation_generic_flag, on ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+#if defined(__x86_64__)
 static int has_avx2(void) {
     static int cached = -1;
     if (__atomic_load_n(&permutation_generic_flag, __ATOMIC_RELAXED)) return 0;
@@ -277,6 +286,7 @@ static int has_avx2(void) {
     }
     return v;
 }
+#endif
 
 int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]) {
     xoshiro g = { s[0], s[1], s[2], s[3] };
@@ -300,11 +310,14 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
     }
     uint32_t *scratch = qkd_cascade_alloc(2 * n * sizeof(uint32_t));
     if (!scratch) return -1;
+#if defined(__x86_64__)
     if (has_avx2()) {
         pthread_once(&pack_once, pack_table_init);
         fill_avx2(&f, forward, 0, scratch);
         fill_avx2(&f, backward, 1, scratch);
-    } else {
+    } else
+#endif
+    {
         fill_generic(&f, forward, 0, scratch);
         fill_generic(&f, backward, 1, scratch);
     }
