@@ -269,15 +269,15 @@ static void fill_generic(const feistel *fp, uint32_t *out, int inverse, uint32_t
     else FILL_BODY(f, out, 0, scratch, PACK_GENERIC);
 }
 
-static int permutation_generic_flag = 0;
-void qkd_cascade_permutation_force_generic(int on) {
-    __atomic_store_n(&permutation_generic_flag, on ? 1 : 0, __ATOMIC_RELAXED);
+static int cascade_generic_flag = 0;
+void qkd_cascade_force_generic(int on) {
+    __atomic_store_n(&cascade_generic_flag, on ? 1 : 0, __ATOMIC_RELAXED);
 }
 
 #if defined(__x86_64__)
 static int has_avx2(void) {
     static int cached = -1;
-    if (__atomic_load_n(&permutation_generic_flag, __ATOMIC_RELAXED)) return 0;
+    if (__atomic_load_n(&cascade_generic_flag, __ATOMIC_RELAXED)) return 0;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) {
         __builtin_cpu_init();
@@ -326,7 +326,7 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
     return 0;
 }
 
-void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n) {
+static void gather_generic(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n) {
     size_t j = 0;
     for (; j + 64 <= n; j += 64) {
         uint64_t acc = 0;
@@ -345,4 +345,37 @@ void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *back
         }
         out[j >> 6] = acc;
     }
+}
+
+#if defined(__x86_64__)
+/* 8 bits per step: gather the 32-bit words holding them (the key read as 32-bit words: the same
+ * bit order on this little-endian target), shift each bit to its lane's sign bit, and take the 8
+ * sign bits at once. Reads only words that hold key bits (every src < n). */
+__attribute__((target("avx2"))) static void gather_avx2(uint64_t *out, const uint64_t *key, const uint32_t *backward,
+                                                       size_t n) {
+    const int *k32 = (const int *)(const void *)key;
+    const __m256i low5 = _mm256_set1_epi32(31);
+    size_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        uint64_t acc = 0;
+        for (int t = 0; t < 64; t += 8) {
+            __m256i src = _mm256_loadu_si256((const __m256i *)(const void *)(backward + j + t));
+            __m256i words = _mm256_i32gather_epi32(k32, _mm256_srli_epi32(src, 5), 4);
+            __m256i up = _mm256_sllv_epi32(words, _mm256_xor_si256(_mm256_and_si256(src, low5), low5));
+            acc |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(up)) << t;
+        }
+        out[j >> 6] = acc;
+    }
+    if (j < n) gather_generic(out + (j >> 6), key, backward + j, n - j);
+}
+#endif
+
+void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n) {
+#if defined(__x86_64__)
+    if (has_avx2()) {
+        gather_avx2(out, key, backward, n);
+        return;
+    }
+#endif
+    gather_generic(out, key, backward, n);
 }

@@ -26,9 +26,9 @@ extern "C" {
  * Returns 0, or -1 if scratch memory ran out or n >= 2^32 (outputs then undefined). */
 int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]);
 
-/* Tests: nonzero makes qkd_cascade_permutation use its portable loop even where AVX2 is
- * available (the same maps; process-wide). */
-void qkd_cascade_permutation_force_generic(int on);
+/* Tests: nonzero makes qkd_cascade_permutation and qkd_cascade_gather use their portable loops
+ * even where AVX2 is available (the same results; process-wide). */
+void qkd_cascade_force_generic(int on);
 
 /* Memory for the permutation's maps and scratch (public data only): for 1 MiB or more, 2 MiB
  * aligned and marked for transparent huge pages (madvise), so that a fresh multi-MB map costs a
