@@ -95,7 +95,7 @@ static inline uint64_t xnext(xoshiro *g) {
     return result;
 }
 
-/* The round's permutation (Spec/postprocessing.md section 5.2): a 6-round Feistel network on
+/* The round's permutation (Spec/postprocessing.md section 5.2): an 8-round Feistel network on
  * the mixed-radix domain 0..<2^L b, L = floor(m/2) with m = max(2, ceil(log2 n)), b =
  * ceil(n / 2^L), restricted to 0..<n by cycle walking (Black and Rogaway, "Ciphers with
  * arbitrary finite domains", CT-RSA 2002: apply the network until the value is below n; the
@@ -104,7 +104,7 @@ static inline uint64_t xnext(xoshiro *g) {
  * about sqrt(n), so almost no index walks (a power-of-two domain would make up to half of them
  * walk, just above a power of two). Round r's key and odd multiplier are the low and high
  * halves of the r-th xoshiro256** word. */
-#define QKD_FEISTEL_ROUNDS 6
+#define QKD_FEISTEL_ROUNDS 8
 
 typedef struct {
     uint32_t key[QKD_FEISTEL_ROUNDS], mul[QKD_FEISTEL_ROUNDS];

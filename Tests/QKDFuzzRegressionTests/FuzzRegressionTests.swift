@@ -206,7 +206,7 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 
     /// The round target's first find: Alice's verification request with a zero hash key made
     /// Bob throw `crypto.weak-hash-key` (not peer misbehaviour); now `pp.malformed`. The input
-    /// overwrites the hash key of Alice's message 92 (her verification request; 61 before the
+    /// overwrites the hash key of Alice's message 56 (her verification request; 61 before the
     /// session-7 permutation changed the number of Cascade steps).
     @Test func zeroVerificationKeyIsMalformed() async throws {
         let path = PackagePaths.root.appendingPathComponent("Fuzz/FailCases/FuzzPostProcessingRound/zero-verification-key").path
@@ -291,7 +291,7 @@ extension PostProcessingRoundFuzzTargetTests {
     }
 
     /// Bob's worse case of the same finding: budget 3 everywhere (each delivery drained) except
-    /// 1 at Alice's verification request (her message 92, after the Cascade steps; 61 before the
+    /// 1 at Alice's verification request (her message 56, after the Cascade steps; 61 before the
     /// session-7 permutation changed the step count), which is
     /// delivered twice. Bob queues `7(1)`, the harness takes only it, and the second copy makes
     /// `receive(bytes:)` run the deferred amplification (queueing the finished round with its
@@ -300,7 +300,7 @@ extension PostProcessingRoundFuzzTargetTests {
     @Test func poisonedBobHandsOutNoFinishedRound() async throws {
         let url = Self.failCase.appendingPathComponent("bob-finished-after-poison")
         let bytes = try [UInt8](Data(contentsOf: url))
-        #expect(bytes.count == 52 && bytes[0] == 0x20 && bytes.suffix(2) == [92, 0x14])
+        #expect(bytes.count == 34 && bytes[0] == 0x20 && bytes.suffix(2) == [56, 0x14])
         let (outcome, pair) = try await offPool { try PostProcessingRoundCheck.runPair(bytes) }
         #expect(outcome == .rejected(QKDError(.ppUnexpectedMessage)))
         #expect(pair.errors[1] == QKDError(.ppUnexpectedMessage) && pair.poisonedUndrained == [0, 1])

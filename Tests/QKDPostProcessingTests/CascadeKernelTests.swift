@@ -62,7 +62,7 @@ struct ReferencePermutation {
         var high = 1
         while (1 << high) < b { high += 1 }
         var keys: [UInt32] = [], multipliers: [UInt32] = []
-        for _ in 0..<6 {
+        for _ in 0..<8 {
             let u = random.next()
             keys.append(UInt32(truncatingIfNeeded: u))
             multipliers.append(UInt32(truncatingIfNeeded: u >> 32) | 1)
@@ -73,7 +73,7 @@ struct ReferencePermutation {
         func network(_ x: UInt32, inverse: Bool) -> UInt32 {
             var lo = x % (1 << UInt32(low)), hi = x / (1 << UInt32(low))
             precondition(hi < b)
-            for r in inverse ? Array((0..<6).reversed()) : Array(0..<6) {
+            for r in inverse ? Array((0..<8).reversed()) : Array(0..<8) {
                 if r % 2 == 0 {
                     let t = hash(lo, r, bits: high) % b
                     hi = inverse ? (hi + b - t) % b : (hi + t) % b

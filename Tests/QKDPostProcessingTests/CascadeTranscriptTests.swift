@@ -26,15 +26,15 @@ import QKDCrypto
     }
 
     static let cases: [Case] = [
-        Case(n: 20_000, qber: 0.02, schedule: .improved, digest: 15653397670180414780, steps: 74, leaked: 3058),
-        Case(n: 20_000, qber: 0.08, schedule: .improved, digest: 3781634759405799370, steps: 125, leaked: 8399),
-        Case(n: 70_001, qber: 0.05, schedule: .improved, digest: 14066112879353476845, steps: 100, leaked: 21319),
-        Case(n: 70_001, qber: 0.05, schedule: .original, digest: 3103200640921269807, steps: 56, leaked: 23744),
-        Case(n: 1_000, qber: 0.01, schedule: .improved, digest: 5841087764569393498, steps: 22, leaked: 78),
-        Case(n: 20_000, qber: 0.02, schedule: .leastLeakage, digest: 6151933130186462153, steps: 121, leaked: 3040),
-        Case(n: 20_000, qber: 0.08, schedule: .leastLeakage, digest: 3781634759405799370, steps: 125, leaked: 8399),
-        Case(n: 70_001, qber: 0.05, schedule: .leastLeakage, digest: 756957632309698396, steps: 191, leaked: 21069),
-        Case(n: 1_000, qber: 0.01, schedule: .leastLeakage, digest: 8941307914915115823, steps: 22, leaked: 76),
+        Case(n: 20_000, qber: 0.02, schedule: .improved, digest: 14384330299291733291, steps: 100, leaked: 3104),
+        Case(n: 20_000, qber: 0.08, schedule: .improved, digest: 14266731934327181296, steps: 119, leaked: 8414),
+        Case(n: 70_001, qber: 0.05, schedule: .improved, digest: 7725241361723424592, steps: 146, leaked: 21335),
+        Case(n: 70_001, qber: 0.05, schedule: .original, digest: 1681110089933024423, steps: 47, leaked: 23790),
+        Case(n: 1_000, qber: 0.01, schedule: .improved, digest: 15755462022021171991, steps: 22, leaked: 78),
+        Case(n: 20_000, qber: 0.02, schedule: .leastLeakage, digest: 17629656248382493492, steps: 155, leaked: 3065),
+        Case(n: 20_000, qber: 0.08, schedule: .leastLeakage, digest: 14266731934327181296, steps: 119, leaked: 8414),
+        Case(n: 70_001, qber: 0.05, schedule: .leastLeakage, digest: 12936469482583108232, steps: 294, leaked: 21084),
+        Case(n: 1_000, qber: 0.01, schedule: .leastLeakage, digest: 14591971659241758343, steps: 22, leaked: 76),
     ]
 
     @Test(arguments: cases)

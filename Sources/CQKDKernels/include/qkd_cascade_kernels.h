@@ -14,8 +14,8 @@
 extern "C" {
 #endif
 
-/* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2): six words u_0..u_5 of
- * xoshiro256** with state s[0..3] (advanced in place by those six words) key a 6-round Feistel
+/* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2): eight words u_0..u_7 of
+ * xoshiro256** with state s[0..3] (advanced in place by those eight words) key an 8-round Feistel
  * network E on 0..<2^L b, where m = max(2, ceil(log2 n)), L = floor(m/2), b = ceil(n / 2^L),
  * H = max(1, ceil(log2 b)); a word x is lo = x mod 2^L, hi = floor(x / 2^L). Round r (key
  * k = u_r mod 2^32, multiplier c = (u_r >> 32) | 1, products mod 2^32) does, for even r,

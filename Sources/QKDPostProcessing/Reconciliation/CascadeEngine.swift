@@ -326,8 +326,8 @@ private final class CascadeCore {
     deinit { qkd_cascade_engine_free(raw) }
 }
 
-/// The round's permutation of 0..<n for Cascade (Spec/postprocessing.md section 5.2): a 6-round
-/// Feistel network on `ceil(log2 n)`-bit words keyed by six words of the shared xoshiro256**
+/// The round's permutation of 0..<n for Cascade (Spec/postprocessing.md section 5.2): an 8-round
+/// Feistel network on about `ceil(log2 n)`-bit words keyed by eight words of the shared xoshiro256**
 /// stream, restricted to 0..<n by cycle walking. Each map entry is computed from its own index,
 /// so the C kernel `qkd_cascade_permutation` writes both maps in order, 8 lanes at a time; the
 /// Rao-Sandelius shuffle it replaced was a quarter of Cascade's time at 2^20 bits. The maps are
