@@ -33,7 +33,8 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// The improved schedule after Martinez-Mateo, Pacher, Peev, Ciurana and Martin,
     /// "Demystifying the information reconciliation protocol Cascade", QIC 15 (2015): block
     /// sizes are powers of two (a bisection of a block of size 2^m costs exactly m parities),
-    /// k1 = 2^floor(log2(1/Q)), k2 = 4 k1 where k1 >= 16 and Q k1 >= 5/8, else 8 k1, capped at
+    /// k1 = 2^floor(log2(1/Q)), k2 = 2 k1 where k1 >= 32 and Q k1 >= 0.85, 4 k1 where k1 >= 16
+    /// and Q k1 >= 5/8, else 8 k1, capped at
     /// n/2, later passes n/2, 16 passes in all. Tuned on 2^20-bit blocks with `qkd-node bench
     /// cascade-scan` (Spec/postprocessing.md section 5.1 has the tables): the size of the second
     /// block trades leak against round trips, which grow about in proportion to k2 (long
@@ -41,7 +42,10 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// with about half the round trips of 8 k1 (every round trip is a wait for the peer over a
     /// real link), except just above a power of two (Q k1 in (1/2, 5/8): blocks small for the
     /// error rate), where it would reach 1.084 and 8 k1 keeps f <= 1.066; from Q = 1/16 on
-    /// (k1 = 8) 4 k1 would leave f near 1.08, so there k2 = 8 k1 too.
+    /// (k1 = 8) 4 k1 would leave f near 1.08, so there k2 = 8 k1 too. Just below a power of two
+    /// (Q k1 >= 0.85: about one error per first block) with k1 >= 32 (Q < 1/32), 2 k1 halves the
+    /// round trips again and keeps f <= 1.065 (3%: 1.059 against 1.045, 127 against 256 steps);
+    /// at k1 = 16 it would give 1.074-1.079, so 4 k1 stays there.
     /// ``leastLeakage(qber:keyBits:)`` keeps 8 k1 everywhere. Later passes cost about two parity
     /// bits each unless they find an error, and each halves the chance that a residual error
     /// pair survives: with 8 of them about 0.3% of 20 000-bit frames (and about 1 in 12-20
@@ -52,7 +56,10 @@ public struct CascadeSchedule: Sendable, Equatable {
     ///   - keyBits: n.
     /// - Returns: the schedule.
     public static func improved(qber: Double, keyBits n: Int) -> CascadeSchedule {
-        powerOfTwo(qber: qber, keyBits: n) { k1, q in k1 >= improvedWideK1 && q * Double(k1) >= improvedWideQK1 ? 4 : 8 }
+        powerOfTwo(qber: qber, keyBits: n) { k1, q in
+            if k1 >= improvedNarrowK1 && q * Double(k1) >= improvedNarrowQK1 { return 2 }
+            return k1 >= improvedWideK1 && q * Double(k1) >= improvedWideQK1 ? 4 : 8
+        }
     }
 
     /// The improved schedule with k2 = 8 k1 at every QBER (the default until late on 2026-11-27): about
@@ -86,5 +93,10 @@ public struct CascadeSchedule: Sendable, Equatable {
     /// The smallest Q k1 whose second pass is 4 k1 in ``improved(qber:keyBits:)``: below it
     /// (Q just above 1/k1) f with 4 k1 rises to about 1.08 (section 5.1).
     static let improvedWideQK1 = 0.625
+    /// The smallest k1 whose second pass can be 2 k1 in ``improved(qber:keyBits:)``: Q < 1/32.
+    static let improvedNarrowK1 = 32
+    /// The smallest Q k1 whose second pass is 2 k1 in ``improved(qber:keyBits:)`` (section 5.1):
+    /// at Q k1 = 0.8 f with 2 k1 is already 1.065.
+    static let improvedNarrowQK1 = 0.85
     static let improvedPasses = 16
 }
