@@ -159,7 +159,8 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
 
 /* out[j] = the walk of j (the network applied until the value is below n), for j < n. The
  * first loop applies the network once to 8 indices at a time; lanes that land at or above n
- * (fewer than 2^L of them, about sqrt(n)) go on a list (index, value) in scratch (2n words),
+ * (fewer than 2^L of them, about sqrt(n): E is a bijection of 0..<2^L b, so at most 2^L b - n
+ * indices can land at n or above) go on a list (index, value) in scratch (2 (2^L + 8) words),
  * which the second loop walks on, also 8 at a time, keeping the lanes still out of range.
  * Both loops are branch-free per lane: a lane's value is stored whether or not it is done (a
  * later step overwrites it), and the list grows by the comparison's result. PACK appends the
@@ -168,7 +169,7 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
 #define FILL_BODY(f, out, inverse, scratch, PACK)                                                \
     do {                                                                                          \
         const uint32_t n_ = (f)->n;                                                               \
-        uint32_t *idx_ = (scratch), *val_ = (scratch) + n_;                                       \
+        uint32_t *idx_ = (scratch), *val_ = (scratch) + (f)->lowMask + 1 + 8;                     \
         size_t j_ = 0, c_ = 0;                                                                    \
         const v8u lane_ = {0, 1, 2, 3, 4, 5, 6, 7};                                               \
         const v8u limit_ = {n_, n_, n_, n_, n_, n_, n_, n_};                                      \
@@ -308,7 +309,9 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
         f.key[r] = (uint32_t)u;
         f.mul[r] = (uint32_t)(u >> 32) | 1;
     }
-    uint32_t *scratch = qkd_cascade_alloc(2 * n * sizeof(uint32_t));
+    /* The walk lists: fewer than 2^L entries each (see FILL_BODY), plus the 8 a PACK writes. */
+    const size_t list = (size_t)f.lowMask + 1 + 8;
+    uint32_t *scratch = malloc(2 * list * sizeof(uint32_t));
     if (!scratch) return -1;
 #if defined(__x86_64__)
     if (has_avx2()) {
@@ -321,7 +324,7 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
         fill_generic(&f, forward, 0, scratch);
         fill_generic(&f, backward, 1, scratch);
     }
-    qkd_cascade_free(scratch, 2 * n * sizeof(uint32_t));
+    free(scratch);
     s[0] = g.s0; s[1] = g.s1; s[2] = g.s2; s[3] = g.s3;
     return 0;
 }
