@@ -7,6 +7,7 @@
  * Rao-Sandelius shuffle it replaced (2026-11-27) made four passes over multi-MB arrays and was
  * a quarter of Cascade's time at 2^20 bits. */
 #include "qkd_cascade_kernels.h"
+#include "cpu_probe.h"
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -276,16 +277,14 @@ void qkd_cascade_force_generic(int on) {
 }
 
 #if defined(__x86_64__)
+static int avx2_cache = -1;
+static int probe_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
 static int has_avx2(void) {
-    static int cached = -1;
     if (__atomic_load_n(&cascade_generic_flag, __ATOMIC_RELAXED)) return 0;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") ? 1 : 0;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    return qkd_cached_probe(&avx2_cache, probe_avx2);
 }
 #endif
 

@@ -6,6 +6,7 @@
  * constant-time portable path (gf128_portable.c), so tests and benchmarks can measure both.
  */
 #include "gf128_internal.h"
+#include "cpu_probe.h"
 
 /* -1: not probed yet; 0 or 1 afterwards. Relaxed atomics: every thread computes the same value. */
 static int cpu_has_clmul_cache = -1;
@@ -30,23 +31,9 @@ static int probe_vpclmul(void) {
 #endif
 }
 
-int qkd_cpu_has_vpclmul(void) {
-    int v = __atomic_load_n(&cpu_has_vpclmul_cache, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = probe_vpclmul();
-        __atomic_store_n(&cpu_has_vpclmul_cache, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
+int qkd_cpu_has_vpclmul(void) { return qkd_cached_probe(&cpu_has_vpclmul_cache, probe_vpclmul); }
 
-int qkd_cpu_has_clmul(void) {
-    int v = __atomic_load_n(&cpu_has_clmul_cache, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = probe_clmul();
-        __atomic_store_n(&cpu_has_clmul_cache, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
+int qkd_cpu_has_clmul(void) { return qkd_cached_probe(&cpu_has_clmul_cache, probe_clmul); }
 
 void qkd_kernels_force_portable(int force) {
     __atomic_store_n(&force_portable_flag, force ? 1 : 0, __ATOMIC_RELAXED);

@@ -8,6 +8,7 @@
  * 2, about 18 uops per bit of the mask), so there the BMI2 path is not taken.
  */
 #include "qkd_sift_kernels.h"
+#include "cpu_probe.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -37,12 +38,7 @@ static int probe_pext(void) {
 
 int qkd_sift_uses_pext(void) {
     if (__atomic_load_n(&force_portable_flag, __ATOMIC_RELAXED)) return 0;
-    int v = __atomic_load_n(&pext_cache, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = probe_pext();
-        __atomic_store_n(&pext_cache, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    return qkd_cached_probe(&pext_cache, probe_pext);
 }
 
 void qkd_sift_force_portable(int on) { __atomic_store_n(&force_portable_flag, on ? 1 : 0, __ATOMIC_RELAXED); }
@@ -186,19 +182,17 @@ QKD_BMI_TARGET static size_t rice_encode_bmi(const uint64_t *s, size_t n, unsign
 
 /* BMI1/BMI2 present (TZCNT, SHRX); independent of the PEXT speed question. */
 static int bmi_cache = -1;
+static int probe_bmi(void) {
+#if QKD_SIFT_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+#else
+    return 0;
+#endif
+}
 static int uses_bmi(void) {
     if (__atomic_load_n(&force_portable_flag, __ATOMIC_RELAXED)) return 0;
-    int v = __atomic_load_n(&bmi_cache, __ATOMIC_RELAXED);
-    if (v < 0) {
-#if QKD_SIFT_X86
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") ? 1 : 0;
-#else
-        v = 0;
-#endif
-        __atomic_store_n(&bmi_cache, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    return qkd_cached_probe(&bmi_cache, probe_bmi);
 }
 
 /* ---- r = 0: the stream is the complement of the slot bitmap ----
