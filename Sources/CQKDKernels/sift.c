@@ -230,9 +230,58 @@ static size_t rice_encode_unary(const uint64_t *slots, size_t count, uint64_t *o
     return (size_t)total;
 }
 
-static int rice_decode_unary(const uint64_t *w, uint64_t total, size_t count, uint64_t slot_count, uint64_t *out,
-                             uint64_t *bad_slot) {
+/* ---- where a decoder puts the slots ----
+ * Either into an array (qkd_rice_decode), or straight into Alice's sifting
+ * (qkd_rice_decode_sift_alice): each slot's basis and bit are gathered as it is decoded, so the
+ * slots are never written out and read back. At 2^24 slots and p = 0.08 that array is 10 MB,
+ * and writing and rereading it took about as long as the decoding. The decoders are
+ * always-inline bodies instantiated per sink (`sift` is a constant), so the array path is the
+ * plain store it always was. */
+typedef uint64_t (*compress_fn)(uint64_t value, uint64_t mask);
+
+typedef struct {
+    uint64_t *out;                               /* the slots (array sink) */
+    const uint64_t *alice_bases, *alice_bits;    /* ceil(slot_count / 64) words each */
+    const uint64_t *bob_bases;                   /* ceil(count / 64) words */
+    size_t slot_words;
+    uint64_t *matches;
+    packer key, test;
+    uint64_t ab, at; /* Alice's basis and bit at the current word's detections */
+} slot_sink;
+
+/* The 64 detections of word w (valid: which of them exist) are gathered: compare the bases,
+ * append the matched key and test bits. The same steps as QKD_SIFT_ALICE_BODY. */
+QKD_INLINE void sink_flush(slot_sink *k, size_t w, uint64_t valid, compress_fn compress) {
+    uint64_t match = ~(k->ab ^ k->bob_bases[w]) & valid;
+    uint64_t z = match & ~k->ab, x = match & k->ab;
+    packer_put(&k->key, compress(k->at, z), (unsigned)__builtin_popcountll(z));
+    packer_put(&k->test, compress(k->at, x), (unsigned)__builtin_popcountll(x));
+    k->matches[w] = match;
+    k->ab = 0;
+    k->at = 0;
+}
+
+/* Detection i is at `slot`. The batch loop of rice_decode_body checks its slots against the
+ * slot count after the batch, so an out-of-range slot can arrive here: its gather reads word 0
+ * instead (no read outside Alice's arrays), and the decoder then fails the stream, whose
+ * outputs the caller drops. */
+QKD_INLINE void sink_put(slot_sink *k, int sift, size_t i, uint64_t slot, compress_fn compress) {
+    if (!sift) {
+        k->out[i] = slot;
+        return;
+    }
+    size_t sw = (size_t)(slot >> 6);
+    sw = sw < k->slot_words ? sw : 0;
+    unsigned sh = (unsigned)(slot & 63), j = (unsigned)(i & 63);
+    k->ab |= ((k->alice_bases[sw] >> sh) & 1) << j;
+    k->at |= ((k->alice_bits[sw] >> sh) & 1) << j;
+    if (j == 63) sink_flush(k, i >> 6, ~0ull, compress);
+}
+
+QKD_INLINE int rice_decode_unary_body(const uint64_t *w, uint64_t total, size_t count, uint64_t slot_count,
+                                      slot_sink *sink, int sift, compress_fn compress, uint64_t *bad_slot) {
     size_t i = 0;
+    uint64_t last = 0;
     const size_t words = (size_t)((total + 63) >> 6);
     for (size_t k = 0; k < words && i < count; k++) {
         uint64_t z = ~w[k];
@@ -243,12 +292,13 @@ static int rice_decode_unary(const uint64_t *w, uint64_t total, size_t count, ui
                 *bad_slot = slot;
                 return QKD_RICE_OUT_OF_RANGE;
             }
-            out[i++] = slot;
+            sink_put(sink, sift, i++, slot, compress);
+            last = slot;
             if (i == count) break;
             z &= z - 1;
         }
     }
-    uint64_t next = i ? out[i - 1] + 1 : 0; /* where the next code starts */
+    uint64_t next = i ? last + 1 : 0; /* where the next code starts */
     if (i < count) {
         /* The stream ends inside a code: its run of ones. As the generic decoder: a run longer
          * than the slot count is a slot out of range, a shorter one a truncated stream. */
@@ -259,6 +309,12 @@ static int rice_decode_unary(const uint64_t *w, uint64_t total, size_t count, ui
         return QKD_RICE_TRUNCATED;
     }
     return next == total ? QKD_RICE_OK : QKD_RICE_LEFTOVER;
+}
+
+static int rice_decode_unary(const uint64_t *w, uint64_t total, size_t count, uint64_t slot_count, uint64_t *out,
+                             uint64_t *bad_slot) {
+    slot_sink sink = {.out = out};
+    return rice_decode_unary_body(w, total, count, slot_count, &sink, 0, compress_portable, bad_slot);
 }
 
 size_t qkd_rice_encode(const uint64_t *slots, size_t count, unsigned r, uint64_t *out, size_t capacity) {
@@ -272,7 +328,7 @@ size_t qkd_rice_encode(const uint64_t *slots, size_t count, unsigned r, uint64_t
 /* ---- Rice decoder ---- */
 
 QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t slot_count,
-                                uint64_t *out, uint64_t *bad_slot) {
+                                slot_sink *sink, int sift, compress_fn compress, uint64_t *bad_slot) {
     if (r > 62 || slot_count > (1ull << 62)) return QKD_RICE_OUT_OF_RANGE;
     const uint64_t low_mask = (1ull << r) - 1;
     uint64_t position = 0;
@@ -300,7 +356,7 @@ QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count,
                 window >>= length & 63;
                 avail -= length;
                 slot = next + (((uint64_t)ones << r) | low);
-                out[i++] = slot;
+                sink_put(sink, sift, i++, slot, compress);
                 next = slot + 1;
             }
             /* Slots increase, so checking the last of the batch checks them all; a batch adds
@@ -353,7 +409,7 @@ QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count,
             *bad_slot = slot;
             return QKD_RICE_OUT_OF_RANGE;
         }
-        out[i++] = slot;
+        sink_put(sink, sift, i++, slot, compress);
         next = slot + 1;
     }
     return position == total ? QKD_RICE_OK : QKD_RICE_LEFTOVER;
@@ -361,12 +417,14 @@ QKD_INLINE int rice_decode_body(const uint64_t *w, uint64_t total, size_t count,
 
 static int rice_decode_generic(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t n,
                                uint64_t *out, uint64_t *bad) {
-    return rice_decode_body(w, total, count, r, n, out, bad);
+    slot_sink sink = {.out = out};
+    return rice_decode_body(w, total, count, r, n, &sink, 0, compress_portable, bad);
 }
 #if QKD_SIFT_X86
 QKD_BMI_TARGET static int rice_decode_bmi(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t n,
                                           uint64_t *out, uint64_t *bad) {
-    return rice_decode_body(w, total, count, r, n, out, bad);
+    slot_sink sink = {.out = out};
+    return rice_decode_body(w, total, count, r, n, &sink, 0, compress_portable, bad);
 }
 #endif
 
@@ -379,6 +437,66 @@ int qkd_rice_decode(const uint64_t *words, uint64_t total_bits, size_t count, un
     if (uses_bmi()) return rice_decode_bmi(words, total_bits, count, r, slot_count, out, bad_slot);
 #endif
     return rice_decode_generic(words, total_bits, count, r, slot_count, out, bad_slot);
+}
+
+/* The decoders with Alice's sifting as the sink: one instance per decoder path and compress.
+ * Each works on a local copy of the sink, so that its accumulators live in registers (through
+ * the pointer they were a load and a store per detection). */
+#define QKD_SIFT_DECODER(NAME, TARGET, CALL)                                                        \
+    TARGET static int NAME(const uint64_t *w, uint64_t total, size_t count, unsigned r, uint64_t n,   \
+                           slot_sink *sink, uint64_t *bad) {                                        \
+        slot_sink k = *sink;                                                                       \
+        (void)r;                                                                                   \
+        int status = CALL;                                                                         \
+        *sink = k;                                                                                 \
+        return status;                                                                             \
+    }
+QKD_SIFT_DECODER(sift_unary_portable, , rice_decode_unary_body(w, total, count, n, &k, 1, compress_portable, bad))
+QKD_SIFT_DECODER(sift_rice_portable, , rice_decode_body(w, total, count, r, n, &k, 1, compress_portable, bad))
+#if QKD_SIFT_X86
+QKD_SIFT_DECODER(sift_unary_pext, QKD_BMI_TARGET, rice_decode_unary_body(w, total, count, n, &k, 1, compress_pext, bad))
+QKD_SIFT_DECODER(sift_rice_bmi, QKD_BMI_TARGET, rice_decode_body(w, total, count, r, n, &k, 1, compress_portable, bad))
+QKD_SIFT_DECODER(sift_rice_pext, QKD_BMI_TARGET, rice_decode_body(w, total, count, r, n, &k, 1, compress_pext, bad))
+#endif
+#undef QKD_SIFT_DECODER
+
+int qkd_rice_decode_sift_alice(const uint64_t *words, uint64_t total_bits, size_t count, unsigned r,
+                               uint64_t slot_count, const uint64_t *alice_bases, const uint64_t *alice_bits,
+                               const uint64_t *bob_bases, uint64_t *matches, uint64_t *key, size_t *key_count,
+                               uint64_t *test, size_t *test_count, uint64_t *bad_slot) {
+    slot_sink k = {.alice_bases = alice_bases, .alice_bits = alice_bits, .bob_bases = bob_bases,
+                   .slot_words = (size_t)((slot_count + 63) >> 6), .matches = matches,
+                   .key = {key, 0, 0, 0}, .test = {test, 0, 0, 0}};
+    *bad_slot = 0;
+    int status;
+    int pext = qkd_sift_uses_pext();
+    (void)pext;
+    if (r == 0 && slot_count <= (1ull << 62) && rice_unary_fast()) {
+#if QKD_SIFT_X86
+        if (pext) status = sift_unary_pext(words, total_bits, count, 0, slot_count, &k, bad_slot);
+        else
+#endif
+            status = sift_unary_portable(words, total_bits, count, 0, slot_count, &k, bad_slot);
+    } else {
+#if QKD_SIFT_X86
+        if (uses_bmi()) status = pext ? sift_rice_pext(words, total_bits, count, r, slot_count, &k, bad_slot)
+                                      : sift_rice_bmi(words, total_bits, count, r, slot_count, &k, bad_slot);
+        else
+#endif
+            status = sift_rice_portable(words, total_bits, count, r, slot_count, &k, bad_slot);
+    }
+    if (status != QKD_RICE_OK) return status;
+    /* The last, partial word of detections. */
+    if (count & 63) {
+#if QKD_SIFT_X86
+        if (pext) sink_flush(&k, count >> 6, (1ull << (count & 63)) - 1, compress_pext);
+        else
+#endif
+            sink_flush(&k, count >> 6, (1ull << (count & 63)) - 1, compress_portable);
+    }
+    *key_count = packer_finish(&k.key);
+    *test_count = packer_finish(&k.test);
+    return QKD_RICE_OK;
 }
 
 /* ---- sifting ---- */

@@ -14,7 +14,10 @@ import QKDPostProcessing
 /// - a detection report carries a sender-chosen Rice parameter and stream length, so its
 ///   encoding is not unique: the re-encoding must decode to an equal message, and encoding is
 ///   idempotent (re-encoding that decodes to the same bytes again);
-/// - ``PostProcessingMessage/encodedByteCount`` equals the re-encoding's length.
+/// - ``PostProcessingMessage/encodedByteCount`` equals the re-encoding's length;
+/// - Alice's round answers a type-1 message given as bytes (``AliceRound/receive(bytes:)``,
+///   which decodes and sifts a detection report in one pass) exactly as it answers the decoded
+///   message (``AliceRound/receive(_:)``): the same response bytes, or the same error.
 enum PostProcessingMessagesCheck {
     static func run(_ bytes: [UInt8]) throws(FuzzInvariantViolation) -> FuzzCheck.Outcome {
         var input = FuzzInput(bytes)
@@ -25,6 +28,7 @@ enum PostProcessingMessagesCheck {
         } else {
             message = input.rest()
         }
+        if message.count > 1, message[1] == 1 { try aliceAnswersBytesAsMessage(message) }
         let decoded: (roundID: UInt64, message: PostProcessingMessage)
         do {
             decoded = try PostProcessingMessage.decode(message)
@@ -59,6 +63,41 @@ enum PostProcessingMessagesCheck {
             }
         }
         return .accepted
+    }
+
+    /// Alice's round, for the round and slot count the message names (at most 2^16 slots;
+    /// otherwise 64, which she refuses as inconsistent on both paths), given `message` as bytes
+    /// and as a decoded message.
+    static func aliceAnswersBytesAsMessage(_ message: [UInt8]) throws(FuzzInvariantViolation) {
+        func field(_ at: Int) -> UInt64 {
+            guard message.count >= at + 8 else { return 0 }
+            return message[at..<at + 8].reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        let roundID = field(2), named = field(10)
+        let slots = named <= 1 << 16 ? Int(named) : 64
+        func outcome(bytes: Bool) -> String {
+            let bits = BitVector(words: (0..<((slots + 63) >> 6)).map { UInt64($0) &* 0x9e37_79b9_7f4a_7c15 }, count: slots)
+            let bases = BitVector(words: (0..<((slots + 63) >> 6)).map { UInt64($0) &* 0xc2b2_ae3d_27d4_eb4f }, count: slots)
+            var alice = AliceRound(roundID: roundID, configuration: .init(), bits: bits, bases: bases,
+                                   random: DeterministicRandomSource(seed: 9))
+            do {
+                if bytes {
+                    try alice.receive(bytes: message)
+                } else {
+                    try alice.receive(try PostProcessingMessage.decode(message).message)
+                }
+            } catch let error as QKDError {
+                return "\(error.code)"
+            } catch {
+                return "untyped \(error)"
+            }
+            guard case .send(let m) = alice.nextAction() else { return "no response" }
+            return "\(m.encoded(roundID: roundID))"
+        }
+        let fused = outcome(bytes: true), general = outcome(bytes: false)
+        guard fused == general else {
+            throw FuzzInvariantViolation("Alice answers the detection report's bytes with \(fused.prefix(80)) but the decoded message with \(general.prefix(80))")
+        }
     }
 
     /// Valid messages of every type, encoded with the real encoder (selector 0x80: whole message).

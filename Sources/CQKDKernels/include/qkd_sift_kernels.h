@@ -46,6 +46,16 @@ size_t qkd_rice_encode(const uint64_t *slots, size_t count, unsigned r, uint64_t
 int qkd_rice_decode(const uint64_t *words, uint64_t total_bits, size_t count, unsigned r,
                     uint64_t slot_count, uint64_t *out, uint64_t *bad_slot);
 
+/* qkd_rice_decode with Alice's sifting (qkd_sift_alice) fused in: the decoded slots go
+ * straight into the gather of her basis and bit and are not stored. Accepts exactly the streams
+ * qkd_rice_decode accepts and returns the same status; on QKD_RICE_OK, matches, key, test and
+ * the counts are what qkd_sift_alice gives for the decoded slots, otherwise they are unspecified
+ * (the caller drops them; key and test may hold Alice's bits). *bad_slot as qkd_rice_decode.
+ * Buffer sizes as qkd_sift_alice with d = count; bob_bases holds ceil(count / 64) words. */
+int qkd_rice_decode_sift_alice(const uint64_t *words, uint64_t total_bits, size_t count, unsigned r,
+                               uint64_t slot_count, const uint64_t *alice_bases, const uint64_t *alice_bits,
+                               const uint64_t *bob_bases, uint64_t *matches, uint64_t *key, size_t *key_count,
+                               uint64_t *test, size_t *test_count, uint64_t *bad_slot);
 /* Alice's side of sifting (section 3.1): for detection i at slot pos[i], gathers her basis and
  * bit, sets matches bit i if her basis equals bob_bases bit i, appends her bit to key (matched
  * Z, basis 0) or test (matched X, basis 1), in detection order.

@@ -103,6 +103,21 @@ public struct DetectionReport: Sendable, Equatable {
     }
 }
 
+/// A detection report as it arrives (section 2.3), its positions still Rice-coded: what Alice's
+/// round sifts from in one pass (``PostProcessingMessage/codedDetections(_:)``).
+struct CodedDetectionReport {
+    /// The fields before Bob's bases.
+    struct Head {
+        var slotCount: UInt64
+        var count: Int
+        var parameter: Int
+        var stream: BitVector
+    }
+    var head: Head
+    /// Bob's basis per detection.
+    var bases: BitVector
+}
+
 /// Alice's answer to the detection report (section 2.4).
 public struct SiftResponse: Sendable, Equatable {
     /// One bit per detection: 1 if Alice's basis equals Bob's.
@@ -284,24 +299,10 @@ public enum PostProcessingMessage: Sendable, Equatable {
             let message: PostProcessingMessage
             switch type {
             case 1:
-                let slotCount = try r.u64("slot count")
-                guard slotCount <= PostProcessingLimits.maxSlots else {
-                    throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is over the limit \(PostProcessingLimits.maxSlots) (Spec/postprocessing.md section 2.2)")
-                }
-                let n = try r.count("detection count", limit: PostProcessingLimits.maxDetections)
-                guard UInt64(n) <= slotCount else {
-                    throw QKDError(.ppMalformed, "detection report: \(n) detections in \(slotCount) slots")
-                }
-                let rice = Int(try r.u8("Rice parameter"))
-                guard rice <= 62 else { throw QKDError(.ppMalformed, "detection report: Rice parameter \(rice) is over 62") }
-                let streamBits = try r.u64("Rice stream length")
-                guard streamBits <= UInt64(r.remaining) * 8 else {
-                    throw QKDError(.ppMalformed, "detection report: Rice stream of \(streamBits) bits is longer than the message")
-                }
-                let stream = try r.bitmap(count: Int(streamBits), "Rice stream")
-                let positions = try GolombRice.decode(stream, count: n, parameter: rice, slotCount: slotCount)
-                let bases = try r.bitmap(count: n, "bases")
-                message = .detections(DetectionReport(slotCount: slotCount, positions: positions, bases: bases, coded: false))
+                let head = try readDetectionHead(&r)
+                let positions = try GolombRice.decode(head.stream, count: head.count, parameter: head.parameter, slotCount: head.slotCount)
+                let bases = try r.bitmap(count: head.count, "bases")
+                message = .detections(DetectionReport(slotCount: head.slotCount, positions: positions, bases: bases, coded: false))
             case 2:
                 let m = try r.count("match count", limit: PostProcessingLimits.maxDetections)
                 let matches = try r.bitmap(count: m, "match bitmap")
@@ -343,6 +344,49 @@ public enum PostProcessingMessage: Sendable, Equatable {
             }
             try r.finish()
             return (roundID, message)
+        }
+    }
+
+    /// A detection report's fields up to and including its Rice stream (section 2.3).
+    private static func readDetectionHead(_ r: inout ByteReader) throws -> CodedDetectionReport.Head {
+        let slotCount = try r.u64("slot count")
+        guard slotCount <= PostProcessingLimits.maxSlots else {
+            throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is over the limit \(PostProcessingLimits.maxSlots) (Spec/postprocessing.md section 2.2)")
+        }
+        let n = try r.count("detection count", limit: PostProcessingLimits.maxDetections)
+        guard UInt64(n) <= slotCount else {
+            throw QKDError(.ppMalformed, "detection report: \(n) detections in \(slotCount) slots")
+        }
+        let rice = Int(try r.u8("Rice parameter"))
+        guard rice <= 62 else { throw QKDError(.ppMalformed, "detection report: Rice parameter \(rice) is over 62") }
+        let streamBits = try r.u64("Rice stream length")
+        guard streamBits <= UInt64(r.remaining) * 8 else {
+            throw QKDError(.ppMalformed, "detection report: Rice stream of \(streamBits) bits is longer than the message")
+        }
+        let stream = try r.bitmap(count: Int(streamBits), "Rice stream")
+        return .init(slotCount: slotCount, count: n, parameter: rice, stream: stream)
+    }
+
+    /// A detection report with its positions still coded, or nil unless `bytes` is one whole
+    /// detection report whose every field outside the stream is well formed and whose stream
+    /// passes the checks made before decoding (``GolombRice/checkArguments(streamBits:count:parameter:slotCount:)``).
+    /// Whether the stream decodes is left to the caller: Alice's round sifts from it directly,
+    /// and on any failure decodes `bytes` with ``decode(_:)``, which reports what is wrong.
+    /// - Parameter bytes: one encoded message.
+    /// - Returns: the round id and the report.
+    static func codedDetections(_ bytes: [UInt8]) -> (roundID: UInt64, report: CodedDetectionReport)? {
+        try? bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw, context: "post-processing message")
+            guard try r.u8("version") == PostProcessingLimits.version, try r.u8("type") == 1 else {
+                throw QKDError(.ppUnknownType, "not a detection report")
+            }
+            let roundID = try r.u64("round id")
+            let head = try readDetectionHead(&r)
+            try GolombRice.checkArguments(streamBits: head.stream.count, count: head.count, parameter: head.parameter,
+                                          slotCount: head.slotCount)
+            let bases = try r.bitmap(count: head.count, "bases")
+            try r.finish()
+            return (roundID, CodedDetectionReport(head: head, bases: bases))
         }
     }
 

@@ -99,6 +99,7 @@ public struct AliceRound {
     /// - Throws: as ``receive(_:)``, and ``QKDError/Code/ppRoundMismatch``.
     public mutating func receive(bytes: [UInt8]) throws {
         try poisonCheck()
+        if siftFromBytes(bytes) { return }
         do {
             let (id, message) = try PostProcessingMessage.decode(bytes)
             guard id == roundID else {
@@ -109,6 +110,31 @@ public struct AliceRound {
             poison(error)
             throw error
         }
+    }
+
+    /// A detection report for this round while Alice waits for one: decoded and sifted in one
+    /// pass over its Rice stream (``SiftKernels/alice(stream:count:parameter:slotCount:aliceBases:aliceBits:bobBases:)``),
+    /// without the array of positions, which cost about as much to write and reread as the
+    /// decoding itself. Returns false, having changed nothing, for anything else (another
+    /// message or state, a malformed report, another round or slot count): ``receive(bytes:)``
+    /// then takes the general path, which throws what it always threw.
+    private mutating func siftFromBytes(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count > 1, bytes[1] == 1, case .awaitingDetections = state,
+              let (id, coded) = PostProcessingMessage.codedDetections(bytes), id == roundID else { return false }
+        guard case .awaitingDetections(var input) = state else { return false }
+        state = .done  // input is now the only reference to Alice's bits: the wipe below reaches them.
+        let head = coded.head
+        guard head.slotCount == UInt64(input.bits.count),
+              let (matches, key, tests) = SiftKernels.alice(stream: head.stream, count: head.count, parameter: head.parameter,
+                                                            slotCount: input.bits.count, aliceBases: input.bases,
+                                                            aliceBits: input.bits, bobBases: coded.bases) else {
+            state = .awaitingDetections(input)
+            return false
+        }
+        defer { input.bits.wipe() }
+        counters.bytesReceived += bytes.count
+        state = sifted(slotCount: head.slotCount, detections: head.count, matches: matches, key: key, tests: tests)
+        return true
     }
 
     /// Ends the round without a result and wipes the key material it holds. The node calls this
@@ -277,12 +303,18 @@ public struct AliceRound {
         guard report.slotCount == UInt64(input.bits.count) else {
             throw QKDError(.ppInconsistent, "Bob reports \(report.slotCount) slots, Alice sent \(input.bits.count)")
         }
-        let d = report.positions.count
-        counters.detections = d
-        counters.slots = report.slotCount
         // Gather, compare and pack a word of 64 detections at a time (Sifting/SiftKernels.swift).
         let (matches, key, tests) = try SiftKernels.alice(positions: report.positions, slotCount: input.bits.count,
                                                           aliceBases: input.bases, aliceBits: input.bits, bobBases: report.bases)
+        return sifted(slotCount: report.slotCount, detections: report.positions.count, matches: matches, key: key, tests: tests)
+    }
+
+    /// Sifting's outcome, however the report was read: the counts, the Cascade seed and the
+    /// response to Bob.
+    private mutating func sifted(slotCount: UInt64, detections d: Int, matches: [UInt64], key: BitVector,
+                                 tests: BitVector) -> State {
+        counters.detections = d
+        counters.slots = slotCount
         counters.keyBits = key.count
         counters.testBits = tests.count
         let seed = random.bytes(count: PostProcessingLimits.seedByteCount)

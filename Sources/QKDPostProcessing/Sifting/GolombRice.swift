@@ -87,18 +87,7 @@ enum GolombRice {
     /// - Throws: ``QKDError/Code/ppMalformed`` if the stream ends early, a slot is out of range,
     ///   or bits are left over.
     static func decode(_ stream: BitVector, count: Int, parameter r: Int, slotCount: UInt64) throws -> [UInt64] {
-        guard r >= 0, r <= 62 else {
-            throw QKDError(.ppMalformed, "detection report: Rice parameter \(r) is over 62")
-        }
-        // Each code takes at least r + 1 bits: check before allocating (STYLE.md, "Codecs").
-        guard count == 0 || stream.count / (r + 1) >= count else {
-            throw QKDError(.ppMalformed, "detection report: \(count) positions cannot fit in \(stream.count) Rice-coded bits with parameter \(r)")
-        }
-        // The kernel's batch loop relies on slots staying far from 2^64 (section 2.2 caps
-        // slotCount at 2^44), so that a window's gaps cannot wrap around.
-        guard slotCount <= UInt64(1) << 62 else {
-            throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is out of range")
-        }
+        try checkArguments(streamBits: stream.count, count: count, parameter: r, slotCount: slotCount)
         let (status, result, bad) = kernelDecode(stream, count: count, parameter: r, slotCount: slotCount)
         switch status {
         case QKD_RICE_OK: return result
@@ -113,6 +102,25 @@ enum GolombRice {
 }
 
 extension GolombRice {
+    /// The checks that come before the decoder runs (they bound its work and its arithmetic):
+    /// the parameter is at most 62, `count` codes of at least r + 1 bits fit in the stream, and
+    /// the slot count is at most 2^62.
+    /// - Throws: ``QKDError/Code/ppMalformed`` if one fails.
+    static func checkArguments(streamBits: Int, count: Int, parameter r: Int, slotCount: UInt64) throws {
+        guard r >= 0, r <= 62 else {
+            throw QKDError(.ppMalformed, "detection report: Rice parameter \(r) is over 62")
+        }
+        // Each code takes at least r + 1 bits: check before allocating (STYLE.md, "Codecs").
+        guard count == 0 || streamBits / (r + 1) >= count else {
+            throw QKDError(.ppMalformed, "detection report: \(count) positions cannot fit in \(streamBits) Rice-coded bits with parameter \(r)")
+        }
+        // The kernel's batch loop relies on slots staying far from 2^64 (section 2.2 caps
+        // slotCount at 2^44), so that a window's gaps cannot wrap around.
+        guard slotCount <= UInt64(1) << 62 else {
+            throw QKDError(.ppMalformed, "detection report: slot count \(slotCount) is out of range")
+        }
+    }
+
     /// The C kernel's decode: its `QKD_RICE_*` status, the slots (empty unless the status is
     /// OK) and the offending slot of an out-of-range status. ``decode(_:count:parameter:slotCount:)``
     /// checks its arguments first; tests call this directly to compare the kernel's two paths.
@@ -139,10 +147,14 @@ extension GolombRice {
     /// - Returns: what `body` returns.
     /// - Throws: what `body` throws.
     static func withCodeAtATimeKernel<T>(_ body: () throws -> T) rethrows -> T {
-        qkd_rice_force_generic(1)
-        defer { qkd_rice_force_generic(0) }
+        setCodeAtATimeKernel(true)
+        defer { setCodeAtATimeKernel(false) }
         return try body()
     }
+
+    /// The switch of ``withCodeAtATimeKernel(_:)`` without its scope, for tests that select a
+    /// kernel path for a whole test.
+    static func setCodeAtATimeKernel(_ on: Bool) { qkd_rice_force_generic(on ? 1 : 0) }
 }
 
 extension Double {

@@ -20,37 +20,90 @@ enum SiftKernels {
                       bobBases: BitVector) throws -> (matches: [UInt64], key: BitVector, tests: BitVector) {
         let d = positions.count
         precondition(aliceBases.count == slotCount && aliceBits.count == slotCount && bobBases.count == d)
-        var matches = [UInt64](repeating: 0, count: (d + 63) >> 6)
-        // At most d key and d test bits, plus one spare word (never empty, so an address exists).
-        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
-        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
-        var keyCount = 0, testCount = 0
-        let status = positions.withUnsafeBufferPointer { pos in
-            aliceBases.words.withUnsafeBufferPointer { bases in
-                aliceBits.words.withUnsafeBufferPointer { bits in
-                    bobBases.words.withUnsafeBufferPointer { bob in
-                        matches.withUnsafeMutableBufferPointer { m in
-                            keyWords.withUnsafeMutableBufferPointer { kw in
-                                testWords.withUnsafeMutableBufferPointer { tw in
-                                    qkd_sift_alice(pos.baseAddress, d, UInt64(slotCount), bases.baseAddress, bits.baseAddress,
-                                                   bob.baseAddress, m.baseAddress, kw.baseAddress, &keyCount,
-                                                   tw.baseAddress, &testCount)
-                                }
-                            }
+        let (status, result) = withAliceOutputs(detections: d) { m, kw, keyCount, tw, testCount in
+            positions.withUnsafeBufferPointer { pos in
+                aliceBases.words.withUnsafeBufferPointer { bases in
+                    aliceBits.words.withUnsafeBufferPointer { bits in
+                        bobBases.words.withUnsafeBufferPointer { bob in
+                            qkd_sift_alice(pos.baseAddress, d, UInt64(slotCount), bases.baseAddress, bits.baseAddress,
+                                           bob.baseAddress, m, kw, keyCount, tw, testCount)
                         }
                     }
                 }
             }
         }
-        // BitVector(words:count:) copies: wipe the scratch words, they hold Alice's key bits.
+        guard status == 0, let result else {
+            throw QKDError(.ppInconsistent, "detection report: a position is not below the slot count \(slotCount)")
+        }
+        return result
+    }
+
+    /// Alice's sifting straight from the Rice stream of a detection report (C kernel
+    /// `qkd_rice_decode_sift_alice`): each slot is decoded and gathered in one pass, without the
+    /// array of positions. Accepts exactly the streams ``GolombRice/decode(_:count:parameter:slotCount:)``
+    /// accepts (the same decoder, with the sifting as its sink).
+    /// - Parameters:
+    ///   - stream: the Rice stream (its arguments checked by ``GolombRice/checkArguments(streamBits:count:parameter:slotCount:)``).
+    ///   - count: the detection count D.
+    ///   - r: the Rice parameter.
+    ///   - slotCount: the slots of the round; `aliceBases` and `aliceBits` hold that many bits.
+    ///   - aliceBases: Alice's basis per slot (1 = X).
+    ///   - aliceBits: Alice's bit per slot.
+    ///   - bobBases: Bob's basis per detection, `count` bits.
+    /// - Returns: what ``alice(positions:slotCount:aliceBases:aliceBits:bobBases:)`` returns for
+    ///   the decoded positions, or nil if the stream does not decode (the caller then decodes it
+    ///   the usual way, which says why).
+    static func alice(stream: BitVector, count: Int, parameter r: Int, slotCount: Int, aliceBases: BitVector,
+                      aliceBits: BitVector, bobBases: BitVector) -> (matches: [UInt64], key: BitVector, tests: BitVector)? {
+        precondition(aliceBases.count == slotCount && aliceBits.count == slotCount && bobBases.count == count)
+        precondition(r >= 0 && r <= 62 && slotCount <= 1 << 62)
+        let (status, result) = withAliceOutputs(detections: count) { m, kw, keyCount, tw, testCount in
+            // The stream's words hold exactly ceil(stream.count / 64) words with the bits past the
+            // count zero (BitVector's invariant), which is what the decoder requires.
+            stream.words.withUnsafeBufferPointer { w in
+                aliceBases.words.withUnsafeBufferPointer { bases in
+                    aliceBits.words.withUnsafeBufferPointer { bits in
+                        bobBases.words.withUnsafeBufferPointer { bob in
+                            var bad: UInt64 = 0
+                            return qkd_rice_decode_sift_alice(w.baseAddress, UInt64(stream.count), count, UInt32(r), UInt64(slotCount),
+                                                              bases.baseAddress, bits.baseAddress, bob.baseAddress, m, kw, keyCount,
+                                                              tw, testCount, &bad)
+                        }
+                    }
+                }
+            }
+        }
+        return status == QKD_RICE_OK ? result : nil
+    }
+
+    /// Runs one of Alice's sifting kernels on fresh outputs for `d` detections: the match bitmap
+    /// (ceil(d / 64) words), the key and test words (one more each, so never empty) and their
+    /// bit counts.
+    /// - Returns: the kernel's status, and the results if it is 0. The scratch words hold Alice's
+    ///   key bits and are wiped either way (``BitVector/init(words:count:)`` copies them).
+    private static func withAliceOutputs(
+        detections d: Int,
+        _ kernel: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int>,
+                   UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int>) -> Int32
+    ) -> (status: Int32, result: (matches: [UInt64], key: BitVector, tests: BitVector)?) {
+        var matches = [UInt64](repeating: 0, count: max(1, (d + 63) >> 6))
+        var keyWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
+        var testWords = [UInt64](repeating: 0, count: (d + 63) >> 6 + 1)
+        var keyCount = 0, testCount = 0
         defer {
             keyWords.withUnsafeMutableBytes { secureZero($0) }
             testWords.withUnsafeMutableBytes { secureZero($0) }
         }
-        guard status == 0 else {
-            throw QKDError(.ppInconsistent, "detection report: a position is not below the slot count \(slotCount)")
+        let status = matches.withUnsafeMutableBufferPointer { m in
+            keyWords.withUnsafeMutableBufferPointer { kw in
+                testWords.withUnsafeMutableBufferPointer { tw in
+                    kernel(m.baseAddress!, kw.baseAddress!, &keyCount, tw.baseAddress!, &testCount)
+                }
+            }
         }
-        return (matches, BitVector(words: keyWords, count: keyCount), BitVector(words: testWords, count: testCount))
+        guard status == 0 else { return (status, nil) }
+        matches.removeLast(matches.count - (d + 63) >> 6)
+        return (status, (matches, BitVector(words: keyWords, count: keyCount), BitVector(words: testWords, count: testCount)))
     }
 
     /// Bob's sifting: his key bits (matched Z) and test bits (matched X), in detection order.
