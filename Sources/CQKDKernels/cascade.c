@@ -27,8 +27,9 @@
  * and 2 MiB of zeroing per huge page (about a tenth of Cascade's time at 2^20 bits). Only
  * public data (permutation maps and scratch) goes through here, so nothing needs wiping. At most
  * QKD_POOL_SLOTS buffers of at most QKD_POOL_MAX bytes each, QKD_POOL_TOTAL bytes in all, are
- * kept: each live engine holds two maps, and a node pair with two rounds in flight in one
- * process (the pipeline bench) has four engines, so four slots kept missing. */
+ * kept: each live engine holds a map (two until the backward map went), and a node pair with
+ * two rounds in flight in one process (the pipeline bench) has four engines, so four slots
+ * kept missing. */
 #define QKD_POOL_SLOTS 16
 #define QKD_POOL_MAX ((size_t)16 << 20)
 #define QKD_POOL_TOTAL ((size_t)64 << 20)

@@ -35,7 +35,7 @@ struct CascadeEngine {
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
-    /// off. Kept by ``core``, whose C state borrows its maps.
+    /// off. Kept by ``core``, whose C state borrows its forward map.
     private var permutation: PassPermutation? { core.permutation }
     /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
     private var permutationStream: Xoshiro256StarStar?
