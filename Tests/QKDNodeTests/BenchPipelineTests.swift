@@ -22,7 +22,8 @@ import Testing
         }
     }
 
-    /// `qkd-node bench sift --json`: the sparse row against uncompressed records, and the dense
+    /// `qkd-node bench sift --json`: the sparse row against uncompressed records, each role's
+    /// part of it (against that role's part of the uncompressed exchange), and the dense
     /// row (Rice parameter 0, the word-at-a-time kernel) against the code-at-a-time kernel on the
     /// same stream.
     @Test func siftBenchHasSparseAndDenseRows() async throws {
@@ -32,11 +33,17 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(object["workload"] as? String == "sift")
         let results = try #require(object["results"] as? [[String: Any]])
-        for metric in ["sifting", "classical bits per detection", "sifting, dense detections", "classical bits per detection, dense"] {
+        for metric in ["sifting", "sifting per role, Alice", "sifting per role, Bob", "classical bits per detection",
+                       "sifting, dense detections", "classical bits per detection, dense"] {
             let row = try #require(results.first { $0["metric"] as? String == metric }, "missing row \(metric)")
             #expect(((row["value"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric)")
             #expect(((row["baseline"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(metric) has a same-run baseline")
         }
+        // Each role's part is a part of the exchange, so it runs faster than the whole.
+        func value(_ metric: String) -> Double {
+            ((results.first { $0["metric"] as? String == metric }?["value"]) as? NSNumber)?.doubleValue ?? 0
+        }
+        #expect(value("sifting per role, Alice") > value("sifting") && value("sifting per role, Bob") > value("sifting"))
         let dense = try #require(results.first { $0["metric"] as? String == "sifting, dense detections" })
         #expect((dense["note"] as? String ?? "").contains("Rice parameter 0"), "the dense row must exercise r = 0")
     }
