@@ -1,12 +1,17 @@
-/* Cascade kernels: the round's permutation (a keyed Feistel network with cycle walking) and the
- * per-pass gather. See include/qkd_cascade_kernels.h and Spec/postprocessing.md section 5.2.
+/* Cascade kernels: the round's permutation (a keyed Feistel network with cycle walking), the
+ * per-pass scatter and the half masks. See include/qkd_cascade_kernels.h and
+ * Spec/postprocessing.md section 5.2.
  *
- * Both maps of the permutation are computed, not shuffled: position j's index and index i's
- * position are each a short chain of arithmetic on j or i alone, so the two maps are written
- * in order, 8 lanes at a time (AVX2 where the CPU has it), with no random memory access. The
- * Rao-Sandelius shuffle it replaced (2026-11-27) made four passes over multi-MB arrays and was
- * a quarter of Cascade's time at 2^20 bits. */
+ * The permutation is computed, not shuffled: index i's position is a short chain of arithmetic
+ * on i alone, so the forward map is written in order, 8 lanes at a time (AVX2 where the CPU has
+ * it), with no random memory access. The Rao-Sandelius shuffle it replaced (2026-11-27) made
+ * four passes over multi-MB arrays and was a quarter of Cascade's time at 2^20 bits. The
+ * backward map (position -> index) is not written at all (2026-11-28): the scatter and the half
+ * masks read the forward map, and the engine computes the few backward entries it needs with
+ * the inverse network (cascade_network.h), which saved the 4n-byte fill (1.6 ms at 2^20) and the
+ * cache misses on it. */
 #include "qkd_cascade_kernels.h"
+#include "cascade_network.h"
 #include "cpu_probe.h"
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +27,9 @@
  * and 2 MiB of zeroing per huge page (about a tenth of Cascade's time at 2^20 bits). Only
  * public data (permutation maps and scratch) goes through here, so nothing needs wiping. At most
  * QKD_POOL_SLOTS buffers of at most QKD_POOL_MAX bytes each, QKD_POOL_TOTAL bytes in all, are
- * kept: each live engine holds two maps, and a node pair with two rounds in flight in one
- * process (the pipeline bench) has four engines, so four slots kept missing. */
+ * kept: each live engine holds a map (two until the backward map went), and a node pair with
+ * two rounds in flight in one process (the pipeline bench) has four engines, so four slots
+ * kept missing. */
 #define QKD_POOL_SLOTS 16
 #define QKD_POOL_MAX ((size_t)16 << 20)
 #define QKD_POOL_TOTAL ((size_t)64 << 20)
@@ -105,58 +111,10 @@ static inline uint64_t xnext(xoshiro *g) {
  * about sqrt(n), so almost no index walks (a power-of-two domain would make up to half of them
  * walk, just above a power of two). Round r's key and odd multiplier are the low and high
  * halves of the r-th xoshiro256** word. */
-#define QKD_FEISTEL_ROUNDS 8
-
-typedef struct {
-    uint32_t key[QKD_FEISTEL_ROUNDS], mul[QKD_FEISTEL_ROUNDS];
-    uint32_t n, lowMask, highCount;
-    unsigned lowBits, lowShift, highShift;
-} feistel;
-
+typedef qkd_cascade_network feistel;
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
-/* The network on one word (or 8 lanes). A word x < 2^L b is split into lo = x mod 2^L and
- * hi = floor(x / 2^L) < b. Even rounds add a hash of lo to hi mod b, odd rounds xor a hash of
- * hi into lo; the hash of v in round r is the top bits of the 32-bit product (v ^ key[r]) *
- * mul[r] (mul odd): H bits for hi (reduced mod b by one conditional subtraction, since
- * b > 2^(H-1)), L bits for lo. The inverse runs the rounds backwards, subtracting mod b.
- * Unsigned min does the conditional subtractions without branches: min(t, t - b) is t mod b
- * for t < 2b. */
-#define FEISTEL_ROUND(lo, hi, f, r, inverse)                                                      \
-    do {                                                                                          \
-        if ((r) & 1) {                                                                            \
-            lo ^= ((hi ^ (f)->key[r]) * (f)->mul[r]) >> (f)->lowShift;                            \
-        } else {                                                                                  \
-            __typeof__(hi) t_ = ((lo ^ (f)->key[r]) * (f)->mul[r]) >> (f)->highShift;             \
-            t_ = __builtin_elementwise_min(t_, t_ - (f)->highCount);                              \
-            if (!(inverse)) {                                                                     \
-                hi += t_;                                                                         \
-                hi = __builtin_elementwise_min(hi, hi - (f)->highCount);                          \
-            } else {                                                                              \
-                hi -= t_;                                                                         \
-                hi = __builtin_elementwise_min(hi, hi + (f)->highCount);                          \
-            }                                                                                     \
-        }                                                                                         \
-    } while (0)
-
-#define FEISTEL_FN(name, T)                                                                       \
-    static inline __attribute__((always_inline)) void name(const feistel *f, T *x, int inverse) { \
-        T lo = *x & f->lowMask, hi = *x >> f->lowBits;                                            \
-        if (!inverse) {                                                                           \
-            _Pragma("unroll") for (int r = 0; r < QKD_FEISTEL_ROUNDS; r++) FEISTEL_ROUND(lo, hi, f, r, 0); \
-        } else {                                                                                  \
-            _Pragma("unroll") for (int r = QKD_FEISTEL_ROUNDS - 1; r >= 0; r--) FEISTEL_ROUND(lo, hi, f, r, 1); \
-        }                                                                                         \
-        *x = (hi << f->lowBits) | lo;                                                             \
-    }
-
-FEISTEL_FN(feistel1p, uint32_t)
 FEISTEL_FN(feistel8, v8u)
-
-static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f, uint32_t x, int inverse) {
-    feistel1p(f, &x, inverse);
-    return x;
-}
 
 /* out[j] = the walk of j (the network applied until the value is below n), for j < n. The
  * first loop applies the network once to 8 indices at a time; lanes that land at or above n
@@ -167,7 +125,7 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
  * later step overwrites it), and the list grows by the comparison's result. PACK appends the
  * flagged lanes of two vectors to the list (8 entries written, the count returned); an
  * append at position c never passes the entries already read (c <= j, d <= k). */
-#define FILL_BODY(f, out, inverse, scratch, PACK)                                                \
+#define FILL_BODY(f, out, scratch, PACK)                                                         \
     do {                                                                                          \
         const uint32_t n_ = (f)->n;                                                               \
         uint32_t *idx_ = (scratch), *val_ = (scratch) + (f)->lowMask + 1 + 8;                     \
@@ -176,7 +134,7 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
         const v8u limit_ = {n_, n_, n_, n_, n_, n_, n_, n_};                                      \
         for (; j_ + 8 <= n_; j_ += 8) {                                                           \
             v8u x_ = lane_ + (uint32_t)j_;                                                        \
-            feistel8(f, &x_, inverse);                                                            \
+            feistel8(f, &x_, 0);                                                                  \
             memcpy((out) + j_, &x_, sizeof x_);                                                   \
             v8u over_ = (v8u)(x_ >= limit_);                                                      \
             if (__builtin_reduce_or(over_)) {                                                     \
@@ -185,7 +143,7 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
             }                                                                                     \
         }                                                                                         \
         for (; j_ < n_; j_++) {                                                                   \
-            uint32_t y_ = feistel1(f, (uint32_t)j_, inverse);                                     \
+            uint32_t y_ = feistel1(f, (uint32_t)j_, 0);                                           \
             (out)[j_] = y_;                                                                       \
             idx_[c_] = (uint32_t)j_;                                                              \
             val_[c_] = y_;                                                                        \
@@ -197,13 +155,13 @@ static inline __attribute__((always_inline)) uint32_t feistel1(const feistel *f,
                 v8u x_, i8_;                                                                      \
                 memcpy(&x_, val_ + k_, sizeof x_);                                                \
                 memcpy(&i8_, idx_ + k_, sizeof i8_);                                              \
-                feistel8(f, &x_, inverse);                                                        \
+                feistel8(f, &x_, 0);                                                              \
                 v8u over_ = (v8u)(x_ >= limit_);                                                  \
                 for (int l_ = 0; l_ < 8; l_++) (out)[i8_[l_]] = x_[l_];                           \
                 d_ += PACK(idx_ + d_, val_ + d_, i8_, x_, over_);                                 \
             }                                                                                     \
             for (; k_ < c_; k_++) {                                                               \
-                uint32_t i_ = idx_[k_], y_ = feistel1(f, val_[k_], inverse);                      \
+                uint32_t i_ = idx_[k_], y_ = feistel1(f, val_[k_], 0);                            \
                 (out)[i_] = y_;                                                                   \
                 idx_[d_] = i_;                                                                    \
                 val_[d_] = y_;                                                                    \
@@ -258,17 +216,15 @@ pack_avx2(uint32_t *idx, uint32_t *val, const v8u *i8, const v8u *x, const v8u *
 #if defined(__x86_64__)
 #define PACK_AVX2(idx, val, i8, x, mask) pack_avx2(idx, val, &(i8), &(x), &(mask))
 
-__attribute__((target("avx2"))) static void fill_avx2(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
+__attribute__((target("avx2"))) static void fill_avx2(const feistel *fp, uint32_t *out, uint32_t *scratch) {
     const feistel local = *fp, *f = &local;  /* No aliasing with out: the keys stay in registers. */
-    if (inverse) FILL_BODY(f, out, 1, scratch, PACK_AVX2);
-    else FILL_BODY(f, out, 0, scratch, PACK_AVX2);
+    FILL_BODY(f, out, scratch, PACK_AVX2);
 }
 #endif
 
-static void fill_generic(const feistel *fp, uint32_t *out, int inverse, uint32_t *scratch) {
+static void fill_generic(const feistel *fp, uint32_t *out, uint32_t *scratch) {
     const feistel local = *fp, *f = &local;
-    if (inverse) FILL_BODY(f, out, 1, scratch, PACK_GENERIC);
-    else FILL_BODY(f, out, 0, scratch, PACK_GENERIC);
+    FILL_BODY(f, out, scratch, PACK_GENERIC);
 }
 
 static int cascade_generic_flag = 0;
@@ -288,8 +244,9 @@ static int has_avx2(void) {
 }
 #endif
 
-int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]) {
+int qkd_cascade_permutation(uint32_t *forward, size_t n, uint64_t s[4], qkd_cascade_network *network) {
     xoshiro g = { s[0], s[1], s[2], s[3] };
+    memset(network, 0, sizeof *network);
     if (n == 0) return 0;
     if (n > UINT32_MAX) return -1;
     feistel f;
@@ -303,7 +260,7 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
     unsigned h = 1;
     while (((uint64_t)1 << h) < f.highCount) h++;             /* H = max(1, ceil(log2 b)) */
     f.highShift = 32 - h;
-    for (int r = 0; r < QKD_FEISTEL_ROUNDS; r++) {
+    for (int r = 0; r < QKD_CASCADE_ROUNDS; r++) {
         uint64_t u = xnext(&g);
         f.key[r] = (uint32_t)u;
         f.mul[r] = (uint32_t)(u >> 32) | 1;
@@ -315,69 +272,78 @@ int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uin
 #if defined(__x86_64__)
     if (has_avx2()) {
         pthread_once(&pack_once, pack_table_init);
-        fill_avx2(&f, forward, 0, scratch);
-        fill_avx2(&f, backward, 1, scratch);
+        fill_avx2(&f, forward, scratch);
     } else
 #endif
     {
-        fill_generic(&f, forward, 0, scratch);
-        fill_generic(&f, backward, 1, scratch);
+        fill_generic(&f, forward, scratch);
     }
     free(scratch);
+    *network = f;
     s[0] = g.s0; s[1] = g.s1; s[2] = g.s2; s[3] = g.s3;
     return 0;
 }
 
-static void gather_generic(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n) {
-    size_t j = 0;
-    for (; j + 64 <= n; j += 64) {
-        uint64_t acc = 0;
-        const uint32_t *b = backward + j;
+uint32_t qkd_cascade_backward(const qkd_cascade_network *network, uint32_t j) {
+    return network_backward(network, j);
+}
+
+/* A bit lands anywhere in the 128 KiB output (at 2^20 bits), which stays in L2; the forward map
+ * and the key are read in order. There is no AVX2 scatter, so this takes about 1.4 times as
+ * long as the AVX2 gather through the backward map it replaced (C harness: 0.9-1.2 against
+ * 0.65-1.1 ms at 2^20 bits), but that map cost 1.5-1.6 ms to write per round, more than the
+ * two or three builds of a round lose here. */
+void qkd_cascade_scatter(uint64_t *out, const uint64_t *key, const uint32_t *forward, size_t n) {
+    memset(out, 0, ((n + 63) >> 6) * sizeof(uint64_t));
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t bits = key[i >> 6];
+        const uint32_t *f = forward + i;
         for (int t = 0; t < 64; t++) {
-            uint32_t src = b[t];
-            acc |= ((key[src >> 6] >> (src & 63)) & 1) << t;
+            uint32_t x = f[t];
+            out[x >> 6] |= ((bits >> t) & 1) << (x & 63);
         }
-        out[j >> 6] = acc;
     }
-    if (j < n) {
-        uint64_t acc = 0;
-        for (size_t t = 0; j + t < n; t++) {
-            uint32_t src = backward[j + t];
-            acc |= ((key[src >> 6] >> (src & 63)) & 1) << t;
-        }
-        out[j >> 6] = acc;
+    for (; i < n; i++) {
+        uint32_t x = forward[i];
+        out[x >> 6] |= ((key[i >> 6] >> (i & 63)) & 1) << (x & 63);
     }
 }
 
+static void mask_below_generic(uint64_t *out, const uint32_t *forward, size_t n, uint32_t k) {
+    memset(out, 0, ((n + 63) >> 6) * sizeof(uint64_t));
+    for (size_t x = 0; x < n; x++) out[x >> 6] |= (uint64_t)(forward[x] < k) << (x & 63);
+}
+
 #if defined(__x86_64__)
-/* 8 bits per step: gather the 32-bit words holding them (the key read as 32-bit words: the same
- * bit order on this little-endian target), shift each bit to its lane's sign bit, and take the 8
- * sign bits at once. Reads only words that hold key bits (every src < n). */
-__attribute__((target("avx2"))) static void gather_avx2(uint64_t *out, const uint64_t *key, const uint32_t *backward,
-                                                       size_t n) {
-    const int *k32 = (const int *)(const void *)key;
-    const __m256i low5 = _mm256_set1_epi32(31);
-    size_t j = 0;
-    for (; j + 64 <= n; j += 64) {
+/* 8 entries per step: x < k as max(x, k - 1) == k - 1 (AVX2 has no unsigned compare), the 8
+ * lanes' results as the sign bits of one movemask. */
+__attribute__((target("avx2"))) static void mask_below_avx2(uint64_t *out, const uint32_t *forward, size_t n, uint32_t k) {
+    if (k == 0) {
+        memset(out, 0, ((n + 63) >> 6) * sizeof(uint64_t));
+        return;
+    }
+    const __m256i top = _mm256_set1_epi32((int)(k - 1));
+    size_t x = 0;
+    for (; x + 64 <= n; x += 64) {
         uint64_t acc = 0;
         for (int t = 0; t < 64; t += 8) {
-            __m256i src = _mm256_loadu_si256((const __m256i *)(const void *)(backward + j + t));
-            __m256i words = _mm256_i32gather_epi32(k32, _mm256_srli_epi32(src, 5), 4);
-            __m256i up = _mm256_sllv_epi32(words, _mm256_xor_si256(_mm256_and_si256(src, low5), low5));
-            acc |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(up)) << t;
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(forward + x + t));
+            __m256i below = _mm256_cmpeq_epi32(_mm256_max_epu32(v, top), top);
+            acc |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(below)) << t;
         }
-        out[j >> 6] = acc;
+        out[x >> 6] = acc;
     }
-    if (j < n) gather_generic(out + (j >> 6), key, backward + j, n - j);
+    if (x < n) mask_below_generic(out + (x >> 6), forward + x, n - x, k);
 }
 #endif
 
-void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n) {
+void qkd_cascade_mask_below(uint64_t *out, const uint32_t *forward, size_t n, uint32_t k) {
 #if defined(__x86_64__)
     if (has_avx2()) {
-        gather_avx2(out, key, backward, n);
+        mask_below_avx2(out, forward, n, k);
         return;
     }
 #endif
-    gather_generic(out, key, backward, n);
+    mask_below_generic(out, forward, n, k);
 }

@@ -11,6 +11,7 @@
  * the public replies. No branch or address here depends on a key bit.
  */
 #include "qkd_cascade_kernels.h"
+#include "cascade_network.h"
 #include <stdlib.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
@@ -78,7 +79,8 @@ struct qkd_cascade_engine {
     size_t ntouched, touched_cap;
     uint64_t *corrected;
     size_t corrected_words;
-    const uint32_t *backward, *forward; /* borrowed (the caller keeps them alive) */
+    const uint32_t *forward; /* borrowed (the caller keeps it alive); NULL before pass 1 */
+    qkd_cascade_network network; /* for the backward entries (key_bit) */
     mask_t *masks;      /* one per distinct block size of 2-block passes; at most `passes` */
     size_t nmasks;
     size_t corrections;
@@ -227,9 +229,9 @@ fail:
     return NULL;
 }
 
-void qkd_cascade_engine_set_maps(qkd_cascade_engine *e, const uint32_t *backward, const uint32_t *forward) {
-    e->backward = backward;
+void qkd_cascade_engine_set_permutation(qkd_cascade_engine *e, const uint32_t *forward, const qkd_cascade_network *network) {
     e->forward = forward;
+    e->network = *network;
 }
 
 int qkd_cascade_engine_start_pass(qkd_cascade_engine *e, size_t pass, size_t rotation) {
@@ -240,17 +242,14 @@ int qkd_cascade_engine_start_pass(qkd_cascade_engine *e, size_t pass, size_t rot
     size_t bits = P->count << P->cache_shift;
     P->plane_words = (bits + 63) >> 6;
     if (P->plane_words == 0) P->plane_words = 1;
-    if (pass > 0 && P->count == 2 && e->backward) {
+    if (pass > 0 && P->count == 2 && e->forward) {
         const uint64_t *mask = NULL;
         for (size_t i = 0; i < e->nmasks; i++) if (e->masks[i].k == P->size) mask = e->masks[i].bits;
         if (!mask) {
-            uint64_t *bits = calloc((e->n + 63) >> 6, sizeof(uint64_t));
+            uint64_t *bits = malloc(((e->n + 63) >> 6) * sizeof(uint64_t));
             if (!bits) return -1;
-            size_t k = P->size < e->n ? P->size : e->n;
-            for (size_t j = 0; j < k; j++) {
-                uint32_t x = e->backward[j];
-                bits[x >> 6] |= (uint64_t)1 << (x & 63);
-            }
+            /* Bit x: rotated key bit x lands in block 0, forward[x] < k (k < n: two blocks). */
+            qkd_cascade_mask_below(bits, e->forward, e->n, (uint32_t)P->size);
             e->masks[e->nmasks].k = P->size;
             e->masks[e->nmasks].bits = bits;
             e->nmasks++;
@@ -396,10 +395,10 @@ static inline size_t block_of(const pass_t *P, size_t position) {
     return P->shift >= 0 ? position >> P->shift : position / P->size;
 }
 
-/* The key bit at `position` of started pass p. */
+/* The key bit at `position` of started pass p: backward[position] by the inverse network. */
 static inline size_t key_bit(const qkd_cascade_engine *e, size_t p, size_t position) {
-    if (p == 0 || !e->backward) return position;
-    size_t i = (size_t)e->backward[position] + e->pass[p].rotation;
+    if (p == 0 || !e->forward) return position;
+    size_t i = (size_t)network_backward(&e->network, (uint32_t)position) + e->pass[p].rotation;
     return i >= e->n ? i - e->n : i;
 }
 
@@ -523,14 +522,15 @@ static int flip(qkd_cascade_engine *e, size_t bit, uint64_t *const *keys) {
 }
 
 /* The settle loop's prefetch pipeline. A search that ends on one bit makes a chain of
- * dependent misses: its cache nodes (to descend), the backward map entry of its last position
- * (to find the key bit), then per started pass the forward map entry (to find the bit's
- * position), and from that the pass key word, the cache words of its block and the block's
- * search slot. Each stage runs a few searches ahead of the next, so that the loads of one stage
- * find the data the previous one asked for. The stages only predict (a search may still be
- * ended by an earlier flip): they read and prefetch, never write the engine. */
+ * dependent misses: its cache nodes (to descend), then (after the key bit under its last
+ * position, computed with the inverse network: no load) per started pass the forward map entry
+ * (to find the bit's position), and from that the pass key word, the cache words of its block
+ * and the block's search slot. Each stage runs a few searches ahead of the next, so that the
+ * loads of one stage find the data the previous one asked for. The stages only predict (a
+ * search may still be ended by an earlier flip): they read and prefetch, never write the
+ * engine; resolve takes the key bit from the ring when the prediction holds. */
 #define STAGE_NODES 12   /* the search's next cache node */
-#define STAGE_DESCEND 9  /* descend on a copy through cached nodes; ask for the backward entry */
+#define STAGE_DESCEND 9  /* descend on a copy through cached nodes */
 #define STAGE_BIT 6      /* the key bit: its corrected word, forward entries, pass 0's words */
 #define STAGE_PASSES 3   /* positions in the built passes: key words, cache words, slots */
 #define RING 16
@@ -569,7 +569,6 @@ static inline void stage_descend(const qkd_cascade_engine *e, size_t i, peek_t *
     k->pass = (uint32_t)copy.pass;
     k->lower = copy.lower;
     k->state = 1;
-    if (copy.pass > 0 && e->backward) qkd_cascade_prefetch(e->backward + copy.lower);
 }
 
 static inline void stage_bit(const qkd_cascade_engine *e, peek_t *k, uint64_t *const *keys) {
@@ -601,12 +600,15 @@ static inline void stage_passes(const qkd_cascade_engine *e, const peek_t *k, ui
     }
 }
 
-/* Ends search s, which has narrowed to one bit: that bit is an error. */
-static inline int resolve(qkd_cascade_engine *e, search_t *s, uint64_t *const *keys, size_t *bad_bit) {
+/* Ends search s, which has narrowed to one bit: that bit is an error. `k` is the search's ring
+ * slot: if its stages predicted this position, its key bit is already computed (the bit
+ * depends on the pass and the position alone). */
+static inline int resolve(qkd_cascade_engine *e, search_t *s, const peek_t *k, uint64_t *const *keys,
+                          size_t *bad_bit) {
     s->live = 0;
     size_t p = (size_t)s->pass;
     slot_clear_search(&e->blocks[e->pass[p].offset + (size_t)s->block]);
-    size_t bit = key_bit(e, p, s->lower);
+    size_t bit = k->state == 2 && k->pass == p && k->lower == s->lower ? k->bit : key_bit(e, p, s->lower);
     /* Honest replies make every correction fix a real error, so no bit is flipped twice; a
      * second flip means the peer's parities contradict each other. */
     uint64_t m = (uint64_t)1 << (bit & 63);
@@ -643,7 +645,7 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
         if (c + STAGE_PASSES < nc) stage_passes(e, SLOT(c + STAGE_PASSES), keys);
         search_t *s = &e->searches[cand[c]];
         if (s->live && s->upper - s->lower == 1) {
-            int status = resolve(e, s, keys, bad_bit);
+            int status = resolve(e, s, SLOT(c), keys, bad_bit);
             if (status != 0) return status;
         }
     }
@@ -680,7 +682,7 @@ static int settle(qkd_cascade_engine *e, uint64_t *const *keys, size_t *bad_bit)
             search_t *s = &e->searches[index];
             if (s->live) advance_from_cache(e, s);
             if (s->live && s->upper - s->lower == 1) {
-                int status = resolve(e, s, keys, bad_bit);
+                int status = resolve(e, s, SLOT(index), keys, bad_bit);
                 if (status != 0) return status;
             }
             index++;

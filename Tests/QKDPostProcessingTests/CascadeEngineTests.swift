@@ -112,7 +112,7 @@ import QKDCrypto
     func matchesTheSwiftReference(index: Int) throws {
         var g = TestRNG(state: UInt64(index) &* 0x2545_f491_4f6c_dd1d &+ 1)
         // Multiples of 128 split two-block passes on a word boundary (the half mask and the
-        // gather then meet at whole words); the other sizes do not.
+        // scatter then meet at whole words); the other sizes do not.
         let sizes = [1, 2, 63, 64, 65, 1000, 4097, 20_000, 33_333, 16_384, 32_768, 65_536]
         let random = 500 + Int(g.next() % 30_000)
         let n = index < sizes.count ? sizes[index] : index % 4 != 1 ? random & ~127 : random

@@ -27,10 +27,24 @@ import CQKDKernels
         }
     }
 
-    /// Both the AVX2 loop (8 bits per step, 64 per word, the rest by the portable loop) and the
-    /// portable one, against a bit-by-bit reading of the backward map.
+    /// The inverse network (`qkd_cascade_backward`, one entry at a time, no map) inverts the
+    /// forward map: backward(forward(i)) = i for every i, at sizes where hundreds of indices
+    /// walk (65 537, 2^17 + 7: the inverse walk must retrace them), n = 1 (a domain of 4, so
+    /// three of four values walk) and plain sizes.
+    @Test(arguments: [1, 2, 3, 64, 1000, 65_536, 65_537, 100_003, (1 << 17) + 7])
+    func backwardInvertsForward(n: Int) {
+        var shared = DeterministicRandomSource(seed: UInt64(n) &+ 11)
+        var x = Xoshiro256StarStar(seedingFrom: &shared)
+        let perm = PassPermutation(size: n, random: &x)
+        var mismatches = 0
+        for i in 0..<n where perm.backward(perm.forward(i)) != i { mismatches += 1 }
+        #expect(mismatches == 0)
+    }
+
+    /// The scatter (a pass's key in its order) against a bit-by-bit reading of the backward
+    /// map: position j holds key bit backward(j). Sizes around words and the 64-bit loop's tail.
     @Test(arguments: [1, 7, 8, 63, 64, 65, 127, 1000, 4097, 100_003])
-    func gatherMatchesReference(n: Int) {
+    func scatterMatchesReference(n: Int) {
         var g = TestRNG(state: UInt64(n) &* 13)
         let key = randomBits(n, &g)
         var shared = DeterministicRandomSource(seed: UInt64(n))
@@ -38,11 +52,30 @@ import CQKDKernels
         let perm = PassPermutation(size: n, random: &x)
         var reference = BitVector(count: n)
         for j in 0..<n where key[perm.backward(j)] { reference[j] = true }
-        for generic in [false, true] {
-            qkd_cascade_force_generic(generic ? 1 : 0)
-            defer { qkd_cascade_force_generic(0) }
-            let out = perm.withBackward { gatherBits(key.words, at: $0, count: n) }
-            #expect(out == reference.words, "generic loop: \(generic)")
+        let out = perm.withForward { scatterBits(key.words, to: $0, count: n) }
+        #expect(out == reference.words)
+    }
+
+    /// The half mask (bit x set iff forward[x] < k), both the AVX2 loop (8 entries per step, 64
+    /// per word, the rest by the portable loop) and the portable one, for k at the edges (0, 1,
+    /// n - 1, n) and in between.
+    @Test(arguments: [1, 7, 64, 65, 1000, 4097, 65_537])
+    func maskBelowMatchesReference(n: Int) {
+        var shared = DeterministicRandomSource(seed: UInt64(n) &+ 3)
+        var x = Xoshiro256StarStar(seedingFrom: &shared)
+        let perm = PassPermutation(size: n, random: &x)
+        for k in Set([0, 1, n / 2, (n + 1) / 2, max(0, n - 1), n]) {
+            var reference = [UInt64](repeating: 0, count: (n + 63) >> 6)
+            for i in 0..<n where perm.forward(i) < k { reference[i >> 6] |= UInt64(1) << UInt64(i & 63) }
+            for generic in [false, true] {
+                qkd_cascade_force_generic(generic ? 1 : 0)
+                defer { qkd_cascade_force_generic(0) }
+                var out = [UInt64](repeating: 0xdead_beef, count: (n + 63) >> 6)
+                perm.withForward { f in
+                    out.withUnsafeMutableBufferPointer { qkd_cascade_mask_below($0.baseAddress, f.baseAddress, n, UInt32(k)) }
+                }
+                #expect(out == reference, "k = \(k), generic loop: \(generic)")
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ import QKDCrypto
         }
     }
 
-    /// The word-level cyclic rotation used before each pass's gather, against a bit-by-bit
+    /// The word-level cyclic rotation used before each pass's scatter, against a bit-by-bit
     /// reference, for lengths that are and are not multiples of 64 and every kind of offset.
     @Test(arguments: [1, 2, 63, 64, 65, 127, 128, 129, 1000, 4097])
     func cyclicRotationMatchesReference(n: Int) {

@@ -82,6 +82,10 @@ struct ReferenceCascadeEngine {
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
     /// off.
     private var permutation: PassPermutation?
+    /// The permutation's backward map, inverted from its forward map here (the C engine
+    /// computes its entries with the inverse network instead: the two are checked against each
+    /// other).
+    private var backwardMap: [UInt32] = []
     /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
     private var permutationStream: Xoshiro256StarStar?
     /// Per started pass: its rotation r (0 for pass 0).
@@ -140,8 +144,8 @@ struct ReferenceCascadeEngine {
     /// The key bit at `position` of started pass `p`.
     @inline(__always)
     private func keyBit(pass p: Int, position: Int) -> Int {
-        guard p > 0, let perm = permutation else { return position }
-        let i = perm.backward(position) + rotations[p]
+        guard p > 0, permutation != nil else { return position }
+        let i = Int(backwardMap[position]) + rotations[p]
         return i >= n ? i - n : i
     }
 
@@ -164,8 +168,11 @@ struct ReferenceCascadeEngine {
         } else {
             if permutation == nil {
                 var stream = Xoshiro256StarStar(seedingFrom: &random)
-                permutation = PassPermutation(size: n, random: &stream)
+                let perm = PassPermutation(size: n, random: &stream)
+                permutation = perm
                 permutationStream = stream
+                backwardMap = [UInt32](repeating: 0, count: n)
+                for i in 0..<n { backwardMap[perm.forward(i)] = UInt32(i) }
             }
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
@@ -185,14 +192,14 @@ struct ReferenceCascadeEngine {
     /// building late gives the same bits as building at the start and flipping since).
     private mutating func buildPass(_ pass: Int) {
         if isBuilt[pass] { return }
-        let perm = permutation!
         let r = rotations[pass]
-        // Rotate with word operations first, so that the gather is a plain table lookup:
-        // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
-        var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-        let words = perm.withBackward { gatherBits(rotated, at: $0, count: n) }
-        rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
-        permuted[pass] = BitVector(words: words, count: n)
+        // Position j holds rotated[backward[j]], rotated[x] = key[(x + r) mod n]: bit by bit
+        // (the C engine scatters through the forward map instead).
+        var rotated = BitVector(words: cyclicRotation(permuted[0].words, count: n, by: r), count: n)
+        var words = BitVector(count: n)
+        for j in 0..<n where rotated[Int(backwardMap[j])] { words[j] = true }
+        rotated.wipe()  // A copy of the key.
+        permuted[pass] = words
         isBuilt[pass] = true
     }
 
@@ -203,9 +210,7 @@ struct ReferenceCascadeEngine {
         let k = schedule.blockSizes[pass]
         if halfMasks[k] == nil {
             var mask = [UInt64](repeating: 0, count: (n + 63) >> 6)
-            permutation!.withBackward { b in
-                for j in 0..<min(k, n) { mask[Int(b[j]) >> 6] |= UInt64(1) << UInt64(b[j] & 63) }
-            }
+            for j in 0..<min(k, n) { mask[Int(backwardMap[j]) >> 6] |= UInt64(1) << UInt64(backwardMap[j] & 63) }
             halfMasks[k] = mask
         }
         var rotated = cyclicRotation(permuted[0].words, count: n, by: rotations[pass])

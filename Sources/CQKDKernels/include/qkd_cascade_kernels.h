@@ -2,7 +2,7 @@
 #define QKD_CASCADE_KERNELS_H
 /*
  * Cascade kernels for QKDChannel (Spec/postprocessing.md section 5). The permutation is public
- * data; the gather reads key bits but neither branches nor indexes memory on them (addresses
+ * data; the scatter reads key bits but neither branches nor indexes memory on them (addresses
  * come from the public permutation only).
  *
  * Bit order: bit i of a bit string is bit (i & 63) of word (i >> 6): the Swift BitVector layout.
@@ -14,6 +14,17 @@
 extern "C" {
 #endif
 
+/* The keyed network of a round's permutation (public data), as qkd_cascade_permutation derives
+ * it: round keys and odd multipliers, n, and the split of a word into lo (lowBits = L bits,
+ * lowMask = 2^L - 1) and hi (< highCount = b), with the hash shifts 32 - L and 32 - H. Enough
+ * to compute any entry of either map on its own. */
+#define QKD_CASCADE_ROUNDS 8
+typedef struct {
+    uint32_t key[QKD_CASCADE_ROUNDS], mul[QKD_CASCADE_ROUNDS];
+    uint32_t n, lowMask, highCount;
+    uint32_t lowBits, lowShift, highShift;
+} qkd_cascade_network;
+
 /* The round's permutation of 0..<n (Spec/postprocessing.md section 5.2): eight words u_0..u_7 of
  * xoshiro256** with state s[0..3] (advanced in place by those eight words) key an 8-round Feistel
  * network E on 0..<2^L b, where m = max(2, ceil(log2 n)), L = floor(m/2), b = ceil(n / 2^L),
@@ -21,16 +32,21 @@ extern "C" {
  * k = u_r mod 2^32, multiplier c = (u_r >> 32) | 1, products mod 2^32) does, for even r,
  * t = ((lo ^ k) c) >> (32 - H), t = t mod b, hi = (hi + t) mod b; for odd r,
  * lo ^= ((hi ^ k) c) >> (32 - L). forward[i] = E applied to i, repeatedly until the value is
- * below n (cycle walking); backward[j] = the same with E's inverse (rounds in reverse order,
- * hi = (hi - t) mod b), so backward[forward[i]] = i. n words each; n < 2^32.
- * Returns 0, or -1 if scratch memory ran out or n >= 2^32 (outputs then undefined). */
-int qkd_cascade_permutation(uint32_t *backward, uint32_t *forward, size_t n, uint64_t s[4]);
+ * below n (cycle walking): n words. *network receives the network (for qkd_cascade_backward).
+ * n < 2^32. Returns 0, or -1 if scratch memory ran out or n >= 2^32 (outputs then undefined). */
+int qkd_cascade_permutation(uint32_t *forward, size_t n, uint64_t s[4], qkd_cascade_network *network);
 
-/* Tests: nonzero makes qkd_cascade_permutation and qkd_cascade_gather use their portable loops
- * even where AVX2 is available (the same results; process-wide). */
+/* backward[j] for j < n: E's inverse (rounds in reverse order, hi = (hi - t) mod b) applied until
+ * the value is below n, so that backward[forward[i]] = i. No map is kept for it: the engine needs
+ * a few tens of thousands of entries per round at 2^20 bits, and computing one (8-14 ns) costs
+ * less than writing all n of them (1.5 ms at 2^20) and missing the cache on the few read. */
+uint32_t qkd_cascade_backward(const qkd_cascade_network *network, uint32_t j);
+
+/* Tests: nonzero makes qkd_cascade_permutation and qkd_cascade_mask_below use their portable
+ * loops even where AVX2 is available (the same results; process-wide). */
 void qkd_cascade_force_generic(int on);
 
-/* Memory for the permutation's maps and scratch (public data only): for 1 MiB or more, 2 MiB
+/* Memory for the permutation's map and scratch (public data only): for 1 MiB or more, 2 MiB
  * aligned and marked for transparent huge pages (madvise), so that a fresh multi-MB map costs a
  * few page faults instead of one per 4 KiB page and random lookups miss the TLB less; up to
  * 16 freed buffers of up to 16 MiB each, 64 MiB in all, are kept for reuse (process-wide,
@@ -39,9 +55,13 @@ void qkd_cascade_force_generic(int on);
 void *qkd_cascade_alloc(size_t bytes);
 void qkd_cascade_free(void *p, size_t bytes);
 
-/* out[j >> 6] bit (j & 63) = bit backward[j] of key, for j < n: a pass's key in its order.
- * out holds ceil(n / 64) words and is fully written (bits past n cleared). */
-void qkd_cascade_gather(uint64_t *out, const uint64_t *key, const uint32_t *backward, size_t n);
+/* out bit forward[i] = bit i of key, for i < n: a pass's key in its order (position j holds key
+ * bit backward[j]). out holds ceil(n / 64) words and is fully written (bits past n cleared). */
+void qkd_cascade_scatter(uint64_t *out, const uint64_t *key, const uint32_t *forward, size_t n);
+
+/* out bit x = 1 iff forward[x] < k, for x < n: the half mask of a two-block pass (the rotated key
+ * bits that land in block 0). out holds ceil(n / 64) words, fully written (bits past n cleared). */
+void qkd_cascade_mask_below(uint64_t *out, const uint32_t *forward, size_t n, uint32_t k);
 
 /* A software prefetch (read, keep in all levels): Cascade's bookkeeping walks searches in list
  * order while each one's data sits at a random place in a multi-MB map; asking for the data of
@@ -54,8 +74,8 @@ static inline void qkd_cascade_prefetch(const void *p) { __builtin_prefetch(p, 0
  * is known to hold an odd number of errors, the sub-block error-parity cache, the bits corrected
  * so far. All of it is public (it follows from the exchanged bitmaps). The key bits stay in the
  * caller's buffers: `keys[p]` is this side's key in pass p's order (NULL for a pass the caller
- * has not built), read for parities and, for Bob, flipped in place by a step. The permutation
- * maps are borrowed: the caller keeps them alive as long as the engine (and its clones).
+ * has not built), read for parities and, for Bob, flipped in place by a step. The permutation's
+ * forward map is borrowed: the caller keeps it alive as long as the engine (and its clones).
  *
  * Status codes: 0 success; QKD_CASCADE_CORRECTED_TWICE (a bit would be corrected a second time:
  * the peer's parities contradict each other; *bad_bit says which); QKD_CASCADE_WRONG_COUNT; -1
@@ -70,11 +90,12 @@ typedef struct qkd_cascade_engine qkd_cascade_engine;
  * the side whose key the corrections flip. NULL if memory ran out or the arguments are out of
  * range. */
 qkd_cascade_engine *qkd_cascade_engine_create(size_t n, int bob, const size_t *block_sizes, size_t passes);
-/* A deep copy (the maps stay shared: they are read only). NULL if memory ran out. */
+/* A deep copy (the forward map stays shared: it is read only). NULL if memory ran out. */
 qkd_cascade_engine *qkd_cascade_engine_clone(const qkd_cascade_engine *e);
 void qkd_cascade_engine_free(qkd_cascade_engine *e);
-/* The round's permutation (n entries each), before pass 1 starts. */
-void qkd_cascade_engine_set_maps(qkd_cascade_engine *e, const uint32_t *backward, const uint32_t *forward);
+/* The round's permutation (its forward map, n entries, and its network, copied), before pass 1
+ * starts. */
+void qkd_cascade_engine_set_permutation(qkd_cascade_engine *e, const uint32_t *forward, const qkd_cascade_network *network);
 /* Starts pass `pass` (in order, pass 0 first) with rotation r_p (0 for pass 0). Pass 0 counts as
  * built; a later pass is built once the caller calls mark_built. A pass >= 1 of two blocks gets
  * its half mask (bit x set iff forward[x] < k). 0, -1 (memory) or -2 (misuse). */

@@ -35,7 +35,7 @@ struct CascadeEngine {
     /// The round's one random permutation, drawn when pass 1 starts; pass `p >= 1` is this
     /// permutation after a cyclic rotation of the key by `rotations[p]` (Spec/postprocessing.md
     /// section 5.2). Drawing one permutation instead of one per pass took 40% of Cascade's time
-    /// off. Kept by ``core``, whose C state borrows its maps.
+    /// off. Kept by ``core``, whose C state borrows its forward map.
     private var permutation: PassPermutation? { core.permutation }
     /// The xoshiro256** stream that drew ``permutation``; it goes on to give the rotations.
     private var permutationStream: Xoshiro256StarStar?
@@ -100,8 +100,8 @@ struct CascadeEngine {
                 let perm = PassPermutation(size: n, random: &stream)
                 permutationStream = stream
                 let raw = uniqueCore()
-                core.permutation = perm  // The C engine borrows the maps: keep them alive with it.
-                perm.withMaps { qkd_cascade_engine_set_maps(raw, $0, $1) }
+                core.permutation = perm  // The C engine borrows the forward map: keep it alive with it.
+                perm.withForwardAndNetwork { qkd_cascade_engine_set_permutation(raw, $0, $1) }
             }
             // r uniform in 0..<n: floor(u n / 2^64), as the Fisher-Yates draws.
             let r = Int(permutationStream!.next().multipliedFullWidth(by: UInt64(n)).high)
@@ -120,10 +120,10 @@ struct CascadeEngine {
         if isBuilt[pass] { return }
         let perm = permutation!
         let r = rotations[pass]
-        // Rotate with word operations first, so that the gather is a plain table lookup:
-        // rotated[x] = key[(x + r) mod n], and position j holds rotated[backward[j]].
+        // Rotate with word operations first, so that the scatter is a plain table lookup:
+        // rotated[x] = key[(x + r) mod n] goes to position forward[x].
         var rotated = cyclicRotation(permuted[0].words, count: n, by: r)
-        let words = perm.withBackward { gatherBits(rotated, at: $0, count: n) }
+        let words = perm.withForward { scatterBits(rotated, to: $0, count: n) }
         rotated.withUnsafeMutableBytes { secureZero($0) }  // A copy of the key.
         permuted[pass] = BitVector(words: words, count: n)
         isBuilt[pass] = true
@@ -302,7 +302,7 @@ struct CascadeEngine {
 /// ``CascadeEngine`` stays a value: it clones the state before mutating a shared handle.
 private final class CascadeCore {
     let raw: OpaquePointer
-    /// The permutation whose maps the C engine borrows.
+    /// The permutation whose forward map the C engine borrows.
     var permutation: PassPermutation?
 
     init(n: Int, bob: Bool, blockSizes: [Int]) {
@@ -317,7 +317,7 @@ private final class CascadeCore {
         self.permutation = permutation
     }
 
-    /// A deep copy of the state (the permutation maps stay shared: they are read only).
+    /// A deep copy of the state (the forward map stays shared: it is read only).
     func clone() -> CascadeCore {
         guard let copy = qkd_cascade_engine_clone(raw) else { fatalError("out of memory copying the Cascade engine") }
         return CascadeCore(raw: copy, permutation: permutation)
@@ -329,94 +329,98 @@ private final class CascadeCore {
 /// The round's permutation of 0..<n for Cascade (Spec/postprocessing.md section 5.2): an 8-round
 /// Feistel network on about `ceil(log2 n)`-bit words keyed by eight words of the shared xoshiro256**
 /// stream, restricted to 0..<n by cycle walking. Each map entry is computed from its own index,
-/// so the C kernel `qkd_cascade_permutation` writes both maps in order, 8 lanes at a time; the
-/// Rao-Sandelius shuffle it replaced was a quarter of Cascade's time at 2^20 bits. The maps are
-/// public: they only decide which parities are asked.
+/// so the C kernel `qkd_cascade_permutation` writes the forward map in order, 8 lanes at a
+/// time; the Rao-Sandelius shuffle it replaced was a quarter of Cascade's time at 2^20 bits.
+/// The backward map is not stored: the few entries the engine needs come from the inverse
+/// network (`qkd_cascade_backward`). The maps are public: they only decide which parities are
+/// asked.
 struct PassPermutation {
-    private let maps: PermutationMaps
+    private let map: ForwardMap
+    /// The network's keys and shape (public), for the backward entries.
+    private let network: qkd_cascade_network
 
     init(size n: Int, random: inout Xoshiro256StarStar) {
         precondition(n < 1 << 32, "Cascade blocks are below 2^32 bits")
-        maps = PermutationMaps(count: n)
+        let map = ForwardMap(count: n)
         let (s0, s1, s2, s3) = random.state
         var state = [s0, s1, s2, s3]
+        var network = qkd_cascade_network()
         let status = state.withUnsafeMutableBufferPointer { s in
-            qkd_cascade_permutation(maps.backward, maps.forward, n, s.baseAddress)
+            qkd_cascade_permutation(map.forward, n, s.baseAddress, &network)
         }
         precondition(status == 0, "out of memory drawing the Cascade permutation (\(n) indices)")
+        self.map = map
+        self.network = network
         random.state = (state[0], state[1], state[2], state[3])
     }
 
     /// The number of indices.
-    var count: Int { maps.count }
+    var count: Int { map.count }
 
-    /// The key bit at position `j` of this pass.
-    @inline(__always)
+    /// The key bit at position `j` of this pass (the inverse network, walked; tens of
+    /// nanoseconds).
     func backward(_ j: Int) -> Int {
-        precondition(j >= 0 && j < maps.count, "permutation index out of range")
-        return Int(maps.backward[j])
+        precondition(j >= 0 && j < map.count, "permutation index out of range")
+        return withUnsafePointer(to: network) { Int(qkd_cascade_backward($0, UInt32(j))) }
     }
 
     /// The position of key bit `i` in this pass.
     @inline(__always)
     func forward(_ i: Int) -> Int {
-        precondition(i >= 0 && i < maps.count, "permutation index out of range")
-        return Int(maps.forward[i])
+        precondition(i >= 0 && i < map.count, "permutation index out of range")
+        return Int(map.forward[i])
     }
 
-    /// Calls `body` with the backward map (position -> key bit).
-    func withBackward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
-        try withExtendedLifetime(maps) { try body(UnsafeBufferPointer(start: maps.backward, count: maps.count)) }
+    /// Calls `body` with the forward map (key bit -> position).
+    func withForward<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(map) { try body(UnsafeBufferPointer(start: map.forward, count: map.count)) }
     }
 
-    /// Calls `body` with the backward and forward maps (n entries each), for the C engine,
-    /// which borrows them while something keeps this permutation alive.
-    func withMaps<R>(_ body: (UnsafePointer<UInt32>, UnsafePointer<UInt32>) throws -> R) rethrows -> R {
-        try withExtendedLifetime(maps) { try body(maps.backward, maps.forward) }
+    /// Calls `body` with the forward map (n entries) and the network, for the C engine, which
+    /// borrows the map while something keeps this permutation alive and copies the network.
+    func withForwardAndNetwork<R>(_ body: (UnsafePointer<UInt32>, UnsafePointer<qkd_cascade_network>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(map) {
+            try withUnsafePointer(to: network) { try body(map.forward, $0) }
+        }
     }
 
-    /// The backward map as an array (tests).
-    var backwardArray: [UInt32] { withBackward { Array($0) } }
+    /// The backward map as an array, entry by entry from the inverse network (tests).
+    var backwardArray: [UInt32] { (0..<count).map { UInt32(backward($0)) } }
 }
 
-/// The two maps of a ``PassPermutation`` (4n bytes each, public data), from
-/// `qkd_cascade_alloc`: huge pages where the kernel grants them, recycled between rounds,
-/// because faulting in two fresh 4 MB arrays page by page cost as much as drawing the
-/// permutation.
-private final class PermutationMaps: @unchecked Sendable {  // Immutable after init.
+/// The forward map of a ``PassPermutation`` (4n bytes, public data), from `qkd_cascade_alloc`:
+/// huge pages where the kernel grants them, recycled between rounds, because faulting in a
+/// fresh 4 MB array page by page cost as much as drawing the permutation.
+private final class ForwardMap: @unchecked Sendable {  // Immutable after init.
     let count: Int
-    let backward: UnsafeMutablePointer<UInt32>
     let forward: UnsafeMutablePointer<UInt32>
 
     init(count n: Int) {
         count = n
         let bytes = max(1, n) * MemoryLayout<UInt32>.stride
-        guard let b = qkd_cascade_alloc(bytes), let f = qkd_cascade_alloc(bytes) else {
+        guard let f = qkd_cascade_alloc(bytes) else {
             fatalError("out of memory for the Cascade permutation (\(n) indices)")
         }
-        backward = b.bindMemory(to: UInt32.self, capacity: max(1, n))
         forward = f.bindMemory(to: UInt32.self, capacity: max(1, n))
     }
 
     deinit {
-        let bytes = max(1, count) * MemoryLayout<UInt32>.stride
-        qkd_cascade_free(backward, bytes)
-        qkd_cascade_free(forward, bytes)
+        qkd_cascade_free(forward, max(1, count) * MemoryLayout<UInt32>.stride)
     }
 }
 
-/// Bit j of the result is bit `positions[j]` of `bits`, for `j < n` (the C kernel
-/// `qkd_cascade_gather`; addresses depend on the public permutation only).
+/// Bit `forward[i]` of the result is bit `i` of `bits`, for `i < n` (the C kernel
+/// `qkd_cascade_scatter`; addresses depend on the public permutation only).
 /// - Parameters:
 ///   - bits: the packed source bits.
-///   - positions: n source indices, each inside `bits`.
+///   - forward: n distinct target indices below n.
 ///   - n: the bit count.
 /// - Returns: `ceil(n / 64)` words, bits past `n` zero.
-func gatherBits(_ bits: [UInt64], at positions: UnsafeBufferPointer<UInt32>, count n: Int) -> [UInt64] {
-    precondition(positions.count >= n && bits.count >= (n + 63) >> 6)
+func scatterBits(_ bits: [UInt64], to forward: UnsafeBufferPointer<UInt32>, count n: Int) -> [UInt64] {
+    precondition(forward.count >= n && bits.count >= (n + 63) >> 6)
     return [UInt64](unsafeUninitializedCapacity: (n + 63) >> 6) { out, count in
         bits.withUnsafeBufferPointer { kw in
-            qkd_cascade_gather(out.baseAddress, kw.baseAddress, positions.baseAddress, n)
+            qkd_cascade_scatter(out.baseAddress, kw.baseAddress, forward.baseAddress, n)
         }
         count = (n + 63) >> 6
     }
