@@ -83,6 +83,10 @@ struct RunCommand: AsyncParsableCommand {
             help: "Seconds without a byte from the peer while a reply is due before the link counts as broken and is reconnected (default 30).")
     var stallTimeout: Double?
 
+    @Option(name: .customLong("handshake-timeout"), parsing: .unconditional,
+            help: "Seconds a connection's handshake may take before it is dropped and the link is set up again (default 10).")
+    var handshakeTimeout: Double?
+
     @Option(name: .long, help: "The node's state directory (created from --psk if it holds no pool yet).")
     var state: String
 
@@ -157,6 +161,7 @@ struct RunCommand: AsyncParsableCommand {
         // Checked here rather than in `validate()`, so the message is one line on stderr.
         let connectBudget = try Self.seconds(connectTimeout, option: "--connect-timeout") ?? .seconds(30)
         let stall = try Self.seconds(stallTimeout, option: "--stall-timeout")
+        let handshake = try Self.seconds(handshakeTimeout, option: "--handshake-timeout")
         let pki = try loadPKI(role: sessionRole)
         let output = EventPrinter(json: json, role: role)
 
@@ -202,6 +207,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.granularity = granularity
         configuration.postProcessing.reconciliation = cascade.schedule
         if let stall { configuration.stallTimeout = stall }
+        if let handshake { configuration.handshakeTimeout = handshake }
         let node = try QKDLinkNode(configuration: configuration, pool: pool, links: links)
 
         let task = Task { try await node.run() }
@@ -277,7 +283,8 @@ struct RunCommand: AsyncParsableCommand {
         return pki
     }
 
-    /// A duration option in seconds (--connect-timeout, --stall-timeout): nil if not given.
+    /// A duration option in seconds (--connect-timeout, --stall-timeout, --handshake-timeout): nil
+    /// if not given.
     /// - Throws: ``CLIError`` unless 0 < seconds <= 86400 (a day: longer is a typo, and
     ///   `Duration.seconds` must not overflow).
     static func seconds(_ value: Double?, option: String) throws -> Duration? {

@@ -138,7 +138,7 @@ enum NodeBinary {
         }
     }
 
-    @Test(arguments: [["--stall-timeout", "0"], ["--connect-timeout", "-1"], ["--stall-timeout", "nan"], ["--connect-timeout", "1e9"]])
+    @Test(arguments: [["--stall-timeout", "0"], ["--connect-timeout", "-1"], ["--stall-timeout", "nan"], ["--connect-timeout", "1e9"], ["--handshake-timeout", "0"]])
     func aBadTimeoutIsOneLine(_ option: [String]) async throws {
         try await offThePool {
             let r = try await NodeBinary.run(["run", "--role", "alice", "--connect", "127.0.0.1:1", "--state", Self.stateDirectory(),

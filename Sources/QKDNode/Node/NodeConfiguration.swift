@@ -87,6 +87,10 @@ public struct NodeConfiguration: Sendable {
     /// No progress on a connection for this long (no byte received while a reply is due)
     /// counts as a broken link.
     public var stallTimeout: Duration
+    /// How long a connection's handshake may take before the session gives up on it
+    /// (`session.timeout`) and the node reconnects (default 10 s; a slow link, or the hybrid PKI
+    /// handshake of a debug build on a loaded host, may need more).
+    public var handshakeTimeout: Duration
     /// Where logs go (never secrets).
     public var logger: Logger
     /// Where metrics go; nil uses the process-wide `MetricsSystem`.
@@ -112,6 +116,7 @@ public struct NodeConfiguration: Sendable {
         self.maxReconnectAttempts = 20
         self.reconnectDelay = .milliseconds(200)
         self.stallTimeout = .seconds(30)
+        self.handshakeTimeout = .seconds(10)
         self.logger = logger
         self.metricsFactory = nil
     }

@@ -415,6 +415,9 @@ public actor QKDLinkNode {
         // Per-round needs per-frame too (hello, absorbed, sync, confirmations); per-frame offers
         // only per-frame, so a session can never open a round the peer cannot verify.
         sessionConfiguration.granularities = perFrameRounds ? [.perFrame] : .all
+        let handshake = configuration.handshakeTimeout.components
+        sessionConfiguration.handshakeTimeout = UInt64(max(0, handshake.seconds)) &* 1_000_000_000
+            &+ UInt64(max(0, handshake.attoseconds) / 1_000_000_000)
         // Spec/session.md 4.1: after both nodes restarted, Alice's unauthenticated skip is at most
         // one reservation chunk (the most a durable inbound watermark runs ahead), so a forged
         // hello can burn no more than that. Both nodes of a link use the same chunk size.

@@ -1,0 +1,29 @@
+import Foundation
+import QKDCrypto
+@testable import QKDNode
+import Testing
+
+/// `NodeConfiguration.handshakeTimeout` reaches the session: a peer that never answers ends the
+/// handshake with the configured limit, long before the stall timeout.
+@Suite struct HandshakeTimeoutTests {
+    @Test func aSilentPeerEndsTheHandshakeAtTheConfiguredLimit() async throws {
+        let dir = TempDir()
+        let (pa, pb, _) = try makePools(dir)
+        defer { pa.close(); pb.close() }
+        // Bob never accepts: Alice's hello goes into a connection nobody reads.
+        let classical = Switchboard("classical"), quantum = Switchboard("quantum")
+        var ca = nodeConfiguration(.alice, rounds: 1)
+        ca.handshakeTimeout = .milliseconds(300)
+        ca.maxReconnectAttempts = 1
+        let alice = try QKDLinkNode(configuration: ca, pool: pa, links: links(.alice, classical, quantum))
+        async let events: [NodeEvent] = { var out: [NodeEvent] = []; for await e in alice.events { out.append(e) }; return out }()
+        await #expect(throws: QKDError(.nodeLinkLost)) { try await alice.run() }
+        let reasons = await events.compactMap { e -> String? in
+            if case .disconnected(let reason) = e { return reason }
+            return nil
+        }
+        #expect(reasons.count == 1)
+        // The session's own message names the limit it was given (Spec/session.md, handshake).
+        #expect(reasons.first?.contains("within 300 ms") == true, "\(reasons)")
+    }
+}
