@@ -114,10 +114,11 @@ public struct AliceRound {
 
     /// A detection report for this round while Alice waits for one: decoded and sifted in one
     /// pass over its Rice stream (``SiftKernels/alice(stream:count:parameter:slotCount:aliceBases:aliceBits:bobBases:)``),
-    /// without the array of positions, which cost about as much to write and reread as the
-    /// decoding itself. Returns false, having changed nothing, for anything else (another
-    /// message or state, a malformed report, another round or slot count): ``receive(bytes:)``
-    /// then takes the general path, which throws what it always threw.
+    /// without the array of positions (8 bytes per detection, written and reread: 5-8% of
+    /// decoding and sifting at p = 0.08, 15-25% at p = 0.4). Returns false, having changed
+    /// nothing, for anything else (another message or state, a malformed report, another round
+    /// or slot count): ``receive(bytes:)`` then takes the general path, which throws what it
+    /// always threw.
     private mutating func siftFromBytes(_ bytes: [UInt8]) -> Bool {
         guard bytes.count > 1, bytes[1] == 1, case .awaitingDetections = state,
               let (id, coded) = PostProcessingMessage.codedDetections(bytes), id == roundID else { return false }
