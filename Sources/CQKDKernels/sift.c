@@ -252,7 +252,7 @@ typedef struct {
 } slot_sink;
 
 /* The 64 detections of word w (valid: which of them exist) are gathered: compare the bases,
- * append the matched key and test bits. The same steps as QKD_SIFT_ALICE_BODY. */
+ * append the matched key and test bits (qkd_sift_alice and the one-pass decoder). */
 QKD_INLINE void sink_flush(slot_sink *k, size_t w, uint64_t valid, compress_fn compress) {
     uint64_t match = ~(k->ab ^ k->bob_bases[w]) & valid;
     uint64_t z = match & ~k->ab, x = match & k->ab;
@@ -503,33 +503,28 @@ int qkd_rice_decode_sift_alice(const uint64_t *words, uint64_t total_bits, size_
 
 /* ---- sifting ---- */
 
-/* Alice: gather her basis and bit at 64 detections, compare bases a word at a time, append key
- * bits (matched Z) and test bits (matched X) by compressing the word. */
+/* Alice: gather her basis and bit at 64 detections, then compare bases a word at a time and
+ * append key bits (matched Z) and test bits (matched X) by compressing the word (sink_flush, as
+ * the one-pass decoder does). */
 #define QKD_SIFT_ALICE_BODY(COMPRESS)                                                              \
-    packer key = {kw, 0, 0, 0}, test = {tw, 0, 0, 0};                                              \
+    slot_sink k = {.bob_bases = bob_bases, .matches = matches, .key = {kw, 0, 0, 0}, .test = {tw, 0, 0, 0}}; \
     size_t full = d >> 6;                                                                          \
     for (size_t w = 0; w <= full; w++) {                                                           \
         size_t base = w << 6;                                                                      \
         size_t n = w < full ? 64 : d - base;                                                       \
         if (n == 0) break;                                                                         \
         const uint64_t *p = pos + base;                                                            \
-        uint64_t ab = 0, at = 0;                                                                   \
         for (size_t j = 0; j < n; j++) {                                                           \
             uint64_t s = p[j];                                                                     \
             if (__builtin_expect(s >= slot_count, 0)) return -1;                                   \
             unsigned sh = (unsigned)(s & 63);                                                      \
-            ab |= ((alice_bases[s >> 6] >> sh) & 1) << j;                                          \
-            at |= ((alice_bits[s >> 6] >> sh) & 1) << j;                                           \
+            k.ab |= ((alice_bases[s >> 6] >> sh) & 1) << j;                                        \
+            k.at |= ((alice_bits[s >> 6] >> sh) & 1) << j;                                         \
         }                                                                                          \
-        uint64_t valid = n == 64 ? ~0ull : (1ull << n) - 1;                                        \
-        uint64_t match = ~(ab ^ bob_bases[w]) & valid;                                             \
-        uint64_t z = match & ~ab, x = match & ab;                                                  \
-        packer_put(&key, COMPRESS(at, z), (unsigned)__builtin_popcountll(z));                      \
-        packer_put(&test, COMPRESS(at, x), (unsigned)__builtin_popcountll(x));                     \
-        matches[w] = match;                                                                        \
+        sink_flush(&k, w, n == 64 ? ~0ull : (1ull << n) - 1, COMPRESS);                            \
     }                                                                                              \
-    *key_count = packer_finish(&key);                                                              \
-    *test_count = packer_finish(&test);                                                            \
+    *key_count = packer_finish(&k.key);                                                            \
+    *test_count = packer_finish(&k.test);                                                          \
     return 0;
 
 static int sift_alice_portable(const uint64_t *pos, size_t d, uint64_t slot_count, const uint64_t *alice_bases, const uint64_t *alice_bits,
@@ -542,7 +537,7 @@ static int sift_alice_portable(const uint64_t *pos, size_t d, uint64_t slot_coun
 QKD_BMI_TARGET static int sift_alice_pext(const uint64_t *pos, size_t d, uint64_t slot_count, const uint64_t *alice_bases,
                                            const uint64_t *alice_bits, const uint64_t *bob_bases, uint64_t *matches,
                                            uint64_t *kw, size_t *key_count, uint64_t *tw, size_t *test_count) {
-    QKD_SIFT_ALICE_BODY(_pext_u64)
+    QKD_SIFT_ALICE_BODY(compress_pext)
 }
 #endif
 
