@@ -353,7 +353,9 @@ public actor QKDLinkNode {
                     if let writeFailure, ContinuousClock.now - lastProgress > .seconds(2) {
                         return .linkFailed(writeFailure)
                     }
-                    if ContinuousClock.now - lastProgress > configuration.stallTimeout {
+                    // A session that failed in this tick (its handshake deadline) is reported by
+                    // the flush below with its own reason, which says more than the stall's.
+                    if sessionEnded == nil, ContinuousClock.now - lastProgress > configuration.stallTimeout {
                         return .linkFailed("nothing received for \(configuration.stallTimeout); the link is considered broken")
                     }
                 }
