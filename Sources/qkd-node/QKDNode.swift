@@ -20,13 +20,15 @@ struct QKDNodeCommand: AsyncParsableCommand {
 }
 
 /// A QKD node runs rounds back to back, and each round allocates and frees the same large
-/// buffers (Cascade's permutation map, parity caches and pass keys: megabytes per 2^20-bit
-/// block). With glibc's defaults each is a fresh mapping, or trimmed from the heap when freed,
-/// so every round faults its pages in again, zero-filled by the kernel: 12.6% of `bench
-/// cascade-scan` at QBER 8% ran in the kernel, 3.7% with the settings below (perf, same run).
-/// The process keeps freed memory for reuse instead (its footprint stays at its peak). This is
-/// the executable's choice; the library leaves the process's allocator alone, and software
-/// embedding it can do the same (README, "Performance").
+/// buffers (megabytes per 2^20-bit block). Cascade's permutation map is recycled by its own
+/// pool (`qkd_cascade_alloc`, public data only); the rest (pass keys, slot arrays, the Swift
+/// side's keys and sifting buffers) is not. With glibc's defaults each is a fresh mapping, or
+/// trimmed from the heap when freed, so every round faults its pages in again, zero-filled by
+/// the kernel: 12.6% of `bench cascade-scan` at QBER 8% ran in the kernel, 5.0% with the
+/// settings below (perf). The process keeps freed memory for reuse instead (its footprint stays
+/// at its peak; freed key buffers are wiped before they are freed, as before). This is the
+/// executable's choice; the library leaves the process's allocator alone, and software
+/// embedding it can do the same (README, "Memory").
 enum MemoryRetention {
     static func keepFreedMemory() {
         #if canImport(Glibc)

@@ -405,9 +405,11 @@ public actor QKDLinkNode {
          .sessionBadCertificate].contains(error.code)
     }
 
-    private var now: UInt64 {
-        let d = ContinuousClock.now - clockOrigin
-        return UInt64(d.components.seconds) &* 1_000_000_000 &+ UInt64(d.components.attoseconds / 1_000_000_000)
+    private var now: UInt64 { Self.nanoseconds(ContinuousClock.now - clockOrigin) }
+
+    /// A non-negative duration in the session's unit, nanoseconds (negative parts count as 0).
+    private static func nanoseconds(_ d: Duration) -> UInt64 {
+        UInt64(max(0, d.components.seconds)) &* 1_000_000_000 &+ UInt64(max(0, d.components.attoseconds) / 1_000_000_000)
     }
 
     private func startConnection() {
@@ -417,9 +419,7 @@ public actor QKDLinkNode {
         // Per-round needs per-frame too (hello, absorbed, sync, confirmations); per-frame offers
         // only per-frame, so a session can never open a round the peer cannot verify.
         sessionConfiguration.granularities = perFrameRounds ? [.perFrame] : .all
-        let handshake = configuration.handshakeTimeout.components
-        sessionConfiguration.handshakeTimeout = UInt64(max(0, handshake.seconds)) &* 1_000_000_000
-            &+ UInt64(max(0, handshake.attoseconds) / 1_000_000_000)
+        sessionConfiguration.handshakeTimeout = Self.nanoseconds(configuration.handshakeTimeout)
         // Spec/session.md 4.1: after both nodes restarted, Alice's unauthenticated skip is at most
         // one reservation chunk (the most a durable inbound watermark runs ahead), so a forged
         // hello can burn no more than that. Both nodes of a link use the same chunk size.

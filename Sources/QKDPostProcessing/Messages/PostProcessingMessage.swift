@@ -375,11 +375,9 @@ public enum PostProcessingMessage: Sendable, Equatable {
     /// - Parameter bytes: one encoded message.
     /// - Returns: the round id and the report.
     static func codedDetections(_ bytes: [UInt8]) -> (roundID: UInt64, report: CodedDetectionReport)? {
-        try? bytes.withUnsafeBytes { raw in
+        try? bytes.withUnsafeBytes { raw -> (roundID: UInt64, report: CodedDetectionReport)? in
             var r = ByteReader(raw, context: "post-processing message")
-            guard try r.u8("version") == PostProcessingLimits.version, try r.u8("type") == 1 else {
-                throw QKDError(.ppUnknownType, "not a detection report")
-            }
+            guard try r.u8("version") == PostProcessingLimits.version, try r.u8("type") == 1 else { return nil }
             let roundID = try r.u64("round id")
             let head = try readDetectionHead(&r)
             try GolombRice.checkArguments(streamBits: head.stream.count, count: head.count, parameter: head.parameter,
