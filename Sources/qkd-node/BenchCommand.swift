@@ -14,6 +14,7 @@ struct BenchCommand: ParsableCommand {
             BenchReconcileCommand.self,
             BenchAmplifyCommand.self,
             BenchPipelineCommand.self,
+            BenchLinkCommand.self,
             BenchPipelinePeerCommand.self,  // hidden: a node of `bench pipeline --tcp`
             BenchHandshakeCommand.self,
             BenchCascadeScanCommand.self,  // hidden: Cascade schedule tuning

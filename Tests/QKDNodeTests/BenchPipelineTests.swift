@@ -47,4 +47,22 @@ import Testing
         let dense = try #require(results.first { $0["metric"] as? String == "sifting, dense detections" })
         #expect((dense["note"] as? String ?? "").contains("Rice parameter 0"), "the dense row must exercise r = 0")
     }
+
+    /// `qkd-node bench link --json`: a row per link setting against the photon-by-photon
+    /// devices, and the pulse frame's codec against a copy of its bytes (the command itself
+    /// fails if the frame does not decode to what was encoded).
+    @Test func linkBenchHasARowPerLinkAndTheFrame() async throws {
+        let binary = try #require(QKDNodeBinary.locate(), "qkd-node is not built")
+        let r = try await QKDNodeBinary.run(binary, ["bench", "link", "--json", "--bits", "200000", "--runs", "1"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(object["workload"] as? String == "link")
+        let results = try #require(object["results"] as? [[String: Any]])
+        #expect(results.count == 4)
+        for prefix in ["link round, demo link", "link round, lossy link", "link round, eavesdropped link", "pulse frame encode + parse"] {
+            let row = try #require(results.first { ($0["metric"] as? String)?.hasPrefix(prefix) == true }, "missing row \(prefix)")
+            #expect(((row["value"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(prefix)")
+            #expect(((row["baseline"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(prefix) has a same-run baseline")
+        }
+    }
 }

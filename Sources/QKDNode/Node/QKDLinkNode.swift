@@ -706,8 +706,8 @@ public actor QKDLinkNode {
         let pulses = configuration.simulation.pulsesPerRound
         let (record, photons) = aliceDevice.emit(pulses: pulses)
         let arrivals = channel.transmit(photons)
-        let frame = PulseFrame(roundID: id, slotCount: UInt32(pulses), slots: arrivals.photonSlots.map { UInt32($0) },
-                               bases: arrivals.photonBases, bits: arrivals.photonBits)
+        let frame = PulseFrame(roundID: id, slotCount: UInt32(pulses), slots: arrivals.packedSlots,
+                               basisWords: arrivals.packedBases, bitWords: arrivals.packedBits)
         frame.encode(into: &quantumOutgoing)
         var round = ActiveRound(id: id, slotCount: UInt32(pulses), deliverable: deliverable,
                                 schedule: configuration.postProcessing.reconciliation, padSlotsAtStart: padSlotsUsed)
@@ -737,7 +737,7 @@ public actor QKDLinkNode {
             throw QKDError(.nodeProtocolViolation, "round \(a.id): the quantum link carried \(frame.slotCount) slots, roundStart says \(a.slotCount)")
         }
         pulses[a.id] = nil
-        let arrivals = Arrivals(roundSlotCount: Int(frame.slotCount), photonSlots: frame.slots.map { UInt64($0) }, photonBases: frame.bases, photonBits: frame.bits)
+        let arrivals = Arrivals(roundSlotCount: Int(frame.slotCount), slots: frame.slots, basisWords: frame.basisWords, bitWords: frame.bitWords)
         let record = bobDevice.detect(arrivals)
         a.begun = true
         if !perFrameRounds { try session!.beginRound(a.id) }

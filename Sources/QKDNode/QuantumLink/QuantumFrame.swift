@@ -14,39 +14,83 @@ public enum QuantumLinkLimits {
 
 /// One round's photons at Bob's detector, as Alice's simulated channel sends them to Bob's
 /// simulated detector (Spec/quantum-link.md section 2). Only a simulation carries this: a real
-/// link carries photons.
+/// link carries photons. Bases and bits are held packed (bit i of word i >> 6 belongs to photon
+/// i, the bits past the last photon zero), so that coding a frame of millions of photons is a
+/// few passes over words, not a loop per photon.
 public struct PulseFrame: Sendable, Equatable {
     /// The round the pulses belong to (the same id as the post-processing round).
     public var roundID: UInt64
     /// Slots in the round.
     public var slotCount: UInt32
     /// The slots a photon arrived in, strictly increasing, below `slotCount`.
-    public var slots: [UInt32]
-    /// The basis each photon carries (true = X).
-    public var bases: [Bool]
-    /// The bit each photon carries.
-    public var bits: [Bool]
+    public private(set) var slots: [UInt32]
+    /// The basis each photon carries, packed (1 = X).
+    public private(set) var basisWords: [UInt64]
+    /// The bit each photon carries, packed.
+    public private(set) var bitWords: [UInt64]
 
-    /// Creates a frame.
+    /// Creates a frame from packed bases and bits.
     /// - Parameters:
     ///   - roundID: the round.
     ///   - slotCount: slots in the round.
     ///   - slots: strictly increasing photon slots.
-    ///   - bases: one basis per photon.
-    ///   - bits: one bit per photon.
-    public init(roundID: UInt64, slotCount: UInt32, slots: [UInt32], bases: [Bool], bits: [Bool]) {
-        precondition(slots.count == bases.count && bases.count == bits.count, "one basis and bit per photon")
+    ///   - basisWords: ceil(n / 64) words, bit i = photon i's basis (1 = X), padding zero.
+    ///   - bitWords: ceil(n / 64) words, bit i = photon i's bit, padding zero.
+    public init(roundID: UInt64, slotCount: UInt32, slots: [UInt32], basisWords: [UInt64], bitWords: [UInt64]) {
+        let words = (slots.count + 63) >> 6
+        precondition(basisWords.count == words && bitWords.count == words, "one basis and bit per photon, 64 to a word")
+        if slots.count & 63 != 0, words > 0 {
+            let tail = ~((UInt64(1) << UInt64(slots.count & 63)) - 1)
+            precondition(basisWords[words - 1] & tail == 0 && bitWords[words - 1] & tail == 0, "bits past the last photon are zero")
+        }
         self.roundID = roundID
         self.slotCount = slotCount
         self.slots = slots
-        self.bases = bases
-        self.bits = bits
+        self.basisWords = basisWords
+        self.bitWords = bitWords
+    }
+
+    /// Creates a frame from one basis and bit per photon.
+    /// - Parameters:
+    ///   - roundID: the round.
+    ///   - slotCount: slots in the round.
+    ///   - slots: strictly increasing photon slots.
+    ///   - bases: one basis per photon (true = X).
+    ///   - bits: one bit per photon.
+    public init(roundID: UInt64, slotCount: UInt32, slots: [UInt32], bases: [Bool], bits: [Bool]) {
+        precondition(slots.count == bases.count && bases.count == bits.count, "one basis and bit per photon")
+        self.init(roundID: roundID, slotCount: slotCount, slots: slots, basisWords: Self.pack(bases), bitWords: Self.pack(bits))
+    }
+
+    /// The basis each photon carries (true = X), one value each.
+    public var bases: [Bool] { Self.unpack(basisWords, slots.count) }
+    /// The bit each photon carries, one value each.
+    public var bits: [Bool] { Self.unpack(bitWords, slots.count) }
+
+    private static func pack(_ flags: [Bool]) -> [UInt64] {
+        var words = [UInt64](repeating: 0, count: (flags.count + 63) >> 6)
+        for (i, f) in flags.enumerated() where f { words[i >> 6] |= UInt64(1) << UInt64(i & 63) }
+        return words
+    }
+
+    private static func unpack(_ words: [UInt64], _ n: Int) -> [Bool] {
+        (0..<n).map { (words[$0 >> 6] >> UInt64($0 & 63)) & 1 == 1 }
     }
 
     /// The format version.
     public static let version: UInt8 = 1
     /// The frame type of pulse data.
     public static let typePulses: UInt8 = 1
+
+    /// Reverses the bit order inside each byte of `x`: a packed word's bytes (least significant
+    /// bit first) become the wire bitmap's bytes (most significant bit first), and back.
+    @inline(__always)
+    static func reverseBitsInBytes(_ x: UInt64) -> UInt64 {
+        var x = x
+        x = ((x >> 1) & 0x5555_5555_5555_5555) | ((x & 0x5555_5555_5555_5555) << 1)
+        x = ((x >> 2) & 0x3333_3333_3333_3333) | ((x & 0x3333_3333_3333_3333) << 2)
+        return ((x >> 4) & 0x0F0F_0F0F_0F0F_0F0F) | ((x & 0x0F0F_0F0F_0F0F_0F0F) << 4)
+    }
 
     /// Appends the length-prefixed frame (Spec/quantum-link.md section 2).
     /// - Parameter out: the buffer.
@@ -61,18 +105,33 @@ public struct PulseFrame: Sendable, Equatable {
         appendBE(roundID, &out)
         appendBE(slotCount, &out)
         appendBE(UInt32(n), &out)
-        for s in slots { appendBE(s, &out) }
-        for flags in [bases, bits] {
-            var packed = [UInt8](repeating: 0, count: bitmap)
-            for (i, f) in flags.enumerated() where f { packed[i >> 3] |= 0x80 >> UInt8(i & 7) }
-            out.append(contentsOf: packed)
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 4 * n + 2 * bitmap))
+        out.withUnsafeMutableBytes { raw in
+            let dst = UnsafeMutableRawBufferPointer(rebasing: raw[start...])
+            slots.withUnsafeBufferPointer { src in
+                for i in 0..<n { dst.storeBytes(of: src[i].bigEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            }
+            for (k, words) in [basisWords, bitWords].enumerated() {
+                let offset = 4 * n + k * bitmap
+                for w in words.indices {
+                    let bytes = Swift.min(8, bitmap - 8 * w)
+                    let v = Self.reverseBitsInBytes(words[w]).littleEndian
+                    if bytes == 8 {
+                        dst.storeBytes(of: v, toByteOffset: offset + 8 * w, as: UInt64.self)
+                    } else {
+                        for b in 0..<bytes { dst[offset + 8 * w + b] = UInt8(truncatingIfNeeded: v >> UInt64(8 * b)) }
+                    }
+                }
+            }
         }
     }
 
-    /// Decodes one frame body (without its length prefix).
-    /// - Parameter body: the body bytes.
-    /// - Throws: ``QKDError/Code/nodeMalformed`` for a wrong version or type, a length that does
-    ///   not match the photon count, slots out of order or out of range, or padding bits set.
+    /// Decodes a frame body (without its length prefix).
+    /// - Parameter body: the body.
+    /// - Throws: `node.malformed` for a version other than 1, an unknown type, a slot count over
+    ///   the limit, a body whose size does not match its photon count, slots out of order or
+    ///   out of range, or set padding bits.
     public init(decoding body: ArraySlice<UInt8>) throws {
         var r = Reader(body)
         let version = try r.u8()
@@ -92,28 +151,51 @@ public struct PulseFrame: Sendable, Equatable {
         guard r.remaining == 4 * n + 2 * bitmap else {
             throw QKDError(.nodeMalformed, "a pulse frame for \(n) photons must carry \(4 * n + 2 * bitmap) more bytes, it carries \(r.remaining)")
         }
-        var slots = [UInt32]()
-        slots.reserveCapacity(n)
-        var previous: UInt32? = nil
-        for _ in 0..<n {
-            let s = try r.u32()
-            guard s < slotCount, previous.map({ s > $0 }) ?? true else {
-                throw QKDError(.nodeMalformed, "photon slots must increase strictly and stay below \(slotCount)")
+        let rest = try r.bytes(4 * n + 2 * bitmap)
+        let limit = slotCount
+        let words = (n + 63) >> 6
+        var ordered = true
+        var basisWords = [UInt64](repeating: 0, count: words), bitWords = [UInt64](repeating: 0, count: words)
+        let slots = rest.withUnsafeBytes { raw -> [UInt32] in
+            let decoded = [UInt32](unsafeUninitializedCapacity: n) { out, count in
+                // Strictly increasing and below the slot count: each slot above the previous
+                // one (the first above "-1"), the last below the limit.
+                var previous: Int64 = -1
+                for i in 0..<n {
+                    let s = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                    ordered = ordered && Int64(s) > previous
+                    previous = Int64(s)
+                    out[i] = s
+                }
+                ordered = ordered && (n == 0 || previous < Int64(limit))
+                count = n
             }
-            slots.append(s)
-            previous = s
+            for (k, offset) in [4 * n, 4 * n + bitmap].enumerated() {
+                for w in 0..<words {
+                    let bytes = Swift.min(8, bitmap - 8 * w)
+                    var v: UInt64 = 0
+                    if bytes == 8 {
+                        v = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8 * w, as: UInt64.self))
+                    } else {
+                        for b in 0..<bytes { v |= UInt64(raw[offset + 8 * w + b]) << UInt64(8 * b) }
+                    }
+                    if k == 0 { basisWords[w] = Self.reverseBitsInBytes(v) } else { bitWords[w] = Self.reverseBitsInBytes(v) }
+                }
+            }
+            return decoded
         }
-        var flags: [[Bool]] = []
-        for _ in 0..<2 {
-            let packed = try r.bytes(bitmap)
-            if n & 7 != 0, packed.last! & UInt8(0xFF >> UInt8(n & 7)) != 0 {
+        guard ordered else {
+            throw QKDError(.nodeMalformed, "photon slots must increase strictly and stay below \(slotCount)")
+        }
+        if n & 63 != 0 {
+            let tail = ~((UInt64(1) << UInt64(n & 63)) - 1)
+            guard basisWords[words - 1] & tail == 0, bitWords[words - 1] & tail == 0 else {
                 throw QKDError(.nodeMalformed, "padding bits of a pulse bitmap are set")
             }
-            flags.append((0..<n).map { packed[packed.startIndex + ($0 >> 3)] & (0x80 >> UInt8($0 & 7)) != 0 })
         }
         self.slots = slots
-        bases = flags[0]
-        bits = flags[1]
+        self.basisWords = basisWords
+        self.bitWords = bitWords
     }
 }
 

@@ -109,12 +109,74 @@ public struct PhotonTrain: Sendable {
     let bases: [UInt64]
 }
 
-/// Photons that reach Bob's detector: slot and the state (basis, bit) they carry.
+/// Photons that reach Bob's detector: slot and the state (basis, bit) they carry, packed a bit
+/// per photon (bit i of word i >> 6 belongs to photon i; the bits past the last photon are zero).
 public struct Arrivals: Sendable {
     let slotCount: Int
-    var slots: [UInt64] = []
-    var bases: [Bool] = []
-    var bits: [Bool] = []
+    /// Strictly increasing, each below `slotCount` (rounds hold at most 2^32 slots).
+    var slots: [UInt32] = []
+    /// 1 = the X basis.
+    var basisWords: [UInt64] = []
+    var bitWords: [UInt64] = []
+}
+
+/// Per-bit Bernoulli masks, a word (64 trials) at a time: ``bernoulliWord(_:_:)`` (one random
+/// word per significant bit of p, about 31 for most p) from p = 1/12 up, geometric skipping
+/// below (one draw and one logarithm per event, about 6 draws' worth: 64 p events a word cost
+/// less than 31 draws there). p >= 1 gives all ones and p <= 0 none, exactly.
+struct BernoulliMasks {
+    private let threshold: UInt32
+    private let skipper: GeometricSkipper?
+    private let never: Bool
+    private let always: Bool
+    private var nextEvent = -1  // -1: not drawn yet
+
+    init(probability p: Double) {
+        never = p <= 0
+        always = p >= 1
+        threshold = fraction32(p)
+        skipper = p > 0 && p < 1.0 / 12 ? GeometricSkipper(probability: p) : nil
+    }
+
+    /// The mask of trials `64 w ..< 64 w + 64`; words must be asked for in order from 0.
+    @inline(__always)
+    mutating func word(_ w: Int, _ random: inout DeterministicRandomSource) -> UInt64 {
+        if never { return 0 }
+        if always { return UInt64.max }
+        guard let skipper else { return bernoulliWord(threshold, &random) }
+        let base = w << 6, end = base + 64
+        if nextEvent < 0 { nextEvent = skipper.next(from: 0, limit: Int.max, &random) ?? Int.max }
+        var mask: UInt64 = 0
+        while nextEvent < end {
+            mask |= UInt64(1) << UInt64(nextEvent - base)
+            nextEvent = skipper.next(from: nextEvent + 1, limit: Int.max, &random) ?? Int.max
+        }
+        return mask
+    }
+}
+
+/// Appends bits to a packed bit string (a word per 64 bits; bits past the end zero).
+struct BitAppender {
+    private(set) var words: [UInt64] = []
+    private(set) var count = 0
+
+    init(capacity: Int) { words.reserveCapacity((capacity + 63) >> 6) }
+
+    /// Appends the low `n` bits of `value` (1...64; the bits above n must be zero).
+    @inline(__always)
+    mutating func append(_ value: UInt64, bits n: Int) {
+        let shift = count & 63
+        if shift == 0 {
+            words.append(value)
+        } else {
+            words[words.count - 1] |= value << UInt64(shift)
+            if shift + n > 64 { words.append(value >> UInt64(64 - shift)) }
+        }
+        count += n
+    }
+
+    @inline(__always)
+    mutating func append(_ bit: Bool) { append(bit ? 1 : 0, bits: 1) }
 }
 
 /// The quantum channel: loss and an intercept-resend eavesdropper.
@@ -136,30 +198,51 @@ public struct QuantumChannel: Sendable {
         random = DeterministicRandomSource(seed: seed ^ 0xC4A77E1)
     }
 
-    /// Carries photons to Bob. Eve measures an intercepted photon in a uniformly random basis
-    /// and resends her result in her basis; a wrong-basis measurement gives a uniform bit.
-    /// - Parameter photons: Alice's photons.
+    /// Carries photons to Bob. Each photon survives the fibre independently with the
+    /// transmittance; Eve intercepts each surviving photon with the intercept fraction,
+    /// measures it in a uniformly random basis and resends her result in her basis (a
+    /// wrong-basis measurement gives a uniform bit). Works a word (64 slots) at a time.
+    /// - Parameter photons: Alice's photons (at most 2^32 slots).
     /// - Returns: the photons that arrive.
     public mutating func transmit(_ photons: PhotonTrain) -> Arrivals {
-        var out = Arrivals(slotCount: photons.slotCount)
-        let skipper = GeometricSkipper(probability: transmittance)
-        let expected = Int(Double(photons.slotCount) * transmittance * 1.05) + 16
-        out.slots.reserveCapacity(expected)
-        out.bases.reserveCapacity(expected)
-        out.bits.reserveCapacity(expected)
-        var slot = 0
-        while let s = skipper.next(from: slot, limit: photons.slotCount, &random) {
-            var basis = (photons.bases[s >> 6] >> UInt64(s & 63)) & 1 == 1
-            var bit = (photons.bits[s >> 6] >> UInt64(s & 63)) & 1 == 1
-            if interceptFraction > 0, uniform(&random) < interceptFraction {
-                let eveBasis = random.next() & 1 == 1
-                if eveBasis != basis { bit = random.next() & 1 == 1 }
-                basis = eveBasis
+        let n = photons.slotCount
+        precondition(n <= 1 << 32, "a simulated round holds at most 2^32 slots")
+        var out = Arrivals(slotCount: n)
+        if transmittance >= 1 {
+            out.slots = (0..<n).map { UInt32(truncatingIfNeeded: $0) }
+            out.basisWords = photons.bases
+            out.bitWords = photons.bits
+        } else {
+            var survives = BernoulliMasks(probability: transmittance)
+            let expected = Int(Double(n) * transmittance * 1.05) + 64
+            out.slots.reserveCapacity(expected)
+            var bases = BitAppender(capacity: expected), bits = BitAppender(capacity: expected)
+            for w in 0..<((n + 63) >> 6) {
+                let valid = n - (w << 6) >= 64 ? UInt64.max : (UInt64(1) << UInt64(n & 63)) - 1
+                var m = survives.word(w, &random) & valid
+                let b = photons.bases[w], x = photons.bits[w]
+                while m != 0 {
+                    let j = m.trailingZeroBitCount
+                    m &= m - 1
+                    out.slots.append(UInt32(truncatingIfNeeded: (w << 6) + j))
+                    bases.append((b >> UInt64(j)) & 1, bits: 1)
+                    bits.append((x >> UInt64(j)) & 1, bits: 1)
+                }
             }
-            out.slots.append(UInt64(s))
-            out.bases.append(basis)
-            out.bits.append(bit)
-            slot = s + 1
+            out.basisWords = bases.words
+            out.bitWords = bits.words
+        }
+        if interceptFraction > 0 {
+            var intercepted = BernoulliMasks(probability: interceptFraction)
+            let count = out.slots.count
+            for w in 0..<out.basisWords.count {
+                let valid = count - (w << 6) >= 64 ? UInt64.max : (UInt64(1) << UInt64(count & 63)) - 1
+                let m = intercepted.word(w, &random) & valid
+                let eveBasis = random.next(), eveBits = random.next()
+                let wrong = m & (eveBasis ^ out.basisWords[w])  // Eve measured in the other basis.
+                out.bitWords[w] = (out.bitWords[w] & ~wrong) | (eveBits & wrong)
+                out.basisWords[w] = (out.basisWords[w] & ~m) | (eveBasis & m)
+            }
         }
         return out
     }
@@ -192,75 +275,93 @@ public struct BobDevice: Sendable {
         random = DeterministicRandomSource(seed: seed ^ 0xB0B)
     }
 
-    /// Measures the arriving photons. A photon is detected with the detector efficiency; a dark
-    /// count in a slot without a detected photon gives a uniform bit. The output holds only what
-    /// a real receiver reports.
+    /// Measures the arriving photons. Each photon meets a basis (Z with `probabilityZ`) and is
+    /// detected with the detector efficiency; in the matching basis its bit flips with the
+    /// misalignment, in the other basis the result is uniform. Each slot has a dark count with
+    /// its probability: in a slot without a detected photon it still clicks, with a uniform
+    /// bit. The output holds only what a real receiver reports. Works a word (64 photons) at a
+    /// time; dark counts, which are rare, one by one.
     /// - Parameter arrivals: photons at the detector.
     /// - Returns: Bob's record.
     public mutating func detect(_ arrivals: Arrivals) -> BobRecord {
-        let slotCount = arrivals.slotCount
+        let slotCount = arrivals.slotCount, photons = arrivals.slots.count
         let darkSkipper = GeometricSkipper(probability: darkCountProbability)
         var nextDark = darkSkipper.next(from: 0, limit: slotCount, &random) ?? Int.max
-        // A value with a mutating method, not a nested function: a nested function capturing
-        // local vars boxes them, and every access then paid a dynamic exclusivity check (about
-        // a tenth of a two-process demo's CPU time).
-        var out = DetectionBuilder(capacity: arrivals.slots.count + 16)
-        var i = 0
-        let zThreshold = probabilityZ
-        while i < arrivals.slots.count || nextDark != Int.max {
-            let photonSlot = i < arrivals.slots.count ? Int(arrivals.slots[i]) : Int.max
-            let bobBasis = !(uniform(&random) < zThreshold)  // true = X
-            if photonSlot <= nextDark {
-                let s = photonSlot
-                i += 1
-                let dark = s == nextDark
-                if dark { nextDark = darkSkipper.next(from: s + 1, limit: slotCount, &random) ?? Int.max }
-                let detected = efficiency >= 1 || uniform(&random) < efficiency
-                if detected {
-                    var bit: Bool
-                    if bobBasis == arrivals.bases[i - 1] {
-                        bit = arrivals.bits[i - 1]
-                        if misalignment > 0, uniform(&random) < misalignment { bit.toggle() }
-                    } else {
-                        bit = random.next() & 1 == 1
-                    }
-                    out.push(s, bobBasis, bit)
-                } else if dark {
-                    out.push(s, bobBasis, random.next() & 1 == 1)  // The dark count still clicks.
+        var xBasis = BernoulliMasks(probability: 1 - probabilityZ)
+        var detected = BernoulliMasks(probability: efficiency)
+        var flips = BernoulliMasks(probability: misalignment)
+        var out = DetectionOutput(capacity: photons + 64)
+        for w in 0..<arrivals.basisWords.count {
+            let base = w << 6
+            let inWord = min(64, photons - base)
+            let valid = inWord == 64 ? UInt64.max : (UInt64(1) << UInt64(inWord)) - 1
+            let bob = xBasis.word(w, &random) & valid
+            let clicks = efficiency >= 1 ? valid : detected.word(w, &random) & valid
+            let flip = flips.word(w, &random)
+            let uniformBits = random.next()
+            let match = ~(bob ^ arrivals.basisWords[w])
+            let measured = (((arrivals.bitWords[w] ^ flip) & match) | (uniformBits & ~match)) & valid
+            if clicks == valid && nextDark > Int(arrivals.slots[base + inWord - 1]) {
+                // Every photon of the word clicks and no dark count falls among them.
+                out.pushWord(arrivals.slots[base..<(base + inWord)], bob, measured)
+                continue
+            }
+            for j in 0..<inWord {
+                let s = Int(arrivals.slots[base + j])
+                while nextDark < s {
+                    out.pushDark(nextDark, probabilityZ, &random)
+                    nextDark = darkSkipper.next(from: nextDark + 1, limit: slotCount, &random) ?? Int.max
                 }
-            } else {
-                let s = nextDark
-                nextDark = darkSkipper.next(from: s + 1, limit: slotCount, &random) ?? Int.max
-                out.push(s, bobBasis, random.next() & 1 == 1)
+                let dark = nextDark == s
+                if dark { nextDark = darkSkipper.next(from: s + 1, limit: slotCount, &random) ?? Int.max }
+                if (clicks >> UInt64(j)) & 1 == 1 {
+                    out.push(s, (bob >> UInt64(j)) & 1, (measured >> UInt64(j)) & 1)
+                } else if dark {
+                    // The dark count still clicks, in the basis the photon met, with a uniform bit.
+                    out.push(s, (bob >> UInt64(j)) & 1, random.next() & 1)
+                }
             }
         }
-        return BobRecord(slotCount: slotCount, slots: out.slots, bases: out.bases, bits: out.bits)
+        while nextDark < slotCount {
+            out.pushDark(nextDark, probabilityZ, &random)
+            nextDark = darkSkipper.next(from: nextDark + 1, limit: slotCount, &random) ?? Int.max
+        }
+        return BobRecord(slotCount: slotCount, slots: out.slots, bases: out.bases.words, bits: out.bits.words)
     }
 }
 
-/// Bob's detections as they are recorded: slot, basis bit and measured bit, packed.
-private struct DetectionBuilder {
+/// Bob's detections as they are recorded: slot, basis bit and measured bit, packed. A value with
+/// mutating methods, not a nested function: a nested function capturing local vars boxes them,
+/// and every access then pays a dynamic exclusivity check.
+private struct DetectionOutput {
     var slots: [UInt64] = []
-    var bases: [UInt64] = []
-    var bits: [UInt64] = []
-    var count = 0
+    var bases: BitAppender
+    var bits: BitAppender
 
     init(capacity: Int) {
         slots.reserveCapacity(capacity)
-        bases.reserveCapacity((capacity + 63) >> 6)
-        bits.reserveCapacity((capacity + 63) >> 6)
+        bases = BitAppender(capacity: capacity)
+        bits = BitAppender(capacity: capacity)
     }
 
     @inline(__always)
-    mutating func push(_ slot: Int, _ basis: Bool, _ bit: Bool) {
-        if count & 63 == 0 {
-            bases.append(0)
-            bits.append(0)
-        }
-        if basis { bases[count >> 6] |= UInt64(1) << UInt64(count & 63) }
-        if bit { bits[count >> 6] |= UInt64(1) << UInt64(count & 63) }
+    mutating func push(_ slot: Int, _ basis: UInt64, _ bit: UInt64) {
         slots.append(UInt64(slot))
-        count += 1
+        bases.append(basis, bits: 1)
+        bits.append(bit, bits: 1)
+    }
+
+    /// A whole word of photons that all clicked (their slots, bases and bits).
+    mutating func pushWord(_ photonSlots: ArraySlice<UInt32>, _ basisBits: UInt64, _ measured: UInt64) {
+        for s in photonSlots { slots.append(UInt64(s)) }
+        bases.append(basisBits, bits: photonSlots.count)
+        bits.append(measured, bits: photonSlots.count)
+    }
+
+    /// A dark count alone in its slot: a basis (Z with probability pZ) and a uniform bit.
+    mutating func pushDark(_ slot: Int, _ probabilityZ: Double, _ random: inout DeterministicRandomSource) {
+        let x: UInt64 = uniform(&random) < probabilityZ ? 0 : 1
+        push(slot, x, random.next() & 1)
     }
 }
 
