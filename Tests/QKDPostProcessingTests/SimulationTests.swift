@@ -55,12 +55,12 @@ import QKDSimulation
     /// QBER of the matched detections, where a detected photon errs with the misalignment
     /// (intercepted: half the time Eve's basis is right, else a uniform bit) and a dark count
     /// alone in its slot with probability 1/2. The cases take: every photon arriving and
-    /// clicking (whole words at once); loss by word masks (t >= 1/12) and by geometric skips
-    /// (t < 1/12, where dark counts dominate); a detector efficiency below 1 (photon by photon);
-    /// misalignment by word masks and by skips (below 1/12); Eve on some or all photons.
+    /// clicking (whole words at once); loss by word masks (t >= 1/6) and by geometric skips
+    /// (t < 1/6, where dark counts dominate); a detector efficiency below 1 (photon by photon);
+    /// misalignment by word masks and by skips (below 1/6); Eve on some or all photons.
     @Test(arguments: [
         LinkCase(lossDB: 0, efficiency: 1, dark: 0, misalignment: 0.02, eve: 0, pZ: 0.75),
-        LinkCase(lossDB: 1, efficiency: 1, dark: 0, misalignment: 0.11, eve: 0, pZ: 0.5),
+        LinkCase(lossDB: 1, efficiency: 1, dark: 0, misalignment: 0.18, eve: 0, pZ: 0.5),
         LinkCase(lossDB: 30, efficiency: 1, dark: 1e-3, misalignment: 0.02, eve: 0, pZ: 0.9),
         LinkCase(lossDB: 3, efficiency: 0.6, dark: 1e-4, misalignment: 0.01, eve: 0.2, pZ: 0.5),
         LinkCase(lossDB: 0, efficiency: 0.9, dark: 1e-2, misalignment: 0, eve: 1, pZ: 0.6),

@@ -87,10 +87,10 @@ public struct AliceDevice: Sendable {
         let words = (pulses + 63) / 64
         var bits = [UInt64](repeating: 0, count: words)
         var bases = [UInt64](repeating: 0, count: words)
-        let xThreshold = fraction32(1 - probabilityZ)
+        var xBasis = BernoulliMasks(probability: 1 - probabilityZ)
         for i in 0..<words {
             bits[i] = random.next()
-            bases[i] = probabilityZ == 0.5 ? random.next() : bernoulliWord(xThreshold, &random)
+            bases[i] = probabilityZ == 0.5 ? random.next() : xBasis.word(i, &random)
         }
         if pulses & 63 != 0, words > 0 {
             let mask = (UInt64(1) << UInt64(pulses & 63)) - 1
@@ -121,9 +121,11 @@ public struct Arrivals: Sendable {
 }
 
 /// Per-bit Bernoulli masks, a word (64 trials) at a time: ``bernoulliWord(_:_:)`` (one random
-/// word per significant bit of p, about 31 for most p) from p = 1/12 up, geometric skipping
-/// below (one draw and one logarithm per event, about 6 draws' worth: 64 p events a word cost
-/// less than 31 draws there). p >= 1 gives all ones and p <= 0 none, exactly.
+/// word per significant bit of p, about 31 for most p) from p = 1/6 up, geometric skipping
+/// below (one draw and one logarithm per event, 64 p events a word). The crossover was
+/// measured with `qkd-node bench link` (1/12, 0.15, 0.2, 0.3: 0.15 and 0.2 were fastest on
+/// the lossy link, 0.3 slowed the demo link's basis choice at p = 1/4 to less than half).
+/// p >= 1 gives all ones and p <= 0 none, exactly.
 struct BernoulliMasks {
     private let threshold: UInt32
     private let skipper: GeometricSkipper?
@@ -135,7 +137,7 @@ struct BernoulliMasks {
         never = p <= 0
         always = p >= 1
         threshold = fraction32(p)
-        skipper = p > 0 && p < 1.0 / 12 ? GeometricSkipper(probability: p) : nil
+        skipper = p > 0 && p < 1.0 / 6 ? GeometricSkipper(probability: p) : nil
     }
 
     /// The mask of trials `64 w ..< 64 w + 64`; words must be asked for in order from 0.

@@ -8,14 +8,15 @@ import Darwin
 import QKDCrypto
 
 /// The simulated channel and detector as they were written before the word-at-a-time devices
-/// (session 9): one draw per photon for each event, per-photon arrays of flags. Kept as the
-/// baseline of `qkd-node bench link` and as an independent statistical reference for the tests;
-/// the link itself uses ``QuantumChannel`` and ``BobDevice``. The same physics: loss, Eve on a
+/// (session 9), Alice's source included: one draw per photon for each event, per-photon arrays
+/// of flags; with the same seed it gives the same records as those devices did. Kept as the
+/// baseline of `qkd-node bench link` and as the source of the round fuzz target's records (its
+/// pinned inputs were made with them); the link itself uses ``QuantumChannel`` and ``BobDevice``. The same physics: loss, Eve on a
 /// fraction of the arriving photons, basis choice, efficiency, misalignment, dark counts.
 public struct PhotonByPhotonLink: Sendable {
     /// The parameters.
     public let parameters: LinkParameters
-    private var alice: AliceDevice
+    private var aliceRandom: DeterministicRandomSource
     private var channelRandom: DeterministicRandomSource
     private var bobRandom: DeterministicRandomSource
 
@@ -25,7 +26,7 @@ public struct PhotonByPhotonLink: Sendable {
     ///   - seed: the seed of the three random streams.
     public init(parameters: LinkParameters, seed: UInt64) {
         self.parameters = parameters
-        alice = AliceDevice(probabilityZ: parameters.probabilityZ, seed: seed)
+        aliceRandom = DeterministicRandomSource(seed: seed ^ 0xA11CE)
         channelRandom = DeterministicRandomSource(seed: seed ^ 0xC4A77E1)
         bobRandom = DeterministicRandomSource(seed: seed ^ 0xB0B)
     }
@@ -33,9 +34,29 @@ public struct PhotonByPhotonLink: Sendable {
     /// Runs one round of pulses, photon by photon.
     /// - Returns: what Alice's node sees and what Bob's node sees.
     public mutating func runRound() -> (alice: AliceRecord, bob: BobRecord) {
-        let (record, photons) = alice.emit(pulses: parameters.pulsesPerRound)
+        let (record, photons) = emit(pulses: parameters.pulsesPerRound)
         let arrivals = transmit(photons)
         return (record, detect(arrivals))
+    }
+
+    /// Alice's source as it was: one random word per significant bit of the X probability for
+    /// every word of bases.
+    private mutating func emit(pulses: Int) -> (record: AliceRecord, photons: PhotonTrain) {
+        let probabilityZ = parameters.probabilityZ
+        let words = (pulses + 63) / 64
+        var bits = [UInt64](repeating: 0, count: words)
+        var bases = [UInt64](repeating: 0, count: words)
+        let xThreshold = fraction32(1 - probabilityZ)
+        for i in 0..<words {
+            bits[i] = aliceRandom.next()
+            bases[i] = probabilityZ == 0.5 ? aliceRandom.next() : bernoulliWord(xThreshold, &aliceRandom)
+        }
+        if pulses & 63 != 0, words > 0 {
+            let mask = (UInt64(1) << UInt64(pulses & 63)) - 1
+            bits[words - 1] &= mask
+            bases[words - 1] &= mask
+        }
+        return (AliceRecord(slotCount: pulses, bits: bits, bases: bases), PhotonTrain(slotCount: pulses, bits: bits, bases: bases))
     }
 
     private struct PhotonArrivals {
