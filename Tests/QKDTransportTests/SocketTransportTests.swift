@@ -27,6 +27,34 @@ let quickRetry = RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(1), max
         await listener.close()
     }
 
+    /// A socket's preferred task executor is its event loop: a task that prefers it runs there,
+    /// and stays there after a read and a write suspend it (each message handled on the thread
+    /// that read it, no hop per message). An in-memory transport states no preference.
+    @Test func socketWorkRunsOnItsEventLoop() async throws {
+        let (listener, client, server) = try await Self.tcpPair()
+        let nio = try #require(server as? NIOByteTransport)
+        let executor = try #require(server.preferredTaskExecutor)
+        #expect(nio.channel.eventLoop.inEventLoop == false)
+        let onLoop = try await withTaskExecutorPreference(executor) { () async throws -> [Bool] in
+            var seen = [nio.channel.eventLoop.inEventLoop]
+            try await client.write([1, 2, 3])
+            _ = try await readExactly(server, 3)  // suspends until the loop delivers the bytes
+            seen.append(nio.channel.eventLoop.inEventLoop)
+            try await server.write([4])
+            seen.append(nio.channel.eventLoop.inEventLoop)
+            return seen
+        }
+        #expect(onLoop == [true, true, true])
+        #expect(try await readExactly(client, 1) == [4])
+        // One executor per loop, so every channel of that loop shares it.
+        #expect((server.preferredTaskExecutor as AnyObject?) === (executor as AnyObject))
+        let (a, b) = InMemoryTransport.pair()
+        #expect(a.preferredTaskExecutor == nil && b.preferredTaskExecutor == nil)
+        await client.close()
+        await server.close()
+        await listener.close()
+    }
+
     @Test func tcpCleanCloseIsEndOfStreamAfterTheData() async throws {
         let (listener, client, server) = try await Self.tcpPair()
         let data = Array(repeating: UInt8(7), count: 100_000)

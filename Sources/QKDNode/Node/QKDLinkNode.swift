@@ -230,7 +230,11 @@ public actor QKDLinkNode {
             }
             logger.info("connected", metadata: ["peer": "\(classical.peerDescription)"])
             emit(.connected(peer: classical.peerDescription))
-            let outcome = await runConnection(classical, quantum)
+            // On the classical link's thread (its event loop, for a socket): each message is
+            // read, handled and answered there, with no hop between threads per message.
+            let outcome = await withTaskExecutorPreference(classical.preferredTaskExecutor) {
+                await runConnection(classical, quantum)
+            }
             endConnection(outcome)
             await classical.close()
             await quantum.close()
@@ -272,9 +276,10 @@ public actor QKDLinkNode {
     private func runConnection(_ classical: any ByteTransport, _ quantum: any ByteTransport) async -> Outcome {
         let (stream, sink) = AsyncStream<Input>.makeStream()
         var validations: [Task<Void, Never>] = []
+        let executor = classical.preferredTaskExecutor
         let readers = [
-            Task { await Self.pump(classical, sink) { .classical($0) } },
-            Task { await Self.pump(quantum, sink) { .quantum($0) } },
+            Task(executorPreference: executor) { await Self.pump(classical, sink) { .classical($0) } },
+            Task(executorPreference: quantum.preferredTaskExecutor) { await Self.pump(quantum, sink) { .quantum($0) } },
             Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(200))

@@ -38,4 +38,14 @@ public protocol ByteTransport: AnyObject, Sendable {
     /// written. Idempotent; waits until the underlying resources (socket, child process, plugin
     /// handle) are released.
     func close() async
+
+    /// The executor whose thread delivers this transport's bytes, if it has one (a socket's
+    /// event loop), for the code that consumes them: a task that prefers it reads, computes and
+    /// writes on that one thread, without a thread hop per message. Nil: no preference.
+    var preferredTaskExecutor: (any TaskExecutor)? { get }
+}
+
+extension ByteTransport {
+    /// No preference: the global concurrent executor.
+    public var preferredTaskExecutor: (any TaskExecutor)? { nil }
 }

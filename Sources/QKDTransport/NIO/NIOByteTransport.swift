@@ -62,6 +62,9 @@ final class NIOByteTransport: ByteTransport {
         }
     }
 
+    /// The channel's event loop as a task executor (EventLoopTaskExecutor).
+    var preferredTaskExecutor: (any TaskExecutor)? { EventLoopTaskExecutor.of(channel.eventLoop) }
+
     func read() async throws -> [UInt8]? {
         try await queue.pop()
     }
@@ -86,5 +89,33 @@ final class NIOByteTransport: ByteTransport {
             _ = try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
         }
         await close()
+    }
+}
+
+/// An event loop as a Swift task executor (SE-0417): jobs run on the loop's thread, in the order
+/// enqueued. A task that prefers it and reads a channel of that loop resumes on the thread that
+/// read the bytes, and its writes reach the socket without a thread hop.
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {  // Immutable.
+    let eventLoop: any EventLoop
+
+    private init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    private static let cache = Mutex<[ObjectIdentifier: EventLoopTaskExecutor]>([:])
+
+    /// One executor per event loop (the loops of a group live as long as the process).
+    static func of(_ eventLoop: any EventLoop) -> EventLoopTaskExecutor {
+        cache.withLock { c in
+            let key = ObjectIdentifier(eventLoop as AnyObject)
+            if let e = c[key] { return e }
+            let e = EventLoopTaskExecutor(eventLoop)
+            c[key] = e
+            return e
+        }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        eventLoop.execute { job.runSynchronously(on: executor) }
     }
 }
