@@ -128,7 +128,7 @@ let package = Package(
         ),
         .target(
             name: "QKDFuzzChecks",
-            dependencies: ["QKDCrypto", "QKDWire", "QKDPostProcessing", "QKDKeyPool", "QKDSession", "QKDSimulation"],
+            dependencies: ["QKDCrypto", "QKDWire", "QKDPostProcessing", "QKDKeyPool", "QKDSession", "QKDSimulation", "QKDNode"],
             swiftSettings: strictSettings
         ),
         // Shared test helpers: the vector loader, package paths, in-memory pairs.

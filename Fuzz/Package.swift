@@ -14,6 +14,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzHandshakeInitiator", []),
     ("FuzzSessionPair", []),
     ("FuzzPostProcessingRound", []),
+    ("FuzzPulseFrame", []),
 ]
 
 let package = Package(

@@ -27,6 +27,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
     /// A whole post-processing round (Alice and Bob) with a misbehaving wire between them
     /// (Spec/postprocessing.md section 3): the state machines and the Cascade engine.
     case postProcessingRound = "FuzzPostProcessingRound"
+    case pulseFrame = "FuzzPulseFrame"
 
     /// How one input ended.
     public enum Outcome: Sendable, Equatable {
@@ -51,6 +52,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .handshakeInitiator: return try HandshakeCheck.run(input, role: .initiator)
         case .sessionPair: return try SessionPairCheck.run(input)
         case .postProcessingRound: return try PostProcessingRoundCheck.run(input)
+        case .pulseFrame: return try PulseFrameCheck.run(input)
         }
     }
 
@@ -69,6 +71,7 @@ public enum FuzzCheck: String, CaseIterable, Sendable {
         case .handshakeInitiator: return HandshakeCheck.seeds(role: .initiator)
         case .sessionPair: return SessionPairCheck.seeds()
         case .postProcessingRound: return PostProcessingRoundCheck.seeds()
+        case .pulseFrame: return PulseFrameCheck.seeds()
         }
     }
 }
