@@ -19,15 +19,9 @@ enum FrameDecoderCheck {
         var decoder = FrameDecoder(limits: limits)
         var result = Result()
         var offset = 0
-        var chunkState = UInt32(chunkSeed) | 1
-        func nextChunk() -> Int {
-            if chunkSeed == 0 { return stream.count }  // whole
-            if chunkSeed == 1 { return 1 }             // drip
-            chunkState = chunkState &* 1_103_515_245 &+ 12345
-            return Int((chunkState >> 16) % 37) + 1
-        }
+        var chunks = FuzzChunks(seed: chunkSeed)
         repeat {
-            let n = min(nextChunk(), stream.count - offset)
+            let n = stream.isEmpty ? 0 : chunks.next(remaining: stream.count - offset)
             decoder.append(Array(stream[offset..<offset + n]))
             offset += n
             do {

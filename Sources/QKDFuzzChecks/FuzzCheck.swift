@@ -105,3 +105,24 @@ struct FuzzInput {
     /// Everything left.
     mutating func rest() -> [UInt8] { take(bytes.count - position) }
 }
+
+/// The piece sizes in which a check feeds a byte stream, chosen by one input byte: 0 the whole
+/// stream at once, 1 a byte at a time, any other value pseudo-random sizes 1...37 (a linear
+/// congruential sequence seeded with the byte). Checks compare the whole and the chunked runs.
+struct FuzzChunks {
+    private let seed: UInt8
+    private var state: UInt32
+
+    init(seed: UInt8) {
+        self.seed = seed
+        state = UInt32(seed) | 1
+    }
+
+    /// The next piece's size, at least 1 and at most `remaining` (which is at least 1).
+    mutating func next(remaining: Int) -> Int {
+        if seed == 0 { return remaining }
+        if seed == 1 { return min(1, remaining) }
+        state = state &* 1_103_515_245 &+ 12345
+        return min(remaining, Int((state >> 16) % 37) + 1)
+    }
+}

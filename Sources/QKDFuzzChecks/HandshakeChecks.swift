@@ -167,15 +167,9 @@ enum HandshakeCheck {
             guard thrown == nil else { throw FuzzInvariantViolation("Alice could not start: \(thrown!)") }
         }
         var offset = 0
-        var chunkState = UInt32(chunkSeed) | 1
+        var chunks = FuzzChunks(seed: chunkSeed)
         while offset < stream.count && !session.isClosed {
-            var n = stream.count - offset
-            if chunkSeed == 1 {
-                n = 1
-            } else if chunkSeed > 1 {
-                chunkState = chunkState &* 1_103_515_245 &+ 12345
-                n = min(n, Int((chunkState >> 16) % 37) + 1)
-            }
+            let n = chunks.next(remaining: stream.count - offset)
             let chunk = Array(stream[offset..<offset + n])
             offset += n
             if let error = try SessionProbe.call(&session, "receive", { try $0.receive(chunk, now: 0) }) { thrown = thrown ?? error }

@@ -49,8 +49,7 @@ struct BenchLinkCommand: ParsableCommand {
         var alice = AliceDevice(probabilityZ: 0.75, seed: 9)
         var channel = QuantumChannel(transmittance: 1, interceptFraction: 0, seed: 9)
         let arrivals = channel.transmit(alice.emit(pulses: pulses).photons)
-        let frame = PulseFrame(roundID: 1, slotCount: UInt32(pulses), slots: arrivals.packedSlots,
-                               basisWords: arrivals.packedBases, bitWords: arrivals.packedBits)
+        let frame = PulseFrame(roundID: 1, arrivals: arrivals)
         var coded = Double.infinity, copied = Double.infinity, bytes = 0
         for _ in 0..<runs {
             var start = BenchSupport.cpuSeconds()

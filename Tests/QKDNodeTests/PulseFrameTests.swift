@@ -73,14 +73,14 @@ import Testing
         var channel = QuantumChannel(transmittance: p.channelTransmittance, interceptFraction: p.interceptFraction, seed: 4)
         let (_, photons) = alice.emit(pulses: p.pulsesPerRound)
         let arrivals = channel.transmit(photons)
-        let frame = PulseFrame(roundID: 9, slotCount: UInt32(p.pulsesPerRound), slots: arrivals.packedSlots,
-                               basisWords: arrivals.packedBases, bitWords: arrivals.packedBits)
+        let frame = PulseFrame(roundID: 9, arrivals: arrivals)
         var bytes: [UInt8] = []
         frame.encode(into: &bytes)
         let back = try #require(try Self.parseAll(bytes).first)
         let rebuilt = Arrivals(roundSlotCount: Int(back.slotCount), slots: back.slots, basisWords: back.basisWords, bitWords: back.bitWords)
         #expect(rebuilt.photonSlots == arrivals.photonSlots && rebuilt.photonBases == arrivals.photonBases && rebuilt.photonBits == arrivals.photonBits)
         #expect(back.bases == arrivals.photonBases && back.bits == arrivals.photonBits)
+        #expect(back.arrivals == arrivals)
     }
 
     /// One body, changed as `edit` says, behind a correct length prefix.

@@ -46,7 +46,7 @@ let quickRetry = RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(1), max
         }
         #expect(onLoop == [true, true, true])
         #expect(try await readExactly(client, 1) == [4])
-        // One executor per loop, so every channel of that loop shares it.
+        // The transport keeps one executor: every connection task it serves runs on the same loop.
         #expect((server.preferredTaskExecutor as AnyObject?) === (executor as AnyObject))
         let (a, b) = InMemoryTransport.pair()
         #expect(a.preferredTaskExecutor == nil && b.preferredTaskExecutor == nil)

@@ -711,8 +711,7 @@ public actor QKDLinkNode {
         let pulses = configuration.simulation.pulsesPerRound
         let (record, photons) = aliceDevice.emit(pulses: pulses)
         let arrivals = channel.transmit(photons)
-        let frame = PulseFrame(roundID: id, slotCount: UInt32(pulses), slots: arrivals.packedSlots,
-                               basisWords: arrivals.packedBases, bitWords: arrivals.packedBits)
+        let frame = PulseFrame(roundID: id, arrivals: arrivals)
         frame.encode(into: &quantumOutgoing)
         var round = ActiveRound(id: id, slotCount: UInt32(pulses), deliverable: deliverable,
                                 schedule: configuration.postProcessing.reconciliation, padSlotsAtStart: padSlotsUsed)
@@ -721,7 +720,7 @@ public actor QKDLinkNode {
                                  bases: BitVector(words: record.bases, count: record.slotCount), random: SystemRandomSource())
         round.begun = true
         active = round
-        logger.debug("round started", metadata: ["round": "\(id)", "pulses": "\(pulses)", "photons": "\(frame.slots.count)"])
+        logger.debug("round started", metadata: ["round": "\(id)", "pulses": "\(pulses)", "photons": "\(arrivals.photonCount)"])
         var session = self.session!
         do {
             if !perFrameRounds { try session.beginRound(id) }
@@ -742,8 +741,7 @@ public actor QKDLinkNode {
             throw QKDError(.nodeProtocolViolation, "round \(a.id): the quantum link carried \(frame.slotCount) slots, roundStart says \(a.slotCount)")
         }
         pulses[a.id] = nil
-        let arrivals = Arrivals(roundSlotCount: Int(frame.slotCount), slots: frame.slots, basisWords: frame.basisWords, bitWords: frame.bitWords)
-        let record = bobDevice.detect(arrivals)
+        let record = bobDevice.detect(frame.arrivals)
         a.begun = true
         if !perFrameRounds { try session!.beginRound(a.id) }
         guard record.slots.count <= PostProcessingLimits.maxDetections else {

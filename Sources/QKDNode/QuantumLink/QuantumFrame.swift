@@ -1,4 +1,5 @@
 import QKDCrypto
+public import QKDSimulation
 
 /// Limits of the quantum-link format (Spec/quantum-link.md section 3).
 public enum QuantumLinkLimits {
@@ -14,22 +15,26 @@ public enum QuantumLinkLimits {
 
 /// One round's photons at Bob's detector, as Alice's simulated channel sends them to Bob's
 /// simulated detector (Spec/quantum-link.md section 2). Only a simulation carries this: a real
-/// link carries photons. Bases and bits are held packed (bit i of word i >> 6 belongs to photon
-/// i, the bits past the last photon zero), so that coding a frame of millions of photons is a
-/// few passes over words, not a loop per photon.
+/// link carries photons. The photons are the channel's ``QKDSimulation/Arrivals`` as they are,
+/// bases and bits packed (bit i of word i >> 6 belongs to photon i), so that coding a frame of
+/// millions of photons is a few passes over words, not a loop per photon.
 public struct PulseFrame: Sendable, Equatable {
     /// The round the pulses belong to (the same id as the post-processing round).
     public var roundID: UInt64
-    /// Slots in the round.
-    public var slotCount: UInt32
-    /// The slots a photon arrived in, strictly increasing, below `slotCount`.
-    public private(set) var slots: [UInt32]
-    /// The basis each photon carries, packed (1 = X).
-    public private(set) var basisWords: [UInt64]
-    /// The bit each photon carries, packed.
-    public private(set) var bitWords: [UInt64]
+    /// The photons, with the round's slot count.
+    public let arrivals: Arrivals
 
-    /// Creates a frame from packed bases and bits.
+    /// Creates a frame.
+    /// - Parameters:
+    ///   - roundID: the round.
+    ///   - arrivals: the photons that reached the detector (at most 2^32 - 1 slots).
+    public init(roundID: UInt64, arrivals: Arrivals) {
+        precondition(arrivals.roundSlotCount <= Int(UInt32.max), "a pulse frame's slot count is a u32")
+        self.roundID = roundID
+        self.arrivals = arrivals
+    }
+
+    /// Creates a frame from packed bases and bits (``QKDSimulation/Arrivals/init(roundSlotCount:slots:basisWords:bitWords:)``).
     /// - Parameters:
     ///   - roundID: the round.
     ///   - slotCount: slots in the round.
@@ -37,17 +42,7 @@ public struct PulseFrame: Sendable, Equatable {
     ///   - basisWords: ceil(n / 64) words, bit i = photon i's basis (1 = X), padding zero.
     ///   - bitWords: ceil(n / 64) words, bit i = photon i's bit, padding zero.
     public init(roundID: UInt64, slotCount: UInt32, slots: [UInt32], basisWords: [UInt64], bitWords: [UInt64]) {
-        let words = (slots.count + 63) >> 6
-        precondition(basisWords.count == words && bitWords.count == words, "one basis and bit per photon, 64 to a word")
-        if slots.count & 63 != 0, words > 0 {
-            let tail = ~((UInt64(1) << UInt64(slots.count & 63)) - 1)
-            precondition(basisWords[words - 1] & tail == 0 && bitWords[words - 1] & tail == 0, "bits past the last photon are zero")
-        }
-        self.roundID = roundID
-        self.slotCount = slotCount
-        self.slots = slots
-        self.basisWords = basisWords
-        self.bitWords = bitWords
+        self.init(roundID: roundID, arrivals: Arrivals(roundSlotCount: Int(slotCount), slots: slots, basisWords: basisWords, bitWords: bitWords))
     }
 
     /// Creates a frame from one basis and bit per photon.
@@ -58,24 +53,22 @@ public struct PulseFrame: Sendable, Equatable {
     ///   - bases: one basis per photon (true = X).
     ///   - bits: one bit per photon.
     public init(roundID: UInt64, slotCount: UInt32, slots: [UInt32], bases: [Bool], bits: [Bool]) {
-        precondition(slots.count == bases.count && bases.count == bits.count, "one basis and bit per photon")
-        self.init(roundID: roundID, slotCount: slotCount, slots: slots, basisWords: Self.pack(bases), bitWords: Self.pack(bits))
+        self.init(roundID: roundID, arrivals: Arrivals(roundSlotCount: Int(slotCount), photonSlots: slots.map { UInt64($0) },
+                                                       photonBases: bases, photonBits: bits))
     }
 
+    /// Slots in the round.
+    public var slotCount: UInt32 { UInt32(arrivals.roundSlotCount) }
+    /// The slots a photon arrived in, strictly increasing, below `slotCount`.
+    public var slots: [UInt32] { arrivals.packedSlots }
+    /// The basis each photon carries, packed (1 = X).
+    public var basisWords: [UInt64] { arrivals.packedBases }
+    /// The bit each photon carries, packed.
+    public var bitWords: [UInt64] { arrivals.packedBits }
     /// The basis each photon carries (true = X), one value each.
-    public var bases: [Bool] { Self.unpack(basisWords, slots.count) }
+    public var bases: [Bool] { arrivals.photonBases }
     /// The bit each photon carries, one value each.
-    public var bits: [Bool] { Self.unpack(bitWords, slots.count) }
-
-    private static func pack(_ flags: [Bool]) -> [UInt64] {
-        var words = [UInt64](repeating: 0, count: (flags.count + 63) >> 6)
-        for (i, f) in flags.enumerated() where f { words[i >> 6] |= UInt64(1) << UInt64(i & 63) }
-        return words
-    }
-
-    private static func unpack(_ words: [UInt64], _ n: Int) -> [Bool] {
-        (0..<n).map { (words[$0 >> 6] >> UInt64($0 & 63)) & 1 == 1 }
-    }
+    public var bits: [Bool] { arrivals.photonBits }
 
     /// The format version.
     public static let version: UInt8 = 1
@@ -140,8 +133,8 @@ public struct PulseFrame: Sendable, Equatable {
         }
         let type = try r.u8()
         guard type == Self.typePulses else { throw QKDError(.nodeMalformed, "unknown quantum-link frame type \(type)") }
-        roundID = try r.u64()
-        slotCount = try r.u32()
+        let roundID = try r.u64()
+        let slotCount = try r.u32()
         guard slotCount <= QuantumLinkLimits.maxSlots else {
             throw QKDError(.nodeMalformed, "a round of \(slotCount) slots exceeds the \(QuantumLinkLimits.maxSlots)-slot limit")
         }
@@ -193,9 +186,7 @@ public struct PulseFrame: Sendable, Equatable {
                 throw QKDError(.nodeMalformed, "padding bits of a pulse bitmap are set")
             }
         }
-        self.slots = slots
-        self.basisWords = basisWords
-        self.bitWords = bitWords
+        self.init(roundID: roundID, slotCount: slotCount, slots: slots, basisWords: basisWords, bitWords: bitWords)
     }
 }
 

@@ -111,7 +111,7 @@ public struct PhotonTrain: Sendable {
 
 /// Photons that reach Bob's detector: slot and the state (basis, bit) they carry, packed a bit
 /// per photon (bit i of word i >> 6 belongs to photon i; the bits past the last photon are zero).
-public struct Arrivals: Sendable {
+public struct Arrivals: Sendable, Equatable {
     let slotCount: Int
     /// Strictly increasing, each below `slotCount` (rounds hold at most 2^32 slots).
     var slots: [UInt32] = []

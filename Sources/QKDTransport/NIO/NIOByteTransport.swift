@@ -15,12 +15,14 @@ final class NIOByteTransport: ByteTransport {
     let peerDescription: String
     private let queue: ByteQueue
     private let closed = Mutex(false)
+    private let executor: EventLoopTaskExecutor
 
     /// Bytes buffered on the read side before the handler stops reading from the kernel.
     static let readCapacity = 256 * 1024
 
     init(channel: any Channel, queue: ByteQueue, peerDescription: String) {
         self.channel = channel
+        executor = EventLoopTaskExecutor(channel.eventLoop)
         self.queue = queue
         self.peerDescription = peerDescription
     }
@@ -62,8 +64,8 @@ final class NIOByteTransport: ByteTransport {
         }
     }
 
-    /// The channel's event loop as a task executor (EventLoopTaskExecutor).
-    var preferredTaskExecutor: (any TaskExecutor)? { EventLoopTaskExecutor.of(channel.eventLoop) }
+    /// The channel's event loop as a task executor.
+    var preferredTaskExecutor: (any TaskExecutor)? { executor }
 
     func read() async throws -> [UInt8]? {
         try await queue.pop()
@@ -98,20 +100,7 @@ final class NIOByteTransport: ByteTransport {
 final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {  // Immutable.
     let eventLoop: any EventLoop
 
-    private init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    private static let cache = Mutex<[ObjectIdentifier: EventLoopTaskExecutor]>([:])
-
-    /// One executor per event loop (the loops of a group live as long as the process).
-    static func of(_ eventLoop: any EventLoop) -> EventLoopTaskExecutor {
-        cache.withLock { c in
-            let key = ObjectIdentifier(eventLoop as AnyObject)
-            if let e = c[key] { return e }
-            let e = EventLoopTaskExecutor(eventLoop)
-            c[key] = e
-            return e
-        }
-    }
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
